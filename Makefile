@@ -1,0 +1,26 @@
+# dyadic: two commands do everything on a fresh Debian/Ubuntu machine.
+#   make demo   set up, then replay the embedded sample dyad to out/replay.mp4
+#   make test   set up, then run the test suite
+#   make bench  set up, then run the benchmarks (results: BENCHMARKS.md)
+PY      := .venv/bin/python
+STAMP   := .venv/.dyadic-installed
+
+.PHONY: setup demo test bench clean
+.DEFAULT_GOAL := demo
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m dyadic.engine.cli replay --out out/replay.mp4
+
+test: setup
+	$(PY) -m pytest tests -q
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,110 @@
+"""Skinning and rendering cost per frame: `python bench/render.py [--frames 300] [--json FILE]`.
+
+Skinning: one avatar, and the two avatars of a dyad in one batched call. Rendering: DyadRenderer at
+640x480 and 1280x720 (EGL; OSMesa too with --osmesa, in a subprocess since one process can hold
+only one GL platform). Poses and faces change every frame; warm-up frames are excluded.
+Budget (DESIGN.md section 5): skinning + render <= 15 ms per frame at 640x480 on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    ms = np.array(samples) * 1e3
+    return {"median_ms": round(float(np.median(ms)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
+            "frames": len(ms)}
+
+
+def _timed(fn, frames: int, warmup: int) -> dict[str, float]:
+    samples = []
+    for k in range(warmup + frames):
+        t0 = time.perf_counter()
+        fn(k)
+        if k >= warmup:
+            samples.append(time.perf_counter() - t0)
+    return _stats(samples)
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run(frames: int, warmup: int, backend: str, sizes: list[tuple[int, int]]) -> dict:
+    import torch
+
+    from dyadic.renderer.avatar import Avatar
+    from dyadic.renderer.idle import idle_pose
+    from dyadic.renderer.offscreen import DyadRenderer
+
+    avatar = Avatar()
+    n = warmup + frames
+    speakers = [idle_pose(k / 30, seed=1, talking=True) for k in range(n)]
+    listeners = [idle_pose(k / 30, seed=2) for k in range(n)]
+    results = {"skin_one": _timed(lambda k: avatar.vertices(speakers[k]), frames, warmup),
+               "skin_dyad": _timed(lambda k: avatar.vertices_batch([speakers[k], listeners[k]]), frames, warmup)}
+    verts = [avatar.vertices_batch([s, li]) for s, li in zip(speakers, listeners)]
+    info = {}
+    for w, h in sizes:
+        with DyadRenderer(avatar, size=(w, h), backend=backend) as r:
+            results[f"render_{w}x{h}"] = _timed(lambda k: r.render(verts[k][0], verts[k][1]), frames, warmup)
+            info = {"backend": r.backend, "gl_renderer": r.gl_renderer, "gl_version": r.gl_version}
+    return {"results": results, **info, "torch_threads": torch.get_num_threads(),
+            "num_vertices": avatar.num_vertices}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--backend", default="egl", choices=["auto", "egl", "osmesa"])
+    ap.add_argument("--osmesa", action="store_true", help="also measure OSMesa (subprocess)")
+    ap.add_argument("--json", help="write the numbers and machine info here")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    sizes = [(640, 480), (1280, 720)]
+    report = run(args.frames, args.warmup, args.backend, sizes)
+    if args.child:
+        print(json.dumps(report))
+        return 0
+    report["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+                         "platform": platform.platform()}
+    if args.osmesa:
+        out = subprocess.run([sys.executable, __file__, "--child", "--backend", "osmesa", "--frames",
+                              str(args.frames), "--warmup", str(args.warmup)], capture_output=True,
+                             text=True, check=True)
+        other = json.loads(out.stdout.strip().splitlines()[-1])
+        report["osmesa"] = {k: other[k] for k in ("results", "gl_renderer", "gl_version")}
+    res = report["results"]
+    print(f"{report['num_vertices']} vertices/avatar, torch threads {report['torch_threads']}, "
+          f"{report['backend']}: {report['gl_renderer']} | {report['machine']['cpu']} x{report['machine']['cores']}")
+    print(f"{'stage':<28}{'median ms':>10}{'p95 ms':>10}")
+    rows = [(k, v) for k, v in res.items()] + [
+        (f"osmesa {k}", v) for k, v in report.get("osmesa", {}).get("results", {}).items() if k.startswith("render")]
+    for name, s in rows:
+        print(f"{name:<28}{s['median_ms']:>10.2f}{s['p95_ms']:>10.2f}")
+    total = res["skin_dyad"]["median_ms"] + res["render_640x480"]["median_ms"]
+    report["dyad_640x480_total_median_ms"] = round(total, 2)
+    print(f"{'dyad skin + render 640x480':<28}{total:>10.2f}   (budget 15 ms)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

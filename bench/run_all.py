@@ -1,0 +1,52 @@
+"""`make bench`: runs every benchmark of the project and prints one table against the budgets.
+
+Each benchmark script writes its measured numbers as JSON (`--json FILE`, a list of `results`
+rows: name, median, p95, unit, budget, ok); this script runs them one after another (never in
+parallel: they would measure each other) and prints the rows together. BENCHMARKS.md records the
+numbers with the machine, the command and the date.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+BENCHMARKS = ["render.py", "replay.py"]
+
+
+def fmt(v) -> str:
+    return "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def main() -> int:
+    rows, failed = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for script in BENCHMARKS:
+            out = Path(tmp) / (script + ".json")
+            print(f"== bench/{script}", flush=True)
+            proc = subprocess.run([sys.executable, str(BENCH / script), "--json", str(out)])
+            if proc.returncode != 0 or not out.exists():
+                failed.append(script)
+                continue
+            data = json.loads(out.read_text())
+            for r in data["results"]:
+                rows.append((script.removesuffix(".py"), r["name"], fmt(r.get("median")), fmt(r.get("p95")),
+                             r.get("unit", ""), str(r.get("budget", "-")),
+                             {True: "ok", False: "OVER"}.get(r.get("ok"), "-")))
+    header = ("bench", "measure", "median", "p95", "unit", "budget", "")
+    table = [header] + rows
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    print()
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

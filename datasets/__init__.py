@@ -1,0 +1,115 @@
+"""dyadic.datasets: find, list and load recorded dyads (Seamless Interaction, REACT 2025).
+
+    find_interactions(root) -> list[InteractionInfo]      cheap: headers only
+    load_interaction(root, clip_id=None) -> Interaction    clip id: interaction id or any file id
+    default_sample_root() -> Path                          the generated sample, made on first use
+    scan(root) -> Catalog                                  the above plus the problems of skipped files
+
+Both formats are detected under one root and may coexist. Heavy modules (PyAV, scipy) are imported
+on first use so that importing this package stays cheap.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DatasetError
+from .interaction import AUDIO_RATE, Interaction, InteractionInfo, MotionSpec, ParticipantTrack, Segment, audio_sample
+
+__all__ = [
+    "AUDIO_RATE", "Catalog", "DatasetError", "Interaction", "InteractionInfo", "MotionSpec", "ParticipantTrack",
+    "Segment", "audio_sample", "default_sample_root", "find_interactions", "load_interaction", "scan",
+]
+
+SAMPLE_VERSION = "sample-v1"
+log = logging.getLogger("dyadic.datasets")
+
+
+@dataclass
+class Catalog:
+    """Everything found under one root: loadable entries (each has `.info`, `.file_ids`,
+    `.load()`), sorted Seamless first then REACT, each by id; and one line per skipped file."""
+
+    root: Path
+    entries: list[Any] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def interactions(self) -> list[InteractionInfo]:
+        return [e.info for e in self.entries]
+
+    def find(self, clip_id: str):
+        for entry in self.entries:
+            if clip_id == entry.info.id or clip_id in entry.file_ids:
+                return entry
+        return None
+
+
+def scan(root: str | Path) -> Catalog:
+    """Walk `root` for both formats; problems of files that were skipped are logged and returned."""
+    from . import react, seamless
+
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder")
+    catalog = Catalog(root)
+    for reader in (seamless, react):
+        entries, problems = reader.index(root)
+        catalog.entries += entries
+        catalog.problems += problems
+    for line in catalog.problems:
+        log.warning(line)
+    return catalog
+
+
+def find_interactions(root: str | Path) -> list[InteractionInfo]:
+    """The loadable interactions under `root` (per-interaction problems in `.problems`)."""
+    return scan(root).interactions
+
+
+def load_interaction(root: str | Path, clip_id: str | None = None) -> Interaction:
+    """Load one interaction: by interaction id, by the file id of either participant, or (None)
+    the first one in sorted order."""
+    catalog = scan(root)
+    if not catalog.entries:
+        detail = f"; problems: {'; '.join(catalog.problems[:3])}" if catalog.problems else ""
+        raise DatasetError(f"{catalog.root}: no Seamless Interaction or REACT interaction found{detail}")
+    entry = catalog.entries[0] if clip_id is None else catalog.find(clip_id)
+    if entry is None:
+        available = ", ".join(e.info.id for e in catalog.entries[:5])
+        more = f" (and {len(catalog.entries) - 5} more)" if len(catalog.entries) > 5 else ""
+        raise DatasetError(f"no interaction or file id {clip_id!r} under {catalog.root}; available: {available}{more}")
+    return entry.load()
+
+
+def sample_cache_dir() -> Path:
+    base = os.environ.get("DYADIC_CACHE")
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "dyadic"
+
+
+def default_sample_root() -> Path:
+    """The embedded sample (`seamless/` + `react/`), generated deterministically on first use into
+    a temporary folder that is renamed into place, so a crash never leaves half a sample."""
+    target = sample_cache_dir() / SAMPLE_VERSION
+    if target.is_dir():
+        return target
+    from .sample import generate_default_sample
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{SAMPLE_VERSION}-", dir=target.parent))
+    try:
+        generate_default_sample(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first: use theirs
+            if not target.is_dir():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target

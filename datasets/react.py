@@ -1,0 +1,158 @@
+"""REACT 2025 (MARS) reader: `{split}/{facial-attributes|coefficients}/{speaker|listener}/session{N}/{name}.npy`
+plus `{split}/audio/...wav` and `{split}/video-face-crop/...mp4` (reference/react.md 0-2, 8).
+
+Speaker and listener are paired by split + session + file name; 30 fps; audio resampled to 48 kHz.
+REACT has no validity flags: rows with NaN/inf are the invalid frames, bridged like Seamless's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import media
+from .bridging import bridge
+from .errors import DatasetError
+from .interaction import Interaction, InteractionInfo, ParticipantTrack
+from .npzio import read_npy_header
+from .specs import REACT_ATTRIBUTE_SLICES, REACT_COEFFICIENT_SLICES, REACT_SPEC
+
+DATASET = "react"
+FPS = 30.0
+ROLES = ("speaker", "listener")
+FEATURE_FILES = {"facial-attributes": (25, REACT_ATTRIBUTE_SLICES), "coefficients": (58, REACT_COEFFICIENT_SLICES)}
+
+
+@dataclass
+class ReactEntry:
+    """One speaker/listener pair: its files by role and kind."""
+
+    info: InteractionInfo
+    files: dict[str, dict[str, Path]]  # role -> kind ("facial-attributes", "coefficients", "audio", "video") -> path
+    frames: dict[str, dict[str, int]] = field(default_factory=dict)  # role -> kind -> rows
+
+    @property
+    def file_ids(self) -> list[str]:
+        split, session, name = self.info.id.split("/")
+        return [f"{split}/{role}/{session}/{name}" for role in ROLES]
+
+    def load(self) -> Interaction:
+        return load_entry(self)
+
+
+def _locate(path: Path) -> tuple[str, str, str, str, str] | None:
+    """(split, kind, role, session, name) of a REACT file, or None if its path is not REACT's."""
+    parts = path.parts
+    if len(parts) < 5 or parts[-3] not in ROLES or not parts[-2].startswith("session"):
+        return None
+    return parts[-5], parts[-4], parts[-3], parts[-2], path.stem
+
+
+def _npy_rows(path: Path, width: int) -> tuple[int, str | None]:
+    """Row count of a (T, width) .npy from its header, or a problem."""
+    try:
+        with open(path, "rb") as f:
+            shape, dtype = read_npy_header(f)
+    except (ValueError, EOFError, OSError) as exc:
+        return 0, f"{path.name}: not a readable .npy ({exc})"
+    if len(shape) != 2 or shape[1] != width or dtype.kind != "f":
+        return 0, f"{path.name}: has shape {shape} {dtype}, expected (T, {width}) float"
+    if shape[0] == 0:
+        return 0, f"{path.name}: has shape {shape}: empty"
+    return shape[0], None
+
+
+def index(root: str | Path) -> tuple[list[ReactEntry], list[str]]:
+    """Usable speaker/listener pairs under `root` (sorted by id) and the problems of files left out."""
+    root = Path(root)
+    pairs: dict[tuple[str, str, str], dict[str, dict[str, Path]]] = {}
+    for path in sorted(root.rglob("*")) if root.is_dir() else []:
+        located = _locate(path)
+        if located is None or path.suffix not in (".npy", ".wav", ".mp4"):
+            continue
+        split, kind, role, session, name = located
+        kind = {"audio": "audio", "video-face-crop": "video"}.get(kind, kind)
+        if kind in FEATURE_FILES and path.suffix == ".npy" or kind in ("audio", "video") and path.suffix != ".npy":
+            pairs.setdefault((split, session, name), {}).setdefault(role, {})[kind] = path
+    entries, problems = [], []
+    for (split, session, name), roles in sorted(pairs.items()):
+        clip = f"{split}/{session}/{name}"
+        if not any(kind in FEATURE_FILES for files in roles.values() for kind in files):
+            continue  # only audio/video: not a REACT feature clip (or another dataset's wav)
+        missing = [r for r in ROLES if not any(k in FEATURE_FILES for k in roles.get(r, {}))]
+        if missing:
+            problems.append(f"{clip}: no {missing[0]} facial-attributes/coefficients: unpaired, skipped")
+            continue
+        entry_problems, frames, groups = [], {}, []
+        for role in ROLES:
+            frames[role] = {}
+            for kind, (width, slices) in FEATURE_FILES.items():
+                path = roles[role].get(kind)
+                if path is None:
+                    entry_problems.append(f"{clip}: {role} {kind} .npy missing: its groups left out")
+                    continue
+                rows, problem = _npy_rows(path, width)
+                if problem:
+                    entry_problems.append(f"{role}/{problem}: left out")
+                    continue
+                frames[role][kind] = rows
+            for kind in ("audio",):
+                if kind not in roles[role]:
+                    entry_problems.append(f"{clip}: {role} audio .wav missing: no audio")
+        usable = [set(frames[r]) for r in ROLES]
+        if not all(usable):
+            problems.extend(entry_problems + [f"{clip}: a participant has no usable features: skipped"])
+            continue
+        kinds = usable[0] & usable[1]
+        groups = [g for kind in FEATURE_FILES if kind in kinds for g in FEATURE_FILES[kind][1]]
+        counts = [n for r in ROLES for n in frames[r].values()]
+        if len(set(counts)) > 1:
+            entry_problems.append(f"{clip}: frame counts differ ({', '.join(map(str, counts))}): "
+                                  f"the first {min(counts)} are used")
+        info = InteractionInfo(clip, DATASET, list(ROLES), min(counts), FPS, groups, entry_problems)
+        entries.append(ReactEntry(info, roles, frames))
+    return entries, problems
+
+
+def _load_features(path: Path, width: int, n: int) -> np.ndarray:
+    array = np.load(path, allow_pickle=False)
+    if array.ndim != 2 or array.shape[1] != width:
+        raise DatasetError(f"{path.name}: has shape {array.shape}, expected (T, {width})")
+    return array[:n].astype(np.float32)
+
+
+def load_track(entry: ReactEntry, role: str) -> ParticipantTrack:
+    n = entry.info.n_frames
+    files = entry.files[role]
+    channels, valid, problems = {}, {}, []
+    for kind, (width, slices) in FEATURE_FILES.items():
+        if kind not in entry.frames[role] or not all(g in entry.info.groups for g in slices):
+            continue
+        array = _load_features(files[kind], width, n)
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():
+            problems.append(f"{files[kind].name} ({role} {kind}): {int((~finite).sum())} frame(s) with NaN/inf: "
+                            "bridged" + ("" if finite.any() else ", no valid frame: neutral values"))
+        for group, columns in slices.items():
+            channels[group] = bridge(array[:, columns], finite, REACT_SPEC[group].kind)
+            valid[group] = finite.copy()
+    wav = files.get("audio")
+    split, session, name = entry.info.id.split("/")
+    return ParticipantTrack(
+        file_id=f"{split}/{role}/{session}/{name}",
+        participant=role,
+        fps=FPS,
+        n_frames=n,
+        channels=channels,
+        valid=valid,
+        audio_path=wav,
+        audio_loader=media.lazy_audio(lambda: open(wav, "rb")) if wav else None,
+        problems=problems,
+    )
+
+
+def load_entry(entry: ReactEntry) -> Interaction:
+    speaker, listener = load_track(entry, "speaker"), load_track(entry, "listener")
+    problems = list(entry.info.problems) + speaker.problems + listener.problems
+    return Interaction(entry.info.id, DATASET, REACT_SPEC, speaker, listener, problems)

@@ -1,0 +1,185 @@
+"""The `dyadic` command line: one console script with subcommands.
+
+    dyadic replay [CLIP] [--data DIR] [--out FILE.mp4] [--seconds S] [--size WxH] [--body-model DIR]
+    dyadic data ls DIR [--json]
+    dyadic data sample OUT_DIR [--format seamless|react] [--interactions N] [--seconds S] [--seed K]
+
+Heavy imports (torch, pyrender, PyAV) happen inside the subcommands, so `dyadic --help` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad option, missing file): printed as one line, exit code 2."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x480, not {text!r}") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
+        raise argparse.ArgumentTypeError(f"size {text!r}: width and height must be even, 16..7680 x 16..4320")
+    return w, h
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return v
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return v
+
+
+def _data_root(arg: str | None) -> Path:
+    from dyadic.datasets import default_sample_root
+
+    if arg is None:
+        return default_sample_root()
+    root = Path(arg).expanduser()
+    if not root.exists():
+        raise UserError(f"--data {arg}: no such folder")
+    return root
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dyadic.datasets import load_interaction
+    from dyadic.engine.replay import replay
+    from dyadic.renderer.avatar import Avatar
+    from dyadic.renderer.offscreen import DyadRenderer
+
+    root = _data_root(args.data)
+    interaction = load_interaction(root, args.clip)
+    for line in interaction.problems + interaction.speaker.problems + interaction.listener.problems:
+        print(f"warning: {line}", file=sys.stderr)
+    avatar = Avatar(args.body_model)
+    n = interaction.n_frames if args.seconds is None else min(
+        interaction.n_frames, max(1, round(args.seconds * interaction.fps)))
+    with DyadRenderer(avatar, size=args.size, backend=args.gl, msaa=args.msaa) as renderer, \
+            tqdm(total=n, unit="frame", desc=f"replay {interaction.id}", disable=args.quiet) as bar:
+        result = replay(interaction, args.out, avatar=avatar, renderer=renderer,
+                        seconds=args.seconds, audio=args.audio, progress=bar.update)
+    print(f"{result.frames} frames at {result.fps:.3f} fps ({result.seconds:.1f} s) in "
+          f"{result.wall_seconds:.1f} s: {result.speed:.1f}x real time [{result.backend}: {result.gl_renderer}]",
+          file=sys.stderr)
+    print(result.path)
+    return 0
+
+
+def _groups_summary(groups: list[str]) -> str:
+    prefixes = sorted({g.split(":")[0] for g in groups})
+    return ",".join(prefixes) if prefixes else "-"
+
+
+def cmd_data_ls(args: argparse.Namespace) -> int:
+    from dyadic.datasets import scan
+
+    root = Path(args.dir).expanduser()
+    if not root.exists():
+        raise UserError(f"{args.dir}: no such folder")
+    catalog = scan(root)
+    infos = catalog.interactions
+    if args.json:
+        rows = [{"id": i.id, "dataset": i.dataset, "participants": i.participants, "frames": i.n_frames,
+                 "fps": i.fps, "duration": round(i.duration, 3), "groups": i.groups, "problems": i.problems}
+                for i in infos]
+        print(json.dumps({"root": str(root), "interactions": rows, "skipped": catalog.problems}, indent=2))
+        return 0
+    header = ("id", "dataset", "participants", "frames", "fps", "duration", "features", "problems")
+    table = [header] + [
+        (i.id, i.dataset, " ".join(i.participants), str(i.n_frames), f"{i.fps:.3f}",
+         f"{i.duration:.1f}s", _groups_summary(i.groups), str(len(i.problems)) if i.problems else "-")
+        for i in infos]
+    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    problems = [(i.id, p) for i in infos for p in i.problems] + [("skipped", p) for p in catalog.problems]
+    if problems:
+        print(f"\n{len(problems)} problem(s):")
+        for clip, p in problems:
+            print(f"  {clip}: {p}")
+    print(f"\n{len(infos)} interaction(s) in {root}")
+    return 0
+
+
+def cmd_data_sample(args: argparse.Namespace) -> int:
+    from dyadic.datasets.sample import generate_sample
+
+    out = Path(args.out_dir).expanduser()
+    generate_sample(out, format=args.format, interactions=args.interactions,
+                    seconds=args.seconds, seed=args.seed)
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dyadic", description="A real-time dyadic avatar engine.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", help="render an interaction (speaker and listener side by side) to MP4")
+    r.add_argument("clip", nargs="?", help="interaction id (V00_S0809_I00000582) or file id; default: the first")
+    r.add_argument("--data", metavar="DIR", help="dataset folder (Seamless or REACT); default: the embedded sample")
+    r.add_argument("--out", default="out/replay.mp4", metavar="FILE.mp4", help="output file (default: %(default)s)")
+    r.add_argument("--seconds", type=positive_float, metavar="S", help="render only the first S seconds")
+    r.add_argument("--size", type=parse_size, default=(640, 480), metavar="WxH", help="video size (default: 640x480)")
+    r.add_argument("--body-model", metavar="DIR", help="a real SMPL-H or SMPL-X model folder; default: the embedded avatar")
+    r.add_argument("--gl", choices=("auto", "egl", "osmesa"), default="auto", help="headless GL platform (default: auto, EGL first)")
+    r.add_argument("--msaa", action="store_true", help="4x anti-aliasing (about 2x render cost on CPU)")
+    r.add_argument("--audio", choices=("speaker", "listener", "both"), default="speaker",
+                   help="whose audio goes into the MP4 (default: %(default)s)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_replay)
+
+    d = sub.add_parser("data", help="inspect or generate dataset files")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    ls = dsub.add_parser("ls", help="list the interactions found in a folder")
+    ls.add_argument("dir", metavar="DIR")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_data_ls)
+    sm = dsub.add_parser("sample", help="write sample data in the exact format of a real dataset")
+    sm.add_argument("out_dir", metavar="OUT_DIR")
+    sm.add_argument("--format", choices=("seamless", "react"), default="seamless")
+    sm.add_argument("--interactions", type=positive_int, default=4, metavar="N")
+    sm.add_argument("--seconds", type=positive_float, default=20.0, metavar="S")
+    sm.add_argument("--seed", type=int, default=0, metavar="K")
+    sm.set_defaults(func=cmd_data_sample)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dyadic.datasets.errors import DatasetError
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, DatasetError, FileNotFoundError) as exc:
+        print(f"dyadic: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dyadic: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""AvatarPose: what an adapter hands the avatar for one frame (DESIGN.md, section 3).
+
+SMPL-H parameters in axis-angle, face blendshape weights by ARKit name, and an optional head
+rotation applied on top of the body's head joint (REACT gives the head pose in its 3DMM, with no
+body). The render frame is y-up, the avatar faces +z (towards the camera).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Apple ARKit's 52 blendshape locations, in the order of ARFaceAnchor.BlendShapeLocation's
+# documentation (eyes, jaw, mouth, brows, cheeks, nose, tongue).
+ARKIT_BLENDSHAPES: tuple[str, ...] = (
+    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+    "eyeSquintLeft", "eyeWideLeft",
+    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+    "eyeSquintRight", "eyeWideRight",
+    "jawForward", "jawLeft", "jawRight", "jawOpen",
+    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
+    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight",
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
+    "noseSneerLeft", "noseSneerRight",
+    "tongueOut",
+)
+BLENDSHAPE_INDEX = {name: i for i, name in enumerate(ARKIT_BLENDSHAPES)}
+assert len(ARKIT_BLENDSHAPES) == 52
+
+NUM_BODY_JOINTS = 21  # SMPL-H body joints 1..21 (pelvis is global_orient)
+NUM_HAND_JOINTS = 15
+
+
+def _zeros(*shape: int) -> np.ndarray:
+    return np.zeros(shape, np.float32)
+
+
+@dataclass
+class AvatarPose:
+    """One frame of one avatar. Arrays are float32; axis-angle rotations in radians."""
+
+    body_pose: np.ndarray = field(default_factory=lambda: _zeros(NUM_BODY_JOINTS, 3))
+    left_hand_pose: np.ndarray = field(default_factory=lambda: _zeros(NUM_HAND_JOINTS, 3))
+    right_hand_pose: np.ndarray = field(default_factory=lambda: _zeros(NUM_HAND_JOINTS, 3))
+    global_orient: np.ndarray = field(default_factory=lambda: _zeros(3))
+    transl: np.ndarray = field(default_factory=lambda: _zeros(3))
+    face: np.ndarray = field(default_factory=lambda: _zeros(len(ARKIT_BLENDSHAPES)))  # [0, 1]
+    head_rotation: np.ndarray | None = None  # extra axis-angle on the head joint, or None
+
+    def set_face(self, **weights: float) -> "AvatarPose":
+        """Set blendshape weights by ARKit name: `pose.set_face(jawOpen=0.4)`."""
+        for name, w in weights.items():
+            self.face[BLENDSHAPE_INDEX[name]] = w
+        return self
+
+    def weight(self, name: str) -> float:
+        return float(self.face[BLENDSHAPE_INDEX[name]])

@@ -1,0 +1,12 @@
+"""Shared fixtures: the generated sample data is written once per test session."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory):
+    """The default sample (`seamless/` + `react/`), as `default_sample_root()` ships it."""
+    from dyadic.datasets.sample import generate_default_sample
+
+    return generate_default_sample(tmp_path_factory.mktemp("sample"))

@@ -1,0 +1,155 @@
+"""Bad input: one clear line naming the file and the field, and everything else still loads."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from dyadic.datasets import DatasetError, find_interactions, load_interaction, scan
+from dyadic.datasets.npzio import npz_bytes
+from dyadic.datasets.seamless import load_file
+
+DEMO, SPLIT = "V00_S0809_I00000582", "V00_S0809_I00000583"
+
+
+@pytest.fixture
+def root(sample_root, tmp_path):
+    """A writable copy of the extracted Seamless sample (no tar, no placeholder)."""
+    out = tmp_path / "seamless"
+    for path in (sample_root / "seamless").rglob("*"):
+        if path.is_file() and path.suffix != ".tar" and "P1694" not in path.name:
+            target = out / path.relative_to(sample_root / "seamless")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    return out
+
+
+def _file(root, name):
+    return next(root.rglob(name))
+
+
+def _others_load(root, broken_id):
+    infos = find_interactions(root)
+    for info in infos:
+        if info.id != broken_id:
+            interaction = load_interaction(root, info.id)
+            assert interaction.n_frames > 0 and interaction.speaker.channels
+
+
+def test_truncated_npz(root):
+    path = _file(root, f"{DEMO}_P0947.npz")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    catalog = scan(root)
+    assert DEMO not in [i.id for i in catalog.interactions]
+    line = next(p for p in catalog.problems if "P0947.npz" in p and DEMO in p)
+    assert "not a readable npz" in line
+    assert any(f"{DEMO}_P0602A.npz: no partner" in p for p in catalog.problems)  # its partner: unpaired
+    _others_load(root, DEMO)
+    with pytest.raises(DatasetError, match="P0947.npz"):
+        load_file(path)
+
+
+def test_empty_placeholder_npz(root):
+    path = _file(root, f"{SPLIT}_P0947.npz")
+    arrays = dict(np.load(path))
+    path.write_bytes(npz_bytes({k: v[:0] for k, v in arrays.items()}))
+    catalog = scan(root)
+    assert f"{SPLIT}_P0947.npz: smplh:body_pose has shape (0, 21, 3): empty placeholder, skipped" in catalog.problems
+    _others_load(root, SPLIT)
+
+
+def test_wrong_shape_key(root):
+    path = _file(root, f"{DEMO}_P0947.npz")
+    arrays = dict(np.load(path))
+    n = len(arrays["smplh:body_pose"])
+    arrays["smplh:body_pose"] = arrays["smplh:body_pose"].reshape(n, 63)  # the repo's mock layout
+    arrays["movement:FAUValue"] = arrays["movement:FAUValue"][:, :20]
+    path.write_bytes(npz_bytes(arrays))
+    interaction = load_interaction(root, DEMO)
+    lines = [p for p in interaction.problems if "P0947.npz" in p]
+    assert f"{DEMO}_P0947.npz: smplh:body_pose has shape ({n}, 63), expected ({n}, 21, 3): left out" in lines
+    assert any("movement:FAUValue has shape" in p for p in lines)
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0947"))
+    assert "smplh:body_pose" not in track.channels and "movement:FAUValue" not in track.channels
+    assert "smplh:global_orient" in track.channels  # the rest of the file still loads
+
+
+def test_missing_key(root):
+    path = _file(root, f"{DEMO}_P0947.npz")
+    arrays = dict(np.load(path))
+    del arrays["smplh:is_valid"]
+    path.write_bytes(npz_bytes(arrays))
+    interaction = load_interaction(root, DEMO)
+    assert f"{DEMO}_P0947.npz: smplh:is_valid missing: all frames taken as valid" in interaction.problems
+
+
+def test_malformed_json(root):
+    path = _file(root, f"{DEMO}_P0602A.json")
+    path.write_text('{"id": "x", "metadata:vad": [')
+    interaction = load_interaction(root, DEMO)
+    line = next(p for p in interaction.problems if "P0602A.json" in p)
+    assert line.startswith(f"{DEMO}_P0602A.json: not valid JSON")
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0602A"))
+    assert track.vad == [] and track.channels  # motion still there
+
+
+def test_null_word_times_and_bad_segments(root):
+    path = _file(root, f"{DEMO}_P0602A.json")
+    data = json.loads(path.read_text())
+    data["metadata:transcript"][0]["words"][0].update(start=None, end=None)
+    data["metadata:transcript"][0]["words"][0].pop("score", None)
+    data["metadata:vad"].append({"start": None, "end": 3})
+    path.write_text(json.dumps(data))
+    interaction = load_interaction(root, DEMO)
+    assert [p for p in interaction.problems if "P0602A.json" in p] == [
+        f"{DEMO}_P0602A.json: metadata:vad: 1 segment(s) without valid start/end: ignored"]
+
+
+def test_missing_and_empty_media(root):
+    _file(root, f"{DEMO}_P0602A.mp4").unlink()
+    wav = _file(root, f"{DEMO}_P0947.wav")
+    from dyadic.datasets.media import empty_wav_bytes
+
+    wav.write_bytes(empty_wav_bytes())
+    interaction = load_interaction(root, DEMO)
+    assert f"{DEMO}_P0602A.mp4: missing: frame rate taken as 30" in interaction.problems
+    assert f"{DEMO}_P0947.wav: no audio samples: no audio" in interaction.problems
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0947"))
+    assert len(track.audio()) == 0
+
+
+def test_tar_with_duplicate_json_and_corrupt_tar(tmp_path, sample_root):
+    import tarfile
+
+    tar_path = tmp_path / "0007.tar"
+    source = next((sample_root / "seamless").rglob("*.tar"))
+    with tarfile.open(source) as src, tarfile.open(tar_path, "w") as dst:
+        for member in src:
+            data = src.extractfile(member).read()
+            if member.name.endswith(".json"):  # a broken copy first: the later, good one must win
+                broken = tarfile.TarInfo(member.name)
+                broken.size = 7
+                dst.addfile(broken, io.BytesIO(b"{broken"))
+            dst.addfile(member, io.BytesIO(data))
+    (tmp_path / "0008.tar").write_bytes(b"not a tar at all" * 100)
+    catalog = scan(tmp_path)
+    assert [i.id for i in catalog.interactions] == ["V00_S0811_I00000601"]
+    assert any(p.startswith("0008.tar: not a readable tar") for p in catalog.problems)
+    interaction = catalog.entries[0].load()
+    assert not any(".json" in p for p in interaction.problems)  # the last copy won
+    assert interaction.speaker.vad
+
+
+def test_unknown_clip_id(root):
+    with pytest.raises(DatasetError, match=r"'nope'.*available: V00_S0809_I00000582"):
+        load_interaction(root, "nope")
+    assert load_interaction(root, f"{SPLIT}_P0947").id == SPLIT  # a file id selects its interaction
+    assert load_interaction(root).id == DEMO  # None: the first in sorted order
+
+
+def test_no_data(tmp_path):
+    with pytest.raises(DatasetError, match="no Seamless Interaction or REACT"):
+        load_interaction(tmp_path)

@@ -1,0 +1,105 @@
+"""The default avatar: generated model file, smplx's SMPL-H loader, skinning and the face rig."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dyadic.renderer import default_avatar
+from dyadic.renderer.avatar import Avatar, BodyModelError, find_body_model
+from dyadic.renderer.idle import relaxed_pose
+from dyadic.renderer.pose import AvatarPose
+
+
+@pytest.fixture(scope="session")
+def avatar(tmp_path_factory):
+    import os
+
+    os.environ.setdefault("DYADIC_CACHE", str(tmp_path_factory.mktemp("dyadic-cache")))
+    return Avatar()
+
+
+def test_smplx_loads_generated_file_through_its_smplh_path(avatar):
+    import smplx
+
+    model = smplx.create(str(default_avatar.default_model_dir()), model_type="smplh",
+                         gender="neutral", ext="npz", use_pca=False, num_betas=16)
+    assert type(model) is smplx.SMPLH
+    data = np.load(default_avatar.default_model_dir() / default_avatar.SMPLH_FILE)
+    v = data["v_template"].shape[0]
+    assert 6000 <= v <= 8000  # about SMPL's 6890, so costs are representative
+    assert data["shapedirs"].shape == (v, 3, 16)
+    assert data["posedirs"].shape == (v, 3, 459)
+    assert data["J_regressor"].shape == (52, v)
+    assert data["weights"].shape == (v, 52)
+    assert data["kintree_table"].shape == (2, 52)
+    assert data["f"].shape[1] == 3
+    for side in "lr":
+        assert data[f"hands_components{side}"].shape == (45, 45)
+        assert data[f"hands_mean{side}"].shape == (45,)
+    np.testing.assert_allclose(data["weights"].sum(1), 1.0, atol=1e-9)
+    # the regressor reproduces the joint centres exactly
+    np.testing.assert_allclose(data["J_regressor"] @ data["v_template"], data["J"], atol=1e-9)
+    # smplx's own forward pass agrees with Avatar (up to the pelvis-origin shift)
+    out = model(return_verts=True).vertices[0].detach().numpy()
+    np.testing.assert_allclose(avatar.vertices(AvatarPose()), out - avatar._pelvis, atol=1e-5)
+
+
+def test_proportions_and_faces(avatar):
+    v = avatar.vertices(AvatarPose())
+    height = v[:, 1].max() - v[:, 1].min()
+    assert 1.65 < height < 1.85
+    head = v[avatar.head_vertex_mask]
+    assert head[:, 1].min() > 0.5 and head[:, 2].max() > 0.1  # head on top, face towards +z
+    assert avatar.faces.max() < avatar.num_vertices and avatar.has_face_rig
+    assert avatar.vertex_colors.shape == (avatar.num_vertices, 3)
+
+
+def test_bent_elbow_moves_forearm_not_legs(avatar):
+    rest = avatar.vertices(AvatarPose())
+    bent = AvatarPose()
+    bent.body_pose[17] = (0.0, -1.2, 0.0)  # left elbow (joint 18)
+    moved = np.linalg.norm(avatar.vertices(bent) - rest, axis=1)
+    forearm = rest[:, 0] > 0.52  # left forearm and hand in the T-pose
+    legs = rest[:, 1] < -0.2
+    assert moved[forearm].min() > 0.01
+    assert moved[legs].max() < 1e-6
+    assert moved[rest[:, 0] < 0].max() < 1e-6  # the right side stays
+
+
+def test_face_rig_moves_only_the_head(avatar):
+    rest = avatar.vertices(AvatarPose())
+    for name in ("jawOpen", "eyeBlinkLeft", "mouthSmileLeft", "browInnerUp"):
+        posed = avatar.vertices(AvatarPose().set_face(**{name: 1.0}))
+        moved = np.linalg.norm(posed - rest, axis=1) > 1e-6
+        assert moved.any(), name
+        assert not (moved & ~avatar.head_vertex_mask).any(), name
+
+
+def test_head_rotation_turns_the_head(avatar):
+    pose = AvatarPose()
+    pose.head_rotation = np.array([0.0, 0.6, 0.0], np.float32)
+    rest, turned = avatar.vertices(AvatarPose()), avatar.vertices(pose)
+    head = avatar.head_vertex_mask
+    assert np.linalg.norm(turned[head] - rest[head], axis=1).max() > 0.03
+    assert np.abs(turned[~head] - rest[~head])[rest[~head, 1] < 0.4].max() < 1e-6
+
+
+def test_batch_matches_single(avatar):
+    poses = [relaxed_pose(), relaxed_pose().set_face(jawOpen=0.5)]
+    batch = avatar.vertices_batch(poses)
+    assert batch.shape == (2, avatar.num_vertices, 3) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[1], avatar.vertices(poses[1]), atol=1e-5)
+
+
+def test_body_model_folder_errors(tmp_path):
+    with pytest.raises(BodyModelError, match="expected SMPLH_"):
+        find_body_model(tmp_path)
+    (tmp_path / "smplx").mkdir()
+    (tmp_path / "smplx" / "SMPLX_NEUTRAL.npz").write_bytes(b"")
+    assert find_body_model(tmp_path) == ("smplx", tmp_path / "smplx" / "SMPLX_NEUTRAL.npz")
+    pkl = tmp_path / "h"
+    pkl.mkdir()
+    # a pickle that needs chumpy, like the original SMPL-H release
+    (pkl / "SMPLH_female.pkl").write_bytes(b"\x80\x02cchumpy.ch\nCh\nq\x00.")
+    with pytest.raises(BodyModelError, match="chumpy"):
+        Avatar(pkl)

@@ -1,0 +1,127 @@
+"""DyadRenderer: real pyrender, headless EGL (OSMesa checked in a subprocess), one shared renderer."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dyadic.renderer.avatar import Avatar
+from dyadic.renderer.idle import idle_pose, relaxed_pose
+from dyadic.renderer.offscreen import BACKGROUND, DyadRenderer
+
+BG = np.round(np.array(BACKGROUND) * 255).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def avatar(tmp_path_factory):
+    os.environ.setdefault("DYADIC_CACHE", str(tmp_path_factory.mktemp("dyadic-cache")))
+    return Avatar()
+
+
+@pytest.fixture(scope="module")
+def renderer(avatar):
+    with DyadRenderer(avatar, size=(640, 480), ghost=True) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def base(avatar, renderer):
+    speaker, listener = avatar.vertices(relaxed_pose()), avatar.vertices(relaxed_pose())
+    return speaker, listener, renderer.render(speaker, listener)
+
+
+def foreground(image: np.ndarray) -> np.ndarray:
+    return np.abs(image.astype(np.int16) - BG).max(axis=2) > 6
+
+
+def test_both_avatars_in_frame(renderer, base):
+    image = base[2]
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+    fg = foreground(image)
+    left, right = fg[:, :320], fg[:, 320:]
+    assert left.mean() > 0.1 and right.mean() > 0.1
+    for half, centre in ((left, 160), (right, 160)):
+        xs = np.nonzero(half)[1]
+        assert abs(np.median(xs) - centre) < 60  # each avatar sits near the middle of its half
+    rows = np.nonzero(fg.any(axis=1))[0]
+    assert rows.min() > 10  # the top of the heads is inside the frame
+
+
+def _head_box(renderer, avatar, *vertex_sets, margin=3):
+    pts = np.concatenate([renderer.project(v[avatar.head_vertex_mask], "listener") for v in vertex_sets])
+    (x0, y0), (x1, y1) = pts.min(0) - margin, pts.max(0) + margin
+    return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+
+
+@pytest.mark.parametrize("shape", ["jawOpen", "eyeBlinkLeft", "mouthSmileLeft"])
+def test_blendshape_changes_only_head_pixels(avatar, renderer, base, shape):
+    speaker, listener, image = base
+    posed = relaxed_pose().set_face(**{shape: 1.0})
+    listener2 = avatar.vertices(posed)
+    changed = np.abs(renderer.render(speaker, listener2).astype(np.int16) - image).max(axis=2) > 8
+    assert changed.sum() > 15, shape
+    x0, y0, x1, y1 = _head_box(renderer, avatar, listener, listener2)
+    outside = changed.copy()
+    outside[max(y0, 0):y1, max(x0, 0):x1] = False
+    assert outside.sum() == 0, f"{shape} changed {outside.sum()} pixels outside the head"
+
+
+def test_ghost_is_translucent(avatar, renderer, base):
+    speaker, listener, image = base
+    ghost_pose = relaxed_pose()
+    ghost_pose.body_pose[15] = (0, 0, -0.2)  # left arm raised a little: differs from the listener
+    with_ghost = renderer.render(speaker, listener, avatar.vertices(ghost_pose))
+    diff = np.abs(with_ghost.astype(np.int16) - image).max(axis=2)
+    tinted = diff > 8
+    assert tinted.sum() > 500
+    assert (tinted[:, :300].sum()) == 0  # the speaker's half is untouched
+    # translucent: where the ghost lies over the background, the pixel is neither background
+    # nor the ghost's opaque colour
+    over_bg = tinted & ~foreground(image)
+    assert over_bg.sum() > 50
+    assert np.all(with_ghost[over_bg].astype(np.int16).max(1) < 255)
+    assert np.mean(np.abs(with_ghost[over_bg].astype(np.int16) - BG).max(1)) < 90
+    # and the ghost disappears again when not given
+    np.testing.assert_array_equal(renderer.render(speaker, listener), image)
+
+
+def test_in_place_updates_leave_no_stale_buffers(avatar, renderer, base):
+    speaker, listener, image_a = base
+    counts = renderer.gl_object_counts()
+    other = avatar.vertices(idle_pose(1.3, seed=2, talking=True))
+    image_b = renderer.render(other, other)
+    assert np.abs(image_b.astype(np.int16) - image_a).max() > 50
+    np.testing.assert_array_equal(renderer.render(speaker, listener), image_a)
+    for k in range(40):
+        v = avatar.vertices(idle_pose(k / 30, seed=1, talking=True))
+        renderer.render(v, v, v if k % 2 else None)
+    assert renderer.gl_object_counts() == counts
+
+
+_OTHER_BACKEND = r"""
+import os, sys, numpy as np
+from dyadic.renderer.avatar import Avatar
+from dyadic.renderer.idle import relaxed_pose
+from dyadic.renderer.offscreen import DyadRenderer
+a = Avatar()
+v = a.vertices(relaxed_pose())
+with DyadRenderer(a, size=(320, 240), backend=sys.argv[1]) as r:
+    np.save(sys.argv[2], r.render(v, v))
+    print(r.backend, r.gl_renderer)
+"""
+
+
+def test_osmesa_and_egl_give_nearly_the_same_image(tmp_path):
+    images = {}
+    for backend in ("egl", "osmesa"):
+        out = tmp_path / f"{backend}.npy"
+        proc = subprocess.run([sys.executable, "-c", _OTHER_BACKEND, backend, str(out)],
+                              capture_output=True, text=True, timeout=120, env=os.environ.copy())
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.startswith(backend)
+        images[backend] = np.load(out).astype(np.int16)
+    diff = np.abs(images["egl"] - images["osmesa"]).max(axis=2)
+    assert (diff > 16).mean() < 0.005
