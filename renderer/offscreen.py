@@ -6,10 +6,11 @@ objects are created or freed per frame. Speaker on the left, listener on the rig
 slightly towards the other; the camera frames both upper bodies. An optional translucent ghost (the
 real listener, in replay) is drawn over the listener's place.
 
-Lighting is computed per vertex on the CPU (three-point: key, fill, rim, plus a sky/ground ambient)
-and drawn with pyrender's FLAT (unlit) shader: on llvmpipe pyrender's per-pixel PBR shader costs
-about 45 ms per 640x480 frame with two avatars filling the view, the flat one about 9 ms, and at
-7k vertices per avatar Gouraud shading looks the same for these smooth, untextured surfaces.
+Lighting is computed per vertex (three-point: key, fill, rim, plus a sky/ground ambient) by our own
+version of pyrender's FLAT shader pair (renderer/shaders/flat.*), loaded through pyrender's shader
+cache: on llvmpipe pyrender's per-pixel PBR shader costs about 45 ms per 640x480 frame with two
+avatars filling the view, this one about 9 ms, and at 7k vertices per avatar Gouraud shading looks
+the same for these smooth, untextured surfaces.
 
 The GL context belongs to the thread that created the renderer: call render() and close() from that
 thread only (a dedicated render thread in the engine).
@@ -17,12 +18,13 @@ thread only (a dedicated render thread in the engine).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
-import scipy.sparse
 
 from . import gl
 from .avatar import Avatar
+from .normals import VertexNormals
 
 BACKGROUND = (0.80, 0.83, 0.86)  # calm blue-grey, as the clear colour (not gamma corrected)
 LISTENER_SHIRT = (0.70, 0.40, 0.30)  # sRGB; tells the two avatars apart at a glance
@@ -32,6 +34,7 @@ TURN_DEG = 25.0  # each avatar turns this much towards the other
 GHOST_FORWARD = 0.02  # the ghost sits 2 cm in front of the listener so it is not hidden in it
 FRAME_Y = (-0.14, 0.86)  # hips to just above the head, body frame
 CAMERA_YFOV = math.radians(30.0)
+SHADER_DIR = Path(__file__).with_name("shaders")
 FLOATS_PER_VERTEX_COLOURED = 10  # pyrender's interleaved VBO: position 3 | normal 3 | colour 4
 
 
@@ -40,84 +43,28 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
     return np.power(np.clip(c, 0, 1), 2.2)
 
 
-class VertexNormals:
-    """Area-weighted vertex normals from a precomputed sparse vertex x face incidence matrix.
-
-    Written here rather than using trimesh because trimesh rebuilds its caches per mesh object;
-    this is a cross product and one sparse product per frame (about 0.3 ms for 7k vertices).
-    """
-
-    def __init__(self, faces: np.ndarray, num_vertices: int):
-        self.faces = faces
-        rows = faces.ravel()
-        cols = np.repeat(np.arange(len(faces)), 3)
-        self.incidence = scipy.sparse.csr_matrix(
-            (np.ones(len(rows), np.float32), (rows, cols)), shape=(num_vertices, len(faces)))
-
-    def __call__(self, vertices: np.ndarray) -> np.ndarray:
-        tri = np.take(vertices, self.faces, axis=0)  # (F, 3, 3); np.take is ~4x faster than fancy indexing
-        a, b = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-        face_normals = np.empty_like(a)  # cross product; length = 2 x area: area weighting for free
-        face_normals[:, 0] = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
-        face_normals[:, 1] = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
-        face_normals[:, 2] = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
-        n = self.incidence @ face_normals
-        n /= np.sqrt(np.einsum("ij,ij->i", n, n))[:, None] + 1e-12
-        return n
-
-
-# (direction towards the light, linear colour x intensity): warm key from front-left-above,
-# cool fill from the right, white rim from behind
-LIGHTS = (((-1.0, 1.3, 1.6), (0.78, 0.74, 0.68)), ((1.4, 0.4, 1.2), (0.26, 0.29, 0.34)),
-          ((0.3, 1.2, -1.6), (0.45, 0.45, 0.45)))
-AMBIENT_SKY, AMBIENT_GROUND = np.array([0.30, 0.31, 0.34]), np.array([0.17, 0.16, 0.15])
-
-
-class VertexLighting:
-    """Per-vertex diffuse (half-wrapped, so shadows stay soft) plus ambient and a rim glint."""
-
-    def __init__(self, placement: np.ndarray, camera_position: np.ndarray):
-        rot = placement[:3, :3]
-        # light directions in the avatar's body frame, so normals need no transform per frame
-        self.dirs = np.array([d for d, _ in LIGHTS], np.float32) @ rot
-        self.dirs /= np.linalg.norm(self.dirs, axis=1, keepdims=True)
-        self.colours = np.array([c for _, c in LIGHTS], np.float32)
-        view = camera_position - placement[:3, 3]
-        self.view = (view / np.linalg.norm(view)) @ rot
-        self.up = np.array([0.0, 1.0, 0.0]) @ rot
-
-    def __call__(self, normals: np.ndarray, albedo_linear: np.ndarray) -> np.ndarray:
-        lambert = np.clip((normals @ self.dirs.T + 0.3) / 1.3, 0, None)  # (V, 3 lights)
-        sky = (normals @ self.up)[:, None] * 0.5 + 0.5
-        light = lambert @ self.colours + AMBIENT_SKY * sky + AMBIENT_GROUND * (1 - sky)
-        rim = np.clip(1 - normals @ self.view, 0, 1)[:, None]
-        rim = rim * rim * rim * 0.12
-        linear = albedo_linear * light + rim
-        return np.sqrt(np.clip(linear, 0, 1))  # ~ gamma 2.0 encode: the flat shader writes as is
-
-
 class _AvatarMesh:
     """One pyrender mesh whose vertex buffer is rewritten in place every frame."""
 
     def __init__(self, pyrender, faces, rest_vertices, normals: VertexNormals, albedo_srgb: np.ndarray,
-                 lighting: VertexLighting, material):
-        self.normals, self.lighting = normals, lighting
-        self.albedo = srgb_to_linear(albedo_srgb).astype(np.float32)
+                 material):
+        self.normals = normals
         colours = np.ones((len(rest_vertices), 4), np.float32)
+        colours[:, :3] = srgb_to_linear(albedo_srgb)  # the vertex shader lights linear albedo
         prim = pyrender.Primitive(positions=rest_vertices, normals=normals(rest_vertices),
                                   indices=faces, color_0=colours, material=material)
         self.primitive = prim
         self.mesh = pyrender.Mesh([prim])
         self.staging = np.ones((len(rest_vertices), FLOATS_PER_VERTEX_COLOURED), np.float32)
+        self.staging[:, 6:10] = colours  # constant: only positions and normals change per frame
 
-    def upload(self, vertices: np.ndarray) -> None:
-        """Write positions, normals and lit colours into the existing VBO (context current)."""
+    def upload(self, vertices: np.ndarray, normals: np.ndarray | None = None) -> None:
+        """Write positions and normals (computed from the faces if not given) into the existing
+        VBO (context current)."""
         from OpenGL.GL import GL_ARRAY_BUFFER, glBindBuffer, glBufferSubData
 
-        normals = self.normals(vertices)
         self.staging[:, 0:3] = vertices
-        self.staging[:, 3:6] = normals
-        self.staging[:, 6:9] = self.lighting(normals, self.albedo)
+        self.staging[:, 3:6] = self.normals(vertices) if normals is None else normals
         glBindBuffer(GL_ARRAY_BUFFER, self.primitive._buffers[0])  # pyrender's interleaved VBO
         glBufferSubData(GL_ARRAY_BUFFER, 0, self.staging.nbytes, self.staging)
         glBindBuffer(GL_ARRAY_BUFFER, 0)
@@ -154,6 +101,8 @@ class DyadRenderer:
         self.backend, self.gl_renderer, self.gl_version = info.backend, info.renderer, info.version
         self.msaa = msaa
         self._flags = pyrender.RenderFlags.FLAT
+        self._offscreen._renderer._program_cache = pyrender.shader_program.ShaderProgramCache(
+            shader_dir=str(SHADER_DIR))
         self._install_colour_only_readback()
 
         faces = avatar.faces
@@ -165,24 +114,21 @@ class DyadRenderer:
         self.listener_pose = _placement(seat_x, -TURN_DEG)
         ghost_pose = _placement(seat_x, -TURN_DEG, GHOST_FORWARD)
         self._place_camera(pyrender, aspect, seat_x)
-        eye = self.camera_pose[:3, 3]
 
         listener_albedo = avatar.vertex_colors.copy()
         shirt = avatar.part_mask("shirt")
         if shirt is not None:
             listener_albedo[shirt] = LISTENER_SHIRT
         opaque = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0))
-        self._speaker = _AvatarMesh(pyrender, faces, rest, normals, avatar.vertex_colors,
-                                    VertexLighting(self.speaker_pose, eye), opaque)
-        self._listener = _AvatarMesh(pyrender, faces, rest, normals, listener_albedo,
-                                     VertexLighting(self.listener_pose, eye), opaque)
+        self._speaker = _AvatarMesh(pyrender, faces, rest, normals, avatar.vertex_colors, opaque)
+        self._listener = _AvatarMesh(pyrender, faces, rest, normals, listener_albedo, opaque)
         self._ghost = None
         if ghost:
             translucent = pyrender.MetallicRoughnessMaterial(
                 baseColorFactor=(1.0, 1.0, 1.0, GHOST_RGBA[3]), alphaMode="BLEND")
             self._ghost = _AvatarMesh(pyrender, faces, rest, normals,
                                       np.tile(np.float32(GHOST_RGBA[:3]), (avatar.num_vertices, 1)),
-                                      VertexLighting(ghost_pose, eye), translucent)
+                                      translucent)
 
         self.scene = pyrender.Scene(bg_color=(*BACKGROUND, 1.0))
         self.scene.add(self._speaker.mesh, pose=self.speaker_pose)
@@ -235,16 +181,22 @@ class DyadRenderer:
 
     # ------------------------------------------------------------------------------------------
     def render(self, speaker_vertices: np.ndarray, listener_vertices: np.ndarray,
-               ghost_vertices: np.ndarray | None = None) -> np.ndarray:
-        """(H, W, 3) uint8 frame. Vertices are (V, 3) in the avatar's body frame."""
+               ghost_vertices: np.ndarray | None = None, *,
+               normals: tuple[np.ndarray | None, ...] | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 frame. Vertices are (V, 3) in the avatar's body frame.
+
+        `normals`: optional (speaker, listener[, ghost]) unit normals, e.g. from
+        Avatar.skin_with_normals; any that is None or missing is computed from the faces.
+        """
+        spk_n, lst_n, ghost_n = (tuple(normals or ()) + (None, None, None))[:3]
         platform = self._offscreen._platform
         platform.make_current()
-        self._speaker.upload(speaker_vertices)
-        self._listener.upload(listener_vertices)
+        self._speaker.upload(speaker_vertices, spk_n)
+        self._listener.upload(listener_vertices, lst_n)
         if self._ghost is not None:
             self._ghost.mesh.is_visible = ghost_vertices is not None
             if ghost_vertices is not None:
-                self._ghost.upload(ghost_vertices)
+                self._ghost.upload(ghost_vertices, ghost_n)
         elif ghost_vertices is not None:
             raise ValueError("this DyadRenderer was created without ghost=True")
         colour, _ = self._offscreen.render(self.scene, self._flags)
