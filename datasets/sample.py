@@ -462,6 +462,9 @@ def write_react_session(root: Path, split: str, session: str, name: str, listene
 # --- public entry points -----------------------------------------------------------------------
 
 
+MIN_SECONDS = 4.0
+
+
 def generate_sample(out_dir: str | Path, format: str = "seamless", interactions: int = 4, seconds: float = 20.0,
                     seed: int = 0, quirks: bool = True) -> Path:
     """Write `interactions` synthetic dyads of `seconds` each in the layout of `format`.
@@ -470,6 +473,11 @@ def generate_sample(out_dir: str | Path, format: str = "seamless", interactions:
     bundle); more are plain V00 clips. REACT: sessions of REACT_SESSIONS, then more in `val`.
     Deterministic: the same arguments give the same arrays, audio, JSON and video bytes.
     """
+    if seconds < MIN_SECONDS:
+        raise ValueError(f"sample clips must last at least {MIN_SECONDS:g} s (a turn, a pause and a "
+                         f"mirrored smile need the room), not {seconds:g} s")
+    if interactions < 1:
+        raise ValueError(f"interactions must be at least 1, not {interactions}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

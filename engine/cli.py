@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -173,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, DatasetError, FileNotFoundError) as exc:
+    except (UserError, DatasetError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("DYADIC_DEBUG"):
+            raise
         print(f"dyadic: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -196,6 +196,7 @@ def _add_streams(container, size: tuple[int, int], rate: Fraction):
     video.options = {"preset": "ultrafast", "crf": "20"}
     video.codec_context.time_base = 1 / rate
     audio_stream = container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+    audio_stream.bit_rate = 128_000  # FFmpeg's default (~69 kb/s mono) audibly dulls speech
     return video, audio_stream
 
 

@@ -84,6 +84,9 @@ def select_backend(backend: str = "auto") -> str:
             f"OpenGL/pyrender were already imported with platform {loaded!r}; cannot use "
             f"{backend!r}. Select the backend (dyadic.renderer.gl.select_backend) before anything "
             "imports pyrender or OpenGL, or run the other backend in a separate process.")
+    # pyrender imports pyglet's window module even offscreen; without headless mode pyglet loads
+    # X11 libraries (libXrender...), absent on a bare server or a GPU node.
+    os.environ.setdefault("PYGLET_HEADLESS", "true")
     if backend == "auto":
         ok, info = probe("egl")
         if ok:

@@ -223,6 +223,8 @@ class DyadRenderer:
 
     def close(self) -> None:
         if self._offscreen is not None:
+            if self.backend == "egl":
+                _keep_egl_display(self._offscreen._platform)
             self._offscreen.delete()
             self._offscreen = None
 
@@ -231,6 +233,25 @@ class DyadRenderer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _keep_egl_display(platform) -> None:
+    """Make pyrender's EGL teardown destroy only this renderer's context.
+
+    pyrender calls eglTerminate on close, but every renderer of a process shares one EGL display
+    (one per device): terminating it kills the contexts of all other live renderers (every other
+    session's, in the engine). The display stays initialised until the process exits.
+    """
+    def delete_context() -> None:
+        from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglDestroyContext, eglMakeCurrent
+
+        if platform._egl_display is not None and platform._egl_context is not None:
+            eglMakeCurrent(platform._egl_display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
+            eglDestroyContext(platform._egl_display, platform._egl_context)
+        platform._egl_context = None
+        platform._egl_display = None
+
+    platform.delete_context = delete_context
 
 
 def _rest_pose():

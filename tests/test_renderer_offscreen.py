@@ -125,3 +125,15 @@ def test_osmesa_and_egl_give_nearly_the_same_image(tmp_path):
         images[backend] = np.load(out).astype(np.int16)
     diff = np.abs(images["egl"] - images["osmesa"]).max(axis=2)
     assert (diff > 16).mean() < 0.005
+
+
+def test_closing_one_renderer_leaves_the_others_working(avatar, renderer, base):
+    """Every renderer of a process shares one EGL display: closing one (a session that ends)
+    must not tear down the contexts of the others."""
+    from dyadic.renderer.offscreen import DyadRenderer
+
+    speaker, listener, before = base
+    other = DyadRenderer(avatar, size=(160, 120))
+    other.render(speaker, listener)
+    other.close()
+    assert np.array_equal(renderer.render(speaker, listener), before)
