@@ -462,7 +462,7 @@ def write_react_session(root: Path, split: str, session: str, name: str, listene
 # --- public entry points -----------------------------------------------------------------------
 
 
-MIN_SECONDS = 4.0
+MIN_SECONDS = 3.0
 
 
 def generate_sample(out_dir: str | Path, format: str = "seamless", interactions: int = 4, seconds: float = 20.0,

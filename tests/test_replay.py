@@ -127,7 +127,7 @@ def test_cli_replay_end_to_end(sample_root, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["replay", "V99_S0000_I00000000", "--seconds", "1"], "V99_S0000_I00000000"),
     (["data", "ls", "/nonexistent/folder"], "no such folder"),
-    (["data", "sample", "/tmp/dyadic-never-written", "--seconds", "1"], "at least 4 s"),
+    (["data", "sample", "/tmp/dyadic-never-written", "--seconds", "1"], "at least 3 s"),
 ])
 def test_cli_errors_are_one_clear_line(sample_root, capsys, argv, message):
     if argv[0] == "replay":
