@@ -39,7 +39,7 @@ FLOATS_PER_VERTEX_COLOURED = 10  # pyrender's interleaved VBO: position 3 | norm
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """pyrender's shader gamma-corrects its output, so vertex colours must be linear."""
+    """Our vertex shader lights linear albedo and gamma-encodes the result, so colours go in linear."""
     return np.power(np.clip(c, 0, 1), 2.2)
 
 

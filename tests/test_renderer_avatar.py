@@ -103,3 +103,18 @@ def test_body_model_folder_errors(tmp_path):
     (pkl / "SMPLH_female.pkl").write_bytes(b"\x80\x02cchumpy.ch\nCh\nq\x00.")
     with pytest.raises(BodyModelError, match="chumpy"):
         Avatar(pkl)
+
+
+def test_skinned_normals_match_the_posed_surface(avatar):
+    """The normals that come with the skinning (rest normals turned by the bones) agree with the
+    normals of the posed mesh itself, so the lighting follows a bent arm or a turned torso."""
+    from dyadic.renderer.normals import VertexNormals
+
+    pose = relaxed_pose()
+    pose.body_pose[17] = (0.0, -1.2, 0.0)  # bend the left elbow too
+    verts, normals = avatar.skin_with_normals([pose])
+    assert np.allclose(verts[0], avatar.vertices(pose), atol=1e-5)
+    assert np.allclose(np.linalg.norm(normals[0], axis=1), 1.0, atol=1e-4)
+    from_faces = VertexNormals(avatar.faces, avatar.num_vertices)(verts[0])
+    cos = np.einsum("ij,ij->i", normals[0], from_faces)
+    assert np.median(cos) > 0.99 and np.mean(cos > 0.9) > 0.95
