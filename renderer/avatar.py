@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
-from smplx.lbs import batch_rigid_transform, batch_rodrigues, lbs, vertices2joints
+from smplx.lbs import lbs, vertices2joints
 
 from .default_avatar import SMPLH_FILE, default_model_dir
+from .kinematics import TreeKinematics
 from .normals import VertexNormals
 from .pose import ARKIT_BLENDSHAPES, BLENDSHAPE_INDEX, AvatarPose
 
@@ -135,6 +136,7 @@ class Avatar:
         self._has_pose_correctives = bool(m.posedirs.abs().max() > 0)
         self._rest_joints = vertices2joints(m.J_regressor, self._template[None])
         self._pelvis = self._rest_joints[0, 0].numpy().astype(np.float32)
+        self._kinematics = TreeKinematics(self._parents.numpy(), self._rest_joints[0].numpy())
         self._rest_normals = torch.from_numpy(
             VertexNormals(self.faces, self.num_vertices)(self._template.numpy()).astype(np.float32))
 
@@ -221,27 +223,33 @@ class Avatar:
         b = len(poses)
         normals = None
         with torch.inference_mode():
-            full_pose = torch.from_numpy(self._full_pose(poses).astype(np.float32))
             v_rest = self._rest_vertices(poses)
             if self._has_pose_correctives:
+                full_pose = torch.from_numpy(self._full_pose(poses).astype(np.float32))
                 betas = torch.zeros(b, m.shapedirs.shape[-1])
                 verts, joints = lbs(betas, full_pose.view(b, -1), v_rest, m.shapedirs, m.posedirs,
                                     m.J_regressor, self._parents, self._weights)
             else:
                 # smplx's lbs() minus its pose-corrective matmul, which is all zeros for the
-                # mannequin yet costs most of lbs (a 459 x 3V product per frame, stack-probe 3b)
-                rot = batch_rodrigues(full_pose.view(-1, 3)).view(b, -1, 3, 3)
+                # mannequin yet costs most of lbs (a 459 x 3V product per frame, stack-probe 3b);
                 # the rig's vertices are outside J_regressor, so the rest joints never change
-                rest_joints = self._rest_joints.expand(b, -1, -1)
-                joints, rel = batch_rigid_transform(rot, rest_joints, self._parents)
+                # and the joint chain is evaluated once per frame in numpy (kinematics.py)
+                offset = self._offsets(poses)
+                joints, rel = self._kinematics(self._full_pose(poses))
+                rel[..., :3, 3] += offset  # lbs weights sum to 1: the offset moves every vertex
+                rel = torch.from_numpy(rel.astype(np.float32))
                 t = (self._weights @ rel.view(b, -1, 16)).view(b, -1, 4, 4)
-                verts = _rotate(t, v_rest) + t[..., :3, 3]
+                verts = (_rotate(t, v_rest) + t[..., :3, 3]).numpy()
                 if with_normals:
                     n = _rotate(t, self._rest_normals.expand(b, -1, -1))
                     normals = torch.nn.functional.normalize(n, dim=-1).numpy()
-            offset = torch.from_numpy(np.stack([p.transl for p in poses]).astype(np.float32)
-                                      - self._pelvis).view(b, 1, 3)
+                return verts, (joints + offset).astype(np.float32), normals
+            offset = torch.from_numpy(self._offsets(poses))
             return (verts + offset).numpy(), (joints + offset).numpy(), normals
+
+    def _offsets(self, poses: list[AvatarPose]) -> np.ndarray:
+        """(B, 1, 3) float32: the rest pelvis moved to each pose's translation."""
+        return (np.stack([p.transl for p in poses]).astype(np.float32) - self._pelvis)[:, None]
 
     def vertices_batch(self, poses: list[AvatarPose]) -> np.ndarray:
         """(B, V, 3) float32 posed vertices, one batched skinning call."""

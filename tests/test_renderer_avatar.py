@@ -118,3 +118,24 @@ def test_skinned_normals_match_the_posed_surface(avatar):
     from_faces = VertexNormals(avatar.faces, avatar.num_vertices)(verts[0])
     cos = np.einsum("ij,ij->i", normals[0], from_faces)
     assert np.median(cos) > 0.99 and np.mean(cos > 0.9) > 0.95
+
+
+def test_fast_skinning_matches_smplx_lbs(avatar):
+    """The mannequin's fast path (numpy tree kinematics, no zero pose correctives) gives what
+    smplx's own lbs() gives for the same bent, turned, translated poses."""
+    import torch
+    from smplx.lbs import lbs
+
+    from dyadic.renderer.idle import idle_pose
+
+    poses = [idle_pose(0.7, seed=1, talking=True), idle_pose(2.1, seed=2)]
+    poses[1].transl = np.array([0.3, -0.1, 0.2], np.float32)
+    verts, joints = avatar.skin(poses)
+    m = avatar.model
+    with torch.inference_mode():
+        full = torch.from_numpy(avatar._full_pose(poses).astype(np.float32)).view(2, -1)
+        ref_v, ref_j = lbs(torch.zeros(2, m.shapedirs.shape[-1]), full, avatar._rest_vertices(poses),
+                           m.shapedirs, m.posedirs, m.J_regressor, m.parents, m.lbs_weights)
+    offset = np.stack([p.transl for p in poses])[:, None] - avatar._pelvis
+    np.testing.assert_allclose(verts, ref_v.numpy() + offset, atol=1e-5)
+    np.testing.assert_allclose(joints, ref_j.numpy() + offset, atol=1e-5)
