@@ -2,10 +2,11 @@
 #   make demo   set up, then replay the embedded sample dyad to out/replay.mp4
 #   make test   set up, then run the test suite
 #   make bench  set up, then run the benchmarks (results: BENCHMARKS.md)
+#   make weights  set up, then retrain the shipped models (models/weights/) on generated data
 PY      := .venv/bin/python
 STAMP   := .venv/.dyadic-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench weights clean
 .DEFAULT_GOAL := demo
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
@@ -21,6 +22,9 @@ test: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+weights: setup
+	$(PY) scripts/make_weights.py
 
 clean:
 	rm -rf out .pytest_cache

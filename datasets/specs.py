@@ -80,3 +80,26 @@ REACT_EXPRESSION_ORDER: tuple[str, ...] = (
 # documented order, renderer.pose.ARKIT_BLENDSHAPES.
 
 SPECS = {"seamless": SEAMLESS_SPEC, "react": REACT_SPEC}
+
+# --- what the reaction model and the metrics use of each spec ------------------------------------
+# The model reads the speaker's and writes the listener's REACTION_GROUPS. Seamless leaves out
+# smplh:translation (camera-relative, not metric: it moves with the camera, not the person) and the
+# encodings without a decoder (movement:expression, gaze/head encodings).
+REACTION_GROUPS: dict[str, tuple[str, ...]] = {
+    "seamless": ("smplh:global_orient", "smplh:body_pose", "smplh:left_hand_pose",
+                 "smplh:right_hand_pose", "movement:FAUValue", "movement:alignment_head_rotation",
+                 "movement:emotion_valence", "movement:emotion_arousal", "movement:emotion_scores"),
+    "react": tuple(g.name for g in REACT_GROUPS),
+}
+# The REACT metrics use the 25 facial attributes in three parts, each with its FRDist weight
+# (react.md 5.2: AU 1/15, valence-arousal 1, expression 1/8). Seamless's equivalent: the 24 FAU
+# intensities (weight 1/24), valence and arousal (1), the 8 emotion scores (1/8): 34 channels.
+# Binary parts are thresholded at 0.5 in predictions before scoring, as the REACT code does.
+METRIC_GROUPS: dict[str, tuple[tuple[tuple[str, ...], float, bool], ...]] = {
+    # (groups, FRDist weight, binary)
+    "react": ((("react:au",), 1 / 15, True), (("react:valence_arousal",), 1.0, False),
+              (("react:expression_probs",), 1 / 8, False)),
+    "seamless": ((("movement:FAUValue",), 1 / 24, False),
+                 (("movement:emotion_valence", "movement:emotion_arousal"), 1.0, False),
+                 (("movement:emotion_scores",), 1 / 8, False)),
+}

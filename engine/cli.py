@@ -3,6 +3,9 @@
     dyadic replay [CLIP] [--data DIR] [--out FILE.mp4] [--seconds S] [--size WxH] [--body-model DIR]
     dyadic data ls DIR [--json]
     dyadic data sample OUT_DIR [--format seamless|react] [--interactions N] [--seconds S] [--seed K]
+    dyadic train [--data DIR] [--format F] [--out runs/NAME] [--epochs N] [--device auto|cpu|cuda] [--resume]
+    dyadic export CHECKPOINT --out model.onnx
+    dyadic eval [--data DIR] [--model FILE] [--samples 10] [--out report/]
 
 Heavy imports (torch, pyrender, PyAV) happen inside the subcommands, so `dyadic --help` is instant.
 """
@@ -73,13 +76,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     interaction = load_interaction(root, args.clip)
     for line in interaction.problems + interaction.speaker.problems + interaction.listener.problems:
         print(f"warning: {line}", file=sys.stderr)
+    runtime = None
+    if args.model != "none":
+        from dyadic.models.runtime import load_runtime
+        from dyadic.models.weights import default_model_path
+
+        model_path = args.model or default_model_path(interaction.dataset)
+        runtime = load_runtime(model_path)
+        print(f"listener: reaction model {model_path} ({runtime.provider}), "
+              f"seed {args.seed}; {'real listener as ghost' if args.ghost else 'no ghost'}", file=sys.stderr)
     avatar = Avatar(args.body_model)
     n = interaction.n_frames if args.seconds is None else min(
         interaction.n_frames, max(1, round(args.seconds * interaction.fps)))
-    with DyadRenderer(avatar, size=args.size, backend=args.gl, msaa=args.msaa) as renderer, \
+    ghost = runtime is not None and args.ghost
+    with DyadRenderer(avatar, size=args.size, backend=args.gl, msaa=args.msaa, ghost=ghost) as renderer, \
             tqdm(total=n, unit="frame", desc=f"replay {interaction.id}", disable=args.quiet) as bar:
         result = replay(interaction, args.out, avatar=avatar, renderer=renderer,
-                        seconds=args.seconds, audio=args.audio, progress=bar.update)
+                        seconds=args.seconds, audio=args.audio, model=runtime, seed=args.seed,
+                        progress=bar.update)
     print(f"{result.frames} frames at {result.fps:.3f} fps ({result.seconds:.1f} s) in "
           f"{result.wall_seconds:.1f} s: {result.speed:.1f}x real time [{result.backend}: {result.gl_renderer}]",
           file=sys.stderr)
@@ -133,6 +147,49 @@ def cmd_data_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from dyadic.models.train import TrainOptions, train
+
+    opts = TrainOptions(data=str(_data_root(args.data)), out=args.out, format=args.format, epochs=args.epochs,
+                        batch=args.batch, lr=args.lr, device=args.device, resume=args.resume, seed=args.seed,
+                        val_fraction=args.val_fraction, progress=not args.quiet)
+    best = train(opts, log=lambda line: print(line, file=sys.stderr))
+    print(best)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dyadic.models.export import export_onnx
+    from dyadic.models.train import load_checkpoint
+
+    if not Path(args.checkpoint).is_file():
+        raise UserError(f"{args.checkpoint}: no such checkpoint")
+    model = load_checkpoint(args.checkpoint)
+    out = export_onnx(model, args.out, source=str(args.checkpoint))
+    print(f"{model.step_parameters():,} parameters, {out.stat().st_size / 1e6:.2f} MB", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from dyadic.datasets import scan
+    from dyadic.models.evaluate import evaluate, markdown_table
+    from dyadic.models.weights import default_model_path
+
+    root = _data_root(args.data)
+    model = args.model
+    if model is None:
+        formats = [e.info.dataset for e in scan(root).entries]
+        if not formats:
+            raise UserError(f"{root}: no interactions found")
+        model = default_model_path(args.format or formats[0])
+    report = evaluate(root, model, samples=args.samples, out=args.out, seed=args.seed, device=args.device,
+                      progress=not args.quiet, log=lambda line: print(line, file=sys.stderr))
+    print(markdown_table(report))
+    print(f"written: {Path(args.out) / 'metrics.json'}, {Path(args.out) / 'metrics.md'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dyadic", description="A real-time dyadic avatar engine.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--msaa", action="store_true", help="4x anti-aliasing (about 2x render cost on CPU)")
     r.add_argument("--audio", choices=("speaker", "listener", "both"), default="speaker",
                    help="whose audio goes into the MP4 (default: %(default)s)")
+    r.add_argument("--model", metavar="FILE|none",
+                   help="reaction model (.onnx or .pt) that plays the listener; default: the shipped weights "
+                        "for the data's format; 'none': show the recorded listener")
+    r.add_argument("--seed", type=int, default=0, help="the model listener's latent seed (default: 0)")
+    r.add_argument("--ghost", action=argparse.BooleanOptionalAction, default=True,
+                   help="draw the recorded listener as a translucent ghost over the model's (default: on)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_replay)
 
@@ -164,6 +227,37 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seconds", type=positive_float, default=20.0, metavar="S")
     sm.add_argument("--seed", type=int, default=0, metavar="K")
     sm.set_defaults(func=cmd_data_sample)
+
+    t = sub.add_parser("train", help="train the online reaction model on dataset files")
+    t.add_argument("--data", metavar="DIR", help="dataset folder; default: the embedded sample")
+    t.add_argument("--format", choices=("seamless", "react"), help="which format to use (default: the first found)")
+    t.add_argument("--out", default="runs/default", metavar="DIR", help="checkpoints go here (default: %(default)s)")
+    t.add_argument("--epochs", type=positive_int, default=40, metavar="N")
+    t.add_argument("--batch", type=positive_int, default=32, metavar="N", help="windows per batch (default: 32)")
+    t.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate (default: 2e-3)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="held-out share of the interactions, by sorted id (default: 0.2)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="write a checkpoint's step function as an ONNX graph")
+    e.add_argument("checkpoint", metavar="CHECKPOINT")
+    e.add_argument("--out", default="model.onnx", metavar="FILE.onnx", help="(default: %(default)s)")
+    e.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser("eval", help="REACT metrics of a model and the reference rows on held-out data")
+    ev.add_argument("--data", metavar="DIR", help="held-out interactions; default: the embedded sample")
+    ev.add_argument("--format", choices=("seamless", "react"), help="with no --model: whose default model")
+    ev.add_argument("--model", metavar="FILE", help=".onnx (ONNX Runtime) or .pt checkpoint (torch); default: the shipped weights")
+    ev.add_argument("--samples", type=positive_int, default=10, metavar="K", help="reactions per speaker (default: 10)")
+    ev.add_argument("--out", default="report", metavar="DIR", help="metrics.json and metrics.md go here (default: %(default)s)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_eval)
     return p
 
 

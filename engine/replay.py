@@ -67,6 +67,22 @@ def track_poses(interaction: Interaction, n_frames: int) -> tuple[list[AvatarPos
             [adapt(frame_channels(lst, k)) for k in range(n_frames)])
 
 
+def model_listener_poses(interaction: Interaction, runtime, n_frames: int, seed: int = 0) -> list[AvatarPose]:
+    """The reaction model's listener for the recorded speaker: the same causal step loop the engine
+    runs live (features from the speaker's audio, the speaker's movement masked where invalid)."""
+    from dyadic.models.features import log_mel_frames
+    from dyadic.models.runtime import generate
+
+    layout = runtime.layout
+    if layout.spec_name != interaction.dataset:
+        raise ValueError(f"the model was trained on {layout.spec_name} data; {interaction.id} is {interaction.dataset}")
+    speaker, valid = layout.flatten(interaction.speaker, n_frames)
+    audio = log_mel_frames(interaction.speaker.audio(), interaction.fps, n_frames)
+    listener = layout.unflatten(generate(runtime, audio, speaker, valid, [seed], fps=interaction.fps)[0])
+    adapt = adapter_for(interaction.dataset)
+    return [adapt(frame_channels(listener, k)) for k in range(n_frames)]
+
+
 class _Worker(threading.Thread):
     """A pipeline stage in a thread. On failure it stops the whole pipeline and keeps its
     exception for the main thread to re-raise."""
@@ -107,10 +123,12 @@ def _get(q: queue.Queue, stop: threading.Event):
 
 
 def replay(interaction: Interaction, out_path: str | Path, *, avatar, renderer,
-           seconds: float | None = None, audio: str = "speaker",
+           seconds: float | None = None, audio: str = "speaker", model=None, seed: int = 0,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Render `interaction` to `out_path` (H.264 + AAC in MP4) with a ready avatar and renderer.
 
+    With a reaction-model runtime (`model`), the listener is the model's reaction (latent `seed`)
+    and the real listener is drawn as the ghost if the renderer has one; without, the real listener.
     The renderer must have been created on the calling thread (it owns the GL context).
     """
     fps = interaction.fps
@@ -125,6 +143,11 @@ def replay(interaction: Interaction, out_path: str | Path, *, avatar, renderer,
     t_start = time.perf_counter()
 
     speaker_poses, listener_poses = track_poses(interaction, n_frames)
+    ghost_poses: list[AvatarPose] = []
+    if model is not None:
+        real = listener_poses
+        listener_poses = model_listener_poses(interaction, model, n_frames, seed)
+        ghost_poses = real if renderer.has_ghost else []
     sound = mixed_audio(interaction, audio, audio_sample(n_frames, fps))
     stop = threading.Event()
     skinned: queue.Queue = queue.Queue(maxsize=4)
@@ -133,11 +156,14 @@ def replay(interaction: Interaction, out_path: str | Path, *, avatar, renderer,
     def skin() -> None:
         for k0 in range(0, n_frames, SKIN_CHUNK):
             k1 = min(n_frames, k0 + SKIN_CHUNK)
-            verts, normals = avatar.skin_with_normals(speaker_poses[k0:k1] + listener_poses[k0:k1])
+            verts, normals = avatar.skin_with_normals(
+                speaker_poses[k0:k1] + listener_poses[k0:k1] + ghost_poses[k0:k1])
             if normals is None:  # models skinned by smplx's full lbs(): the renderer computes them
                 normals = [None] * len(verts)
             n = k1 - k0
-            _put(skinned, list(zip(verts[:n], verts[n:], normals[:n], normals[n:])), stop)
+            ghosts = zip(verts[2 * n:], normals[2 * n:]) if ghost_poses else [(None, None)] * n
+            _put(skinned, [(verts[i], verts[n + i], g, normals[i], normals[n + i], gn)
+                           for i, (g, gn) in enumerate(ghosts)], stop)
         _put(skinned, _DONE, stop)
 
     container = av.open(str(tmp_path), mode="w", format="mp4")
@@ -162,8 +188,8 @@ def replay(interaction: Interaction, out_path: str | Path, *, avatar, renderer,
     encoder.start()
     try:
         while (item := _get(skinned, stop)) is not _DONE:
-            for spk, lst, spk_n, lst_n in item:
-                _put(rendered, renderer.render(spk, lst, normals=(spk_n, lst_n)), stop)
+            for spk, lst, ghost, spk_n, lst_n, ghost_n in item:
+                _put(rendered, renderer.render(spk, lst, ghost, normals=(spk_n, lst_n, ghost_n)), stop)
                 if progress:
                     progress(1)
         _put(rendered, _DONE, stop)

@@ -202,6 +202,10 @@ class DyadRenderer:
         colour, _ = self._offscreen.render(self.scene, self._flags)
         return colour
 
+    @property
+    def has_ghost(self) -> bool:
+        return self._ghost is not None
+
     def project(self, points: np.ndarray, slot: str = "listener") -> np.ndarray:
         """Pixel coordinates (N, 2) as (x, y), y down, of body-frame points of one avatar."""
         place = {"speaker": self.speaker_pose, "listener": self.listener_pose}[slot]

@@ -1,0 +1,158 @@
+"""`dyadic eval`: the REACT metrics of a model and of the reference rows, on held-out interactions.
+
+Rows (each with K samples per speaker, so FRDiv is comparable):
+- model: K listeners from K latent seeds (runtime.generate, the engine's own step loop);
+- ground truth: the real listener, K times (FRDiv 0 by construction);
+- mirror: the speaker's own behaviour delayed by MIRROR_DELAY seconds, K times;
+- random: per channel, Bernoulli(0.5) for binary parts, uniform over the listener's observed range
+  otherwise, K independent draws;
+- mean listener: the model's starting frame (the training data's mean listener), held.
+The appropriate-reaction set of a speaker is its real listener (the sample data and Seamless have
+no neighbour matrix). Channels: `datasets.specs.METRIC_GROUPS` (REACT: the 25 facial attributes;
+Seamless: 24 FAU + valence/arousal + 8 emotion scores). A clip whose listener lacks those groups
+(Seamless files without movement features) is left out and listed.
+
+Before scoring, the model's causality is checked: the speaker's audio and movement after frame k
+are replaced by noise, and the listener up to frame k must stay bit-identical.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dyadic.datasets.specs import METRIC_GROUPS
+
+from . import metrics
+from .data import ClipArrays, load_clips
+from .layout import ChannelLayout
+from .runtime import DEFAULT_RESAMPLE_SECONDS, generate, load_runtime
+
+MIRROR_DELAY = 0.5  # seconds: a typical mimicry lag
+ROWS = ("model", "ground truth", "mirror", "random", "mean listener")
+METRIC_NAMES = ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn")
+HIGHER_IS_BETTER = {"FRCorr": True, "FRDist": False, "FRDiv": True, "FRVar": True, "FRDvs": True, "FRSyn": False}
+
+
+def metric_columns(layout: ChannelLayout) -> tuple[np.ndarray, list[metrics.Part], list[str]]:
+    """(column indices into the layout vector, parts over the metric vector, channel names)."""
+    slices = layout.slices
+    columns, parts, names, start = [], [], [], 0
+    for groups, weight, binary in METRIC_GROUPS[layout.spec_name]:
+        cols = np.concatenate([np.arange(slices[g].start, slices[g].stop) for g in groups])
+        columns.append(cols)
+        names += [f"{g}[{i}]" for g in groups for i in range(slices[g].stop - slices[g].start)]
+        parts.append((slice(start, start + len(cols)), weight, binary))
+        start += len(cols)
+    return np.concatenate(columns), parts, names
+
+
+def check_causality(runtime, clip: ClipArrays, frame: int, seed: int = 0) -> dict:
+    """Outputs up to `frame` with the real speaker vs with noise after it: must be bit-identical."""
+    rng = np.random.default_rng(seed)
+    audio, speaker = clip.audio.copy(), clip.speaker.copy()
+    audio[frame + 1:] = rng.normal(audio.mean(), audio.std() + 1.0, audio[frame + 1:].shape)
+    speaker[frame + 1:] += rng.normal(0, 0.5, speaker[frame + 1:].shape).astype(np.float32)
+    end = min(len(audio), frame + 20)
+    a = generate(runtime, clip.audio[:end], clip.speaker[:end], clip.speaker_valid[:end], [seed], decode=False)
+    b = generate(runtime, audio[:end], speaker[:end], clip.speaker_valid[:end], [seed], decode=False)
+    before = float(np.abs(a[:, :frame + 1] - b[:, :frame + 1]).max())
+    after = float(np.abs(a[:, frame + 1:] - b[:, frame + 1:]).max()) if end > frame + 1 else 0.0
+    return {"frame": frame, "max_diff_up_to_frame": before, "max_diff_after_frame": after,
+            "causal": before == 0.0}
+
+
+def _reference_rows(clip_lst: np.ndarray, clip_spk: np.ndarray, fps: float, k: int, parts, mean_frame: np.ndarray,
+                    lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    t = len(clip_lst)
+    delay = int(round(MIRROR_DELAY * fps))
+    mirror = np.concatenate([np.repeat(clip_spk[:1], min(delay, t), 0), clip_spk[:max(0, t - delay)]])
+    random = rng.uniform(lo, hi, size=(k, t, len(lo))).astype(np.float32)
+    for sl, _, binary in parts:
+        if binary:
+            random[..., sl] = rng.integers(0, 2, size=random[..., sl].shape)
+    return {"ground truth": np.repeat(clip_lst[None], k, 0), "mirror": np.repeat(mirror[None], k, 0),
+            "random": random, "mean listener": np.repeat(np.repeat(mean_frame[None], t, 0)[None], k, 0)}
+
+
+def evaluate(data: str | Path, model: str | Path, samples: int = 10, out: str | Path = "report", seed: int = 0,
+             resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS, device: str = "auto",
+             progress: bool = True, log=print) -> dict:
+    runtime = load_runtime(model, device)
+    layout = runtime.layout
+    spec = layout.spec_name
+    _, clips, problems = load_clips(data, spec)
+    cols, parts, names = metric_columns(layout)
+    group_index = {n: i for i, n in enumerate(layout.names)}
+    needed = [group_index[g] for groups, _, _ in METRIC_GROUPS[spec] for g in groups]
+    used, skipped = [], []
+    for c in clips:
+        (used if c.listener_valid[:, needed].any(0).all() else skipped).append(c)
+    if not used:
+        raise ValueError(f"{data}: no {spec} interaction has the metric channels ({', '.join(sorted(set(n.split('[')[0] for n in names)))})")
+    log(f"evaluating {Path(model).name} ({runtime.provider}) on {len(used)} {spec} interaction(s), "
+        f"{samples} samples each" + (f"; left out (no metric channels): {', '.join(c.id for c in skipped)}" if skipped else ""))
+
+    causality = check_causality(runtime, used[0], frame=min(used[0].n_frames - 2, int(5 * used[0].fps)), seed=seed)
+    if not causality["causal"]:
+        log(f"WARNING: the model is not causal: outputs up to frame {causality['frame']} changed by "
+            f"{causality['max_diff_up_to_frame']:.3g} when later speaker inputs changed")
+
+    rng = np.random.default_rng(seed)
+    all_lst = np.concatenate([c.listener[:, cols] for c in used])
+    lo, hi = all_lst.min(0), all_lst.max(0)
+    mean_frame = layout.decode(runtime.listener_start[None])[0][cols]
+    rows: dict[str, list[np.ndarray]] = {r: [] for r in ROWS}
+    gts, speakers = [], []
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+    for i, clip in enumerate(tqdm(used, desc="generating", unit="clip", leave=False, disable=not progress)):
+        seeds = [seed * 100_003 + i * 1_000 + s for s in range(samples)]
+        pred = generate(runtime, clip.audio, clip.speaker, clip.speaker_valid, seeds, resample_seconds, clip.fps)
+        rows["model"].append(pred[..., cols])
+        lst, spk = clip.listener[:, cols], clip.speaker[:, cols]
+        for name, arr in _reference_rows(lst, spk, clip.fps, samples, parts, mean_frame, lo, hi, rng).items():
+            rows[name].append(arr)
+        gts.append([lst])
+        speakers.append(spk)
+    gen_seconds = time.perf_counter() - t0
+    fps = float(np.median([c.fps for c in used]))
+    results = {}
+    for name in tqdm(ROWS, desc="scoring", unit="row", leave=False, disable=not progress):
+        results[name] = metrics.all_metrics(rows[name], gts, speakers, parts, fps)
+    report = {"model": str(model), "provider": runtime.provider, "dataset": spec, "data": str(data),
+              "samples": samples, "seed": seed, "resample_seconds": resample_seconds,
+              "interactions": [c.id for c in used], "left_out": [c.id for c in skipped],
+              "frames": int(sum(c.n_frames for c in used)), "metric_channels": names,
+              "causality": causality, "generation_seconds": round(gen_seconds, 2), "rows": results,
+              "problems": problems}
+    write_report(report, out)
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    head = "| row | " + " | ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in METRIC_NAMES) + " |"
+    lines = [head, "|" + "---|" * (len(METRIC_NAMES) + 1)]
+    for row, vals in report["rows"].items():
+        lines.append(f"| {row} | " + " | ".join(f"{vals[m]:.4g}" for m in METRIC_NAMES) + " |")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out: str | Path) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    c = report["causality"]
+    md = [f"# REACT metrics: {Path(report['model']).name} on {report['dataset']} data", "",
+          f"{len(report['interactions'])} held-out interaction(s), {report['frames']} frames, "
+          f"{report['samples']} samples per speaker; provider {report['provider']}.", "",
+          markdown_table(report), "",
+          f"FRCorr and FRDist are summed over the {report['samples']} samples (REACT convention); FRSyn is the "
+          "NaN-safe TLCC over every sample.",
+          f"Causality check: outputs up to frame {c['frame']} {'unchanged' if c['causal'] else 'CHANGED'} "
+          f"(max diff {c['max_diff_up_to_frame']:.3g}) when later speaker inputs changed."]
+    if report["left_out"]:
+        md.append(f"Left out (no metric channels): {', '.join(report['left_out'])}.")
+    (out / "metrics.md").write_text("\n".join(md) + "\n")

@@ -1,0 +1,233 @@
+"""Training of the reaction model: `dyadic train`.
+
+Windows of WINDOW frames are drawn from the training clips; the model predicts each listener frame
+from the speaker's audio and movement up to that frame and the listener's previous frame, given a
+latent drawn from q(z | listener window) (a conditional VAE; the KL term pulls q to N(0, I), which is
+what the runtime samples from). Two things keep training close to live use:
+- the listener's past is fed with noise (teacher forcing on a noised past), so the model does not
+  lean on a past more exact than its own outputs will be;
+- whole speaker movement groups are dropped at random, so it reacts to audio alone (a microphone
+  session has no speaker movement) exactly as the validity mask tells it.
+Checkpoints: OUT/last.pt after every epoch (what --resume continues), OUT/best.pt at the lowest
+validation loss, OUT/history.json with the losses.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import ClipArrays, channel_stats, load_clips, split_clips
+from .layout import ChannelLayout
+from .reaction import ReactionConfig, ReactionModel
+
+
+FREE_BITS = 0.1
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    out: str = "runs/default"
+    format: str | None = None
+    epochs: int = 40
+    batch: int = 32
+    window: int = 128
+    lr: float = 2e-3
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    val_fraction: float = 0.2
+    hidden: int = 256
+    latent: int = 16
+    kl_weight: float = 0.02
+    past_noise: float = 0.3  # std of the noise on the listener's past, in normalised units
+    drop_movement: float = 0.3  # probability of hiding a speaker movement group for a window
+    progress: bool = True
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: this torch build or machine has no CUDA device")
+    return torch.device(name)
+
+
+def prepare(dataset: str, train: list[ClipArrays], fps: float, opts: TrainOptions,
+            layout: ChannelLayout) -> ReactionConfig:
+    """Fit the rotation references and the normalisation on the training clips (in place)."""
+    layout.fit_reference_rotations(np.concatenate([c.listener for c in train] + [c.speaker for c in train]),
+                                   np.concatenate([c.listener_valid for c in train] + [c.speaker_valid for c in train]))
+    gm = layout.group_matrix()
+    a_mean, a_std = channel_stats([c.audio for c in train], [np.ones((c.n_frames, 1)) for c in train],
+                                  np.ones((1, train[0].audio.shape[1]), np.float32))
+    s_mean, s_std = channel_stats([layout.encode(c.speaker) for c in train], [c.speaker_valid for c in train], gm)
+    l_mean, l_std = channel_stats([layout.encode(c.listener) for c in train], [c.listener_valid for c in train], gm)
+    stats = {"audio_mean": a_mean, "audio_std": a_std, "speaker_mean": s_mean, "speaker_std": s_std,
+             "listener_mean": l_mean, "listener_std": l_std}
+    return ReactionConfig(layout=layout.to_dict(), fps=fps, hidden=opts.hidden, latent=opts.latent,
+                          stats={k: v.tolist() for k, v in stats.items()})
+
+
+def encode_clips(clips: list[ClipArrays], layout: ChannelLayout) -> list[ClipArrays]:
+    return [ClipArrays(c.id, c.fps, c.audio, layout.encode(c.speaker), c.speaker_valid,
+                       layout.encode(c.listener), c.listener_valid) for c in clips]
+
+
+class WindowSampler:
+    """Random training windows (speaker inputs, the listener past and targets) as tensors."""
+
+    def __init__(self, clips: list[ClipArrays], window: int, listener_mean: np.ndarray,
+                 group_matrix: np.ndarray, rng: np.random.Generator):
+        self.clips, self.window, self.rng = clips, window, rng
+        self.listener_mean = listener_mean
+        self.gm = group_matrix
+        lengths = np.array([c.n_frames for c in clips], float)
+        self.weights = lengths / lengths.sum()
+
+    def window_at(self, clip: ClipArrays, start: int, length: int):
+        sl = slice(start, start + length)
+        prev = np.concatenate([clip.listener[start - 1:start] if start > 0 else self.listener_mean[None],
+                               clip.listener[start:start + length - 1]])
+        return (clip.audio[sl], clip.speaker[sl], clip.speaker_valid[sl].astype(np.float32), prev,
+                clip.listener[sl], clip.listener_valid[sl].astype(np.float32) @ self.gm)
+
+    def batch(self, size: int, drop_movement: float = 0.0):
+        length = min(self.window, min(c.n_frames for c in self.clips))
+        items = []
+        for i in self.rng.choice(len(self.clips), size=size, p=self.weights):
+            clip = self.clips[i]
+            start = int(self.rng.integers(0, clip.n_frames - length + 1))
+            audio, spk, spk_valid, prev, target, mask = self.window_at(clip, start, length)
+            if drop_movement > 0:
+                spk_valid = spk_valid * (self.rng.random(spk_valid.shape[1]) >= drop_movement)
+            items.append((audio, spk, spk_valid, prev, target, mask))
+        return [torch.from_numpy(np.stack(x).astype(np.float32)) for x in zip(*items)]
+
+
+def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = True):
+    audio, spk, spk_valid, prev, target, mask = batch
+    mu, logvar = model.encode_latent(target)
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+    if past_noise > 0:
+        prev = prev + torch.randn_like(prev) * past_noise * model.listener_std
+    pred = model.forward_sequence(audio, spk, spk_valid, prev, z)
+    err = (pred - target) / model.listener_std
+    denom = mask.sum().clamp(min=1.0)
+    recon = (err ** 2 * mask).sum() / denom
+    vel_mask = mask[:, 1:] * mask[:, :-1]
+    velocity = ((err[:, 1:] - err[:, :-1]) ** 2 * vel_mask).sum() / vel_mask.sum().clamp(min=1.0)
+    kl_per_dim = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).mean(0)
+    # free bits: each latent dimension may carry FREE_BITS nats at no cost, which keeps the
+    # decoder from ignoring z (posterior collapse) and so keeps the samples diverse
+    kl = torch.clamp(kl_per_dim, min=FREE_BITS).sum()
+    return recon, velocity, kl
+
+
+def _checkpoint(path: Path, model, optimizer, epoch: int, history: list, best: float, opts: TrainOptions,
+                dataset: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": model.config.to_dict(), "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history, "best_val": best,
+                "options": asdict(opts), "dataset": dataset}, tmp)
+    tmp.replace(path)
+
+
+def train(opts: TrainOptions, log=print) -> Path:
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(opts.device)
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    dataset, clips, problems = load_clips(opts.data, opts.format, progress=opts.progress)
+    for line in problems:
+        log(f"data: {line}")
+    train_clips, val_clips = split_clips(clips, opts.val_fraction)
+    log(f"{dataset}: {len(train_clips)} training clips ({sum(c.n_frames for c in train_clips)} frames), "
+        f"{len(val_clips)} validation clips; device {device}")
+
+    resume_path = out / "last.pt"
+    state = None
+    if opts.resume:
+        if not resume_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {resume_path}")
+        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        config = ReactionConfig.from_dict(state["config"])
+    else:
+        config = prepare(dataset, train_clips, float(np.median([c.fps for c in clips])), opts,
+                         ChannelLayout.for_spec(_spec(dataset)))
+    layout = config.channel_layout
+    model = ReactionModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=1e-4)
+    history, best, first_epoch = [], math.inf, 1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, first_epoch = state["history"], state["best_val"], state["epoch"] + 1
+        log(f"resumed from {resume_path} at epoch {state['epoch']}")
+    model.to(device)
+
+    gm = layout.group_matrix()
+    listener_mean = np.asarray(config.stats["listener_mean"], np.float32)
+    sampler = WindowSampler(encode_clips(train_clips, layout), opts.window, listener_mean, gm, rng)
+    val_sampler = WindowSampler(encode_clips(val_clips or train_clips, layout), opts.window, listener_mean, gm,
+                                np.random.default_rng(opts.seed + 1))
+    val_batches = [val_sampler.batch(opts.batch) for _ in range(4)]  # fixed: comparable across epochs
+    steps = max(20, int(sum(c.n_frames for c in train_clips) / opts.window * 2 / opts.batch))
+
+    from tqdm import tqdm
+    for epoch in range(first_epoch, opts.epochs + 1):
+        model.train()
+        kl_w = opts.kl_weight * min(1.0, epoch / max(1, opts.epochs // 4))  # KL warm-up
+        t0, totals = time.perf_counter(), np.zeros(3)
+        bar = tqdm(range(steps), desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False,
+                   disable=not opts.progress)
+        for _ in bar:
+            batch = [t.to(device) for t in sampler.batch(opts.batch, opts.drop_movement)]
+            recon, velocity, kl = loss_terms(model, batch, opts.past_noise)
+            loss = recon + velocity + kl_w * kl
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            totals += [recon.item(), velocity.item(), kl.item()]
+            bar.set_postfix(loss=f"{recon.item():.3f}")
+        model.eval()
+        with torch.no_grad():
+            val = np.mean([sum(t.item() for t in loss_terms(model, [t.to(device) for t in b], 0.0, sample=False)[:2])
+                           for b in val_batches])
+        totals /= steps
+        history.append({"epoch": epoch, "train_recon": totals[0], "train_velocity": totals[1], "train_kl": totals[2],
+                        "val_loss": float(val), "seconds": time.perf_counter() - t0})
+        improved = val < best
+        best = min(best, float(val))
+        log(f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f})  "
+            f"val {val:.4f}{'  *' if improved else ''}  {time.perf_counter() - t0:.1f}s")
+        model.to("cpu")
+        _checkpoint(resume_path, model, optimizer, epoch, history, best, opts, dataset)
+        if improved:
+            _checkpoint(out / "best.pt", model, optimizer, epoch, history, best, opts, dataset)
+        model.to(device)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+    return out / "best.pt"
+
+
+def _spec(dataset: str):
+    from dyadic.datasets.specs import SPECS
+    return SPECS[dataset]
+
+
+def load_checkpoint(path: str | Path) -> ReactionModel:
+    """A trained ReactionModel (eval mode, CPU) from a checkpoint written by train()."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or "config" not in state or "model" not in state:
+        raise ValueError(f"{path}: not a dyadic training checkpoint (no 'config'/'model' entries)")
+    model = ReactionModel(ReactionConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.eval()

@@ -1,0 +1,203 @@
+"""The reaction model: causal features, strict causality, ONNX step == torch, latents, training."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dyadic.models.data import load_clips
+from dyadic.models.features import N_MELS, StreamingLogMel, log_mel_frames
+from dyadic.models.layout import ChannelLayout
+from dyadic.models.reaction import ReactionModel
+from dyadic.models.runtime import LatentSchedule, OnnxRuntime, ReactionSession, TorchRuntime, generate
+from dyadic.models.train import TrainOptions, load_checkpoint, prepare, train
+
+
+@pytest.fixture(scope="module")
+def seamless_clips(sample_root):
+    dataset, clips, _ = load_clips(sample_root / "seamless")
+    assert dataset == "seamless"
+    return clips
+
+
+@pytest.fixture(scope="module")
+def small_model(seamless_clips):
+    """An untrained but fully configured model (normalisation and rotation references fitted)."""
+    torch.manual_seed(0)
+    opts = TrainOptions(data="-", hidden=32, latent=4)
+    config = prepare("seamless", seamless_clips, 30.0, opts, ChannelLayout.for_spec(_spec()))
+    return ReactionModel(config).eval()
+
+
+def _spec():
+    from dyadic.datasets.specs import SEAMLESS_SPEC
+    return SEAMLESS_SPEC
+
+
+def _inputs(model, clip, batch=2, frames=60):
+    layout = model.config.channel_layout
+    spk = layout.encode(clip.speaker[:frames])
+    rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a, np.float32)[None], batch, 0))  # noqa: E731
+    latent = torch.from_numpy(np.random.default_rng(1).standard_normal((batch, model.config.latent)).astype(np.float32))
+    return rep(clip.audio[:frames]), rep(spk), rep(clip.speaker_valid[:frames]), latent
+
+
+def test_streaming_features_equal_batch_features(sample_root, seamless_clips):
+    from dyadic.datasets import load_interaction
+
+    for clip_id, fps in (("V00_S0809_I00000582", 30.0), ("V00_S0809_I00000583", 30000 / 1001)):
+        it = load_interaction(sample_root / "seamless", clip_id)
+        audio = it.speaker.audio()
+        batch = log_mel_frames(audio, it.fps, it.n_frames)
+        assert batch.shape == (it.n_frames, N_MELS) and np.isfinite(batch).all()
+        stream, rng, out, i = StreamingLogMel(it.fps), np.random.default_rng(0), [], 0
+        while i < len(audio):  # chunks of any size, like a microphone or a WebRTC track delivers
+            n = int(rng.integers(1, 4000))
+            out.append(stream.push(audio[i:i + n]))
+            i += n
+        streamed = np.concatenate(out)[:it.n_frames]
+        assert len(streamed) == it.n_frames
+        np.testing.assert_array_equal(streamed, batch)
+
+
+def test_features_are_causal():
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal(48_000).astype(np.float32)
+    changed = audio.copy()
+    end_of_frame_9 = round(10 * 48_000 / 30)
+    changed[end_of_frame_9:] = 0.0
+    a, b = log_mel_frames(audio, 30.0), log_mel_frames(changed, 30.0)
+    np.testing.assert_array_equal(a[:10], b[:10])
+    assert not np.allclose(a[10], b[10])
+
+
+def test_model_is_strictly_causal(small_model, seamless_clips):
+    """Changing the speaker's audio and movement after frame k leaves outputs 0..k bit-identical."""
+    audio, spk, valid, latent = _inputs(small_model, seamless_clips[0])
+    ref = small_model.run(audio, spk, valid, latent)
+    k = 29
+    audio2, spk2, valid2 = audio.clone(), spk.clone(), valid.clone()
+    audio2[:, k + 1:] += torch.randn_like(audio2[:, k + 1:]) * 3
+    spk2[:, k + 1:] += torch.randn_like(spk2[:, k + 1:])
+    valid2[:, k + 1:] = 0
+    out = small_model.run(audio2, spk2, valid2, latent)
+    assert torch.equal(out[:, :k + 1], ref[:, :k + 1])
+    assert not torch.allclose(out[:, k + 1:], ref[:, k + 1:])
+    # the teacher-forced training form is causal too (the same GRU, no look-ahead)
+    prev = torch.cat([small_model.listener_mean.expand(2, 1, -1), ref[:, :-1]], dim=1)
+    seq = small_model.forward_sequence(audio, spk, valid, prev, latent)
+    seq2 = small_model.forward_sequence(audio2, spk2, valid2, prev, latent)
+    assert torch.equal(seq[:, :k + 1], seq2[:, :k + 1])
+
+
+def test_latent_changes_the_reaction(small_model, seamless_clips):
+    audio, spk, valid, _ = _inputs(small_model, seamless_clips[0])
+    z = torch.randn(2, small_model.config.latent) * 2
+    out = small_model.run(audio, spk, valid, z)
+    assert (out[0] - out[1]).abs().max() > 1e-3
+
+
+def test_masked_speaker_movement_is_ignored(small_model, seamless_clips):
+    """Values of an invalid group never reach the output: only the mask does."""
+    audio, spk, valid, latent = _inputs(small_model, seamless_clips[0])
+    valid[:] = 0
+    a = small_model.run(audio, spk, valid, latent)
+    b = small_model.run(audio, spk + 5.0, valid, latent)
+    assert torch.equal(a, b)
+
+
+def test_onnx_step_loop_matches_torch(small_model, seamless_clips, tmp_path):
+    from dyadic.models.export import export_onnx
+
+    path = export_onnx(small_model, tmp_path / "model.onnx")
+    meta = json.loads(__import__("onnx").load(str(path)).metadata_props[0].value)
+    assert meta["config"]["layout"]["spec"] == "seamless"
+    runtime = OnnxRuntime(path, device="cpu")
+    assert runtime.provider == "CPUExecutionProvider"
+    clip = seamless_clips[0]
+    frames = 90
+    seeds = [3, 4, 5]
+    onnx_out = generate(runtime, clip.audio[:frames], clip.speaker[:frames], clip.speaker_valid[:frames], seeds,
+                        decode=False)
+    torch_out = generate(TorchRuntime(small_model, "cpu"), clip.audio[:frames], clip.speaker[:frames],
+                         clip.speaker_valid[:frames], seeds, decode=False)
+    np.testing.assert_allclose(onnx_out, torch_out, atol=1e-4)
+    # ... and the torch full-sequence forward (free running) over the same latents
+    layout = small_model.config.channel_layout
+    z = torch.from_numpy(np.stack([[LatentSchedule(small_model.config.latent, s, 30.0)(f) for f in range(frames)]
+                                   for s in seeds]))
+    rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a, np.float32)[None], len(seeds), 0))  # noqa: E731
+    full = small_model.run(rep(clip.audio[:frames]), rep(layout.encode(clip.speaker[:frames])),
+                           rep(clip.speaker_valid[:frames]), z).numpy()
+    np.testing.assert_allclose(onnx_out, full, atol=1e-4)
+    # a batched call serves many sessions: row 1 of a batch of 3 == the same session alone
+    single = generate(runtime, clip.audio[:frames], clip.speaker[:frames], clip.speaker_valid[:frames], [4],
+                      decode=False)
+    np.testing.assert_allclose(onnx_out[1], single[0], atol=1e-5)
+
+
+def test_session_steps_from_raw_samples(small_model, sample_root):
+    """A live session fed audio samples and dataset-unit frames gives dataset-unit listener frames."""
+    from dyadic.datasets import load_interaction
+
+    it = load_interaction(sample_root / "seamless", "V00_S0809_I00000582")
+    session = ReactionSession(TorchRuntime(small_model, "cpu"), seed=1, fps=it.fps)
+    layout = session.layout
+    spk, valid = layout.flatten(it.speaker, 30)
+    audio = it.speaker.audio()
+    frames = []
+    for k in range(30):
+        s0, s1 = it.audio_span(k, k + 1)
+        for feat in session.features.push(audio[s0:s1]):
+            frames.append(session.step(feat, spk[k], valid[k]))
+    assert len(frames) == 30
+    listener = layout.unflatten(np.stack(frames))
+    assert listener["smplh:body_pose"].shape == (30, 21, 3)
+    # rotations come back in dataset units: near the data's own global orientation
+    ref = np.asarray(layout.reference_rotations["smplh:global_orient"])[0]
+    from scipy.spatial.transform import Rotation
+    angle = (Rotation.from_rotvec(ref).inv() * Rotation.from_rotvec(listener["smplh:global_orient"])).magnitude()
+    assert angle.max() < 1.0
+
+
+def test_latent_schedule_is_smooth_and_deterministic():
+    sched = LatentSchedule(8, seed=7, fps=30.0, resample_seconds=2.0, crossfade_seconds=0.5)
+    z = np.stack([sched(k) for k in range(300)])
+    np.testing.assert_array_equal(z, np.stack([LatentSchedule(8, 7, 30.0, 2.0, 0.5)(k) for k in range(300)]))
+    steps = np.linalg.norm(np.diff(z, axis=0), axis=1)
+    # a re-draw every 60 frames, faded over 15: no step larger than a quarter-circle sliver
+    assert steps.max() < 0.5
+    assert np.linalg.norm(z[0] - z[100]) > 1.0  # it did change
+    assert not np.array_equal(z[0], LatentSchedule(8, 8, 30.0)(0))
+
+
+def test_train_resume_and_checkpoint(sample_root, tmp_path):
+    out = tmp_path / "run"
+    opts = TrainOptions(data=str(sample_root / "seamless"), out=str(out), epochs=1, batch=4, window=32,
+                        hidden=16, latent=4, progress=False)
+    best = train(opts, log=lambda *_: None)
+    assert best.exists() and (out / "last.pt").exists()
+    opts.epochs, opts.resume = 2, True
+    train(opts, log=lambda *_: None)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(np.isfinite(h["val_loss"]) for h in history)
+    model = load_checkpoint(out / "last.pt")
+    assert model.config.hidden == 16
+
+
+def test_bad_model_files_give_clear_errors(tmp_path):
+    from dyadic.models.runtime import ModelFileError, load_runtime
+
+    with pytest.raises(ModelFileError, match="no such model file"):
+        load_runtime(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a graph")
+    with pytest.raises(ModelFileError, match="junk.onnx"):
+        load_runtime(junk)
+    bad_pt = tmp_path / "junk.pt"
+    torch.save({"hello": 1}, bad_pt)
+    with pytest.raises(ModelFileError, match="junk.pt"):
+        load_runtime(bad_pt)
