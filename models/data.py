@@ -81,13 +81,13 @@ def split_clips(clips: list[ClipArrays], val_fraction: float) -> tuple[list[Clip
     return clips[:len(clips) - n_val], clips[len(clips) - n_val:]
 
 
-def channel_stats(arrays: list[np.ndarray], valid: list[np.ndarray], group_matrix: np.ndarray | None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std over valid frames; a channel that never varies gets std 1."""
-    rows = []
-    for a, v in zip(arrays, valid):
-        mask = (v.astype(np.float32) @ group_matrix > 0.5) if group_matrix is not None else np.ones_like(a, bool)
-        rows.append(np.where(mask, a, np.nan))
+def channel_stats(arrays: list[np.ndarray], valid: list[np.ndarray] | None = None,
+                  group_matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std over valid frames (per-group validity expanded by `group_matrix`;
+    no `valid`: every frame); a channel that never varies gets std 1."""
+    rows = arrays
+    if valid is not None:
+        rows = [np.where(v.astype(np.float32) @ group_matrix > 0.5, a, np.nan) for a, v in zip(arrays, valid)]
     x = np.concatenate(rows).astype(np.float64)
     with warnings.catch_warnings():  # all-NaN columns (a group never valid) are expected
         warnings.simplefilter("ignore", RuntimeWarning)

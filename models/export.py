@@ -59,15 +59,18 @@ def export_onnx(model: ReactionModel, out: str | Path, **extra_metadata) -> Path
     shapes = {"audio": {0: batch}, "speaker": {0: batch}, "speaker_valid": {0: batch},
               "previous": {0: batch}, "latent": {0: batch}, "hidden": {1: batch}}
     tmp = out.with_name(out.name + ".tmp")
-    # the example batch is 2: torch.export specialises a dimension of size 1
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")  # the exporter's own deprecation chatter, not ours to fix
-        program = torch.onnx.export(_Step(model), example_inputs(model, 2), dynamo=True, input_names=INPUTS,
-                                    output_names=OUTPUTS, dynamic_shapes=shapes, verbose=False)
-    quiet.setLevel(level)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # the exporter's own deprecation chatter, not ours to fix
+            # the example batch is 2: torch.export specialises a dimension of size 1
+            program = torch.onnx.export(_Step(model), example_inputs(model, 2), dynamo=True,
+                                        input_names=INPUTS, output_names=OUTPUTS, dynamic_shapes=shapes,
+                                        verbose=False)
+    finally:
+        quiet.setLevel(level)
     program.save(str(tmp))
     proto = onnx.load(str(tmp))
     entry = proto.metadata_props.add()

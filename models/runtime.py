@@ -84,7 +84,7 @@ class OnnxRuntime(_Runtime):
         self.metadata = json.loads(meta)
         self.config = ReactionConfig.from_dict(self.metadata["config"])
         self.provider = self.session.get_providers()[0]
-        if device in ("cuda",) and self.provider != "CUDAExecutionProvider":
+        if device == "cuda" and self.provider != "CUDAExecutionProvider":  # ORT fell back
             raise RuntimeError(f"--device cuda: ONNX Runtime could not use CUDA here (got {self.provider})")
         self.path = path
 
@@ -127,14 +127,10 @@ class TorchRuntime(_Runtime):
             return listener.cpu().numpy(), hidden.cpu().numpy()
 
 
-def load_runtime(path: str | Path, device: str = "auto", backend: str = "auto"):
+def load_runtime(path: str | Path, device: str = "auto"):
     """An .onnx file -> OnnxRuntime; a training checkpoint (.pt) -> TorchRuntime."""
     path = Path(path)
-    if backend not in ("auto", "onnx", "torch"):
-        raise ValueError(f"backend must be auto, onnx or torch, not {backend!r}")
     if path.suffix == ".onnx":
-        if backend == "torch":
-            raise ValueError(f"{path}: the torch runtime needs a training checkpoint (.pt), not an ONNX file")
         return OnnxRuntime(path, device)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dyadic.datasets.specs import SPECS
+
 from .data import ClipArrays, channel_stats, load_clips, split_clips
 from .layout import ChannelLayout
 from .reaction import ReactionConfig, ReactionModel
@@ -59,20 +61,22 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare(dataset: str, train: list[ClipArrays], fps: float, opts: TrainOptions,
-            layout: ChannelLayout) -> ReactionConfig:
-    """Fit the rotation references and the normalisation on the training clips (in place)."""
+def prepare(train: list[ClipArrays], fps: float, opts: TrainOptions, layout: ChannelLayout
+            ) -> tuple[ReactionConfig, list[ClipArrays]]:
+    """Fit the rotation references (into `layout`) and the normalisation on the training clips;
+    returns the config and the clips encoded in model units (encoded once, used for training)."""
     layout.fit_reference_rotations(np.concatenate([c.listener for c in train] + [c.speaker for c in train]),
                                    np.concatenate([c.listener_valid for c in train] + [c.speaker_valid for c in train]))
+    encoded = encode_clips(train, layout)
     gm = layout.group_matrix()
-    a_mean, a_std = channel_stats([c.audio for c in train], [np.ones((c.n_frames, 1)) for c in train],
-                                  np.ones((1, train[0].audio.shape[1]), np.float32))
-    s_mean, s_std = channel_stats([layout.encode(c.speaker) for c in train], [c.speaker_valid for c in train], gm)
-    l_mean, l_std = channel_stats([layout.encode(c.listener) for c in train], [c.listener_valid for c in train], gm)
+    a_mean, a_std = channel_stats([c.audio for c in encoded])
+    s_mean, s_std = channel_stats([c.speaker for c in encoded], [c.speaker_valid for c in encoded], gm)
+    l_mean, l_std = channel_stats([c.listener for c in encoded], [c.listener_valid for c in encoded], gm)
     stats = {"audio_mean": a_mean, "audio_std": a_std, "speaker_mean": s_mean, "speaker_std": s_std,
              "listener_mean": l_mean, "listener_std": l_std}
-    return ReactionConfig(layout=layout.to_dict(), fps=fps, hidden=opts.hidden, latent=opts.latent,
-                          stats={k: v.tolist() for k, v in stats.items()})
+    config = ReactionConfig(layout=layout.to_dict(), fps=fps, hidden=opts.hidden, latent=opts.latent,
+                            stats={k: v.tolist() for k, v in stats.items()})
+    return config, encoded
 
 
 def encode_clips(clips: list[ClipArrays], layout: ChannelLayout) -> list[ClipArrays]:
@@ -159,10 +163,11 @@ def train(opts: TrainOptions, log=print) -> Path:
             raise FileNotFoundError(f"--resume: no checkpoint at {resume_path}")
         state = torch.load(resume_path, map_location="cpu", weights_only=False)
         config = ReactionConfig.from_dict(state["config"])
+        layout = config.channel_layout
+        encoded_train = encode_clips(train_clips, layout)
     else:
-        config = prepare(dataset, train_clips, float(np.median([c.fps for c in clips])), opts,
-                         ChannelLayout.for_spec(_spec(dataset)))
-    layout = config.channel_layout
+        layout = ChannelLayout.for_spec(SPECS[dataset])
+        config, encoded_train = prepare(train_clips, float(np.median([c.fps for c in clips])), opts, layout)
     model = ReactionModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=1e-4)
     history, best, first_epoch = [], math.inf, 1
@@ -175,8 +180,9 @@ def train(opts: TrainOptions, log=print) -> Path:
 
     gm = layout.group_matrix()
     listener_mean = np.asarray(config.stats["listener_mean"], np.float32)
-    sampler = WindowSampler(encode_clips(train_clips, layout), opts.window, listener_mean, gm, rng)
-    val_sampler = WindowSampler(encode_clips(val_clips or train_clips, layout), opts.window, listener_mean, gm,
+    sampler = WindowSampler(encoded_train, opts.window, listener_mean, gm, rng)
+    val_sampler = WindowSampler(encode_clips(val_clips, layout) if val_clips else encoded_train, opts.window,
+                                listener_mean, gm,
                                 np.random.default_rng(opts.seed + 1))
     val_batches = [val_sampler.batch(opts.batch) for _ in range(4)]  # fixed: comparable across epochs
     steps = max(20, int(sum(c.n_frames for c in train_clips) / opts.window * 2 / opts.batch))
@@ -216,11 +222,6 @@ def train(opts: TrainOptions, log=print) -> Path:
         model.to(device)
         (out / "history.json").write_text(json.dumps(history, indent=1))
     return out / "best.pt"
-
-
-def _spec(dataset: str):
-    from dyadic.datasets.specs import SPECS
-    return SPECS[dataset]
 
 
 def load_checkpoint(path: str | Path) -> ReactionModel:

@@ -27,7 +27,8 @@ def small_model(seamless_clips):
     """An untrained but fully configured model (normalisation and rotation references fitted)."""
     torch.manual_seed(0)
     opts = TrainOptions(data="-", hidden=32, latent=4)
-    config = prepare("seamless", seamless_clips, 30.0, opts, ChannelLayout.for_spec(_spec()))
+    config, encoded = prepare(seamless_clips, 30.0, opts, ChannelLayout.for_spec(_spec()))
+    assert np.allclose(encoded[0].speaker, config.channel_layout.encode(seamless_clips[0].speaker))
     return ReactionModel(config).eval()
 
 
@@ -201,3 +202,20 @@ def test_bad_model_files_give_clear_errors(tmp_path):
     torch.save({"hello": 1}, bad_pt)
     with pytest.raises(ModelFileError, match="junk.pt"):
         load_runtime(bad_pt)
+
+
+def test_provider_choice(monkeypatch):
+    """CUDA first when ONNX Runtime has it and the driver loads; CPU otherwise; --device cuda
+    without CUDA is a clear error, not a silent CPU run."""
+    from dyadic.models import runtime
+
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(runtime, "cuda_usable", lambda: True)
+    assert runtime.OnnxRuntime._providers("auto", both) == both
+    assert runtime.OnnxRuntime._providers("cpu", both) == ["CPUExecutionProvider"]
+    monkeypatch.setattr(runtime, "cuda_usable", lambda: False)
+    assert runtime.OnnxRuntime._providers("auto", both) == ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="no usable CUDA"):
+        runtime.OnnxRuntime._providers("cuda", both)
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        runtime.OnnxRuntime._providers("gpu", both)

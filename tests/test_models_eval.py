@@ -99,6 +99,18 @@ def test_replay_uses_the_model_with_the_real_listener_as_ghost(sample_root, tmp_
         with av.open(str(p)) as c:
             return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][-1].astype(int)
     assert np.abs(last_frame(out) - last_frame(plain)).mean() > 0.5
+    # the ghost is drawn: without it the same model listener renders differently
+    no_ghost = tmp_path / "no-ghost.mp4"
+    assert main(["replay", "V00_S0809_I00000582", "--data", str(sample_root / "seamless"), "--out", str(no_ghost),
+                 "--seconds", "1", "--size", "160x120", "--no-ghost", "-q"]) == 0
+    assert np.abs(last_frame(out) - last_frame(no_ghost)).mean() > 0.5
+
+
+def test_replay_refuses_a_model_of_another_dataset(sample_root, tmp_path, capsys):
+    assert main(["replay", "--data", str(sample_root / "react"), "--out", str(tmp_path / "x.mp4"), "--seconds", "1",
+                 "--size", "160x120", "--model", str(default_model_path("seamless")), "-q"]) == 2
+    assert "trained on seamless data" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.mp4.part").exists()
 
 
 def test_weights_folder_is_in_the_package():
