@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["render.py", "replay.py", "model.py"]
+BENCHMARKS = ["render.py", "replay.py", "model.py", "serve.py"]
 
 
 def fmt(v) -> str:

@@ -6,6 +6,8 @@
     dyadic train [--data DIR] [--format F] [--out runs/NAME] [--epochs N] [--device auto|cpu|cuda] [--resume]
     dyadic export CHECKPOINT --out model.onnx
     dyadic eval [--data DIR] [--model FILE] [--samples 10] [--out report/]
+    dyadic serve [--data DIR] [--model FILE] [--host 127.0.0.1] [--port 8080] [--size WxH]
+                 [--max-sessions N] [--ice-loopback] [--stun URL] [--turn URL]
 
 Heavy imports (torch, pyrender, PyAV) happen inside the subcommands, so `dyadic --help` is instant.
 """
@@ -190,6 +192,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_models(model: str | None, root: Path) -> dict[str, Path]:
+    """dataset -> model file: the one given (its own dataset), else the shipped default of every
+    dataset found under the data root (and Seamless's for the microphones)."""
+    from dyadic.datasets import scan
+    from dyadic.models.runtime import load_runtime
+    from dyadic.models.weights import default_model_path
+
+    if model is not None:
+        if model == "none":
+            return {}
+        path = Path(model).expanduser()
+        return {load_runtime(path, "cpu").layout.spec_name: path}
+    datasets = {e.info.dataset for e in scan(root).entries} | {"seamless"}
+    return {d: default_model_path(d) for d in sorted(datasets)}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dyadic.engine.server import ServeOptions, serve_forever
+
+    root = _data_root(args.data)
+    logging.getLogger("dyadic").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    options = ServeOptions(data=root, models=serve_models(args.model, root), host=args.host, port=args.port,
+                           size=args.size, max_sessions=args.max_sessions, ice_loopback=args.ice_loopback,
+                           stun=args.stun or [], turn=args.turn or [], body_model=args.body_model,
+                           gl_backend=args.gl, device=args.device)
+
+    def ready(server) -> None:
+        models = ", ".join(f"{d}: {s.provider}" for d, s in server.engine.steppers.items()) or "none"
+        print(f"dyadic serve: {len(server.engine.clips)} clip(s) from {root}; models {models}; "
+              f"up to {args.max_sessions} session(s){'; ICE on loopback only' if args.ice_loopback else ''}",
+              file=sys.stderr)
+        print(f"open {server.url}", flush=True)
+
+    try:
+        asyncio.run(serve_forever(options, ready))
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dyadic", description="A real-time dyadic avatar engine.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -258,6 +302,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
+
+    sv = sub.add_parser("serve", help="serve the live engine and its browser page (WebRTC)")
+    sv.add_argument("--data", metavar="DIR", help="recorded interactions to offer; default: the embedded sample")
+    sv.add_argument("--model", metavar="FILE|none",
+                    help="reaction model (.onnx/.pt) for its dataset; default: the shipped weights of each "
+                         "dataset found; 'none': recorded listeners only")
+    sv.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    sv.add_argument("--port", type=int, default=8080, help="HTTP + websocket port (default: %(default)s; 0: any free)")
+    sv.add_argument("--size", type=parse_size, default=(640, 480), metavar="WxH", help="video size (default: 640x480)")
+    sv.add_argument("--max-sessions", type=positive_int, default=4, metavar="N",
+                    help="sessions at once; more are refused (default: %(default)s)")
+    sv.add_argument("--ice-loopback", action="store_true",
+                    help="WebRTC on 127.0.0.1 only (local demos and tests; the browser needs "
+                         "--allow-loopback-in-peer-connection)")
+    sv.add_argument("--stun", action="append", metavar="URL", help="a STUN server (stun:host:port); none by default")
+    sv.add_argument("--turn", action="append", metavar="URL", help="a TURN server (turn:user:pass@host:port)")
+    sv.add_argument("--body-model", metavar="DIR", help="a real SMPL-H or SMPL-X model folder; default: the embedded avatar")
+    sv.add_argument("--gl", choices=("auto", "egl", "osmesa"), default="auto", help="headless GL platform")
+    sv.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
+    sv.add_argument("-v", "--verbose", action="store_true", help="log sessions and requests")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,468 @@
+// dyadic browser page: one websocket (/ws) for control + one RTCPeerConnection for media.
+// The protocol is specified in engine/protocol.py; this file only speaks it.
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const nowMs = () => performance.timeOrigin + performance.now(); // wall-clock ms, sub-ms precision
+  const clipsOf = (welcome) => (welcome && Array.isArray(welcome.clips) ? welcome.clips : []);
+  const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+  const MAX_SHOWN_ERRORS = 5;
+  const MAX_FRAME_SAMPLES = 300;
+  const MAX_LISTED_CLIPS = 300; // keeps the DOM small when a dataset has thousands of clips
+
+  // ---- shared state, exposed for scripts (tests, profiling) --------------------------------------
+  let resolveReady;
+  const D = (window.dyadic = {
+    pc: null, ws: null, state: null, telemetry: null, welcome: null, errors: [],
+    ready: new Promise((resolve) => { resolveReady = resolve; }),
+    send, stats: collectStats, frames: () => frameSamples,
+  });
+
+  const clock = { rtt: null, offset: null };          // from the last pong
+  const fpsMeter = { t: null, decoded: null, fps: null };
+  const frameSamples = [];                             // requestVideoFrameCallback samples
+  let presentedFrames = 0;
+  let rvfcSupported = false;
+  let audioTx = null;                                  // the sendrecv audio transceiver
+  let micTrack = null;
+  let sourceChosen = false;                            // user (or auto-start) picked a source
+  let refused = false;
+  let lastClient = null;                               // last collectStats() result, for the panel
+  let activeClip = null;
+
+  // ---- websocket ----------------------------------------------------------------------------------
+  function openSocket() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${proto}//${location.host}/ws`);
+    D.ws = ws;
+    ws.onopen = updateConnPill;
+    ws.onmessage = (ev) => {
+      if (typeof ev.data !== 'string') return; // the server sends no binary messages
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return note(`bad message from server: ${e}`); }
+      const handler = handlers[msg.type];
+      if (handler) handler(msg);
+    };
+    ws.onclose = (ev) => {
+      updateConnPill();
+      const why = ev.reason ? `: ${ev.reason}` : '';
+      const text = `Disconnected from the server (code ${ev.code}${why}). Reload to start a new session.`;
+      showBanner(refused ? `${$('banner-text').textContent}. ${text}` : text);
+      $('video-overlay').textContent = 'Disconnected';
+    };
+    // onerror carries no detail in browsers; the close event that follows is what we report.
+  }
+
+  const wsOpen = () => !!D.ws && D.ws.readyState === WebSocket.OPEN;
+  function send(obj) {
+    if (wsOpen()) D.ws.send(JSON.stringify(obj));
+    return wsOpen();
+  }
+
+  // A user action: tell the user when it could not go out instead of dropping it silently.
+  function act(obj) {
+    if (!send(obj)) note(`not connected: '${obj.type}' was not sent`);
+  }
+
+  const handlers = {
+    welcome: onWelcome,
+    answer: (msg) => {
+      if (!D.pc) return;
+      D.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp })
+        .catch((e) => note(`could not apply the server's answer: ${e.message || e}`));
+    },
+    state: (msg) => { D.state = msg; renderState(); },
+    telemetry: (msg) => { D.telemetry = { ...msg, receivedAt: Date.now() }; },
+    pong: onPong,
+    error: (msg) => showError(msg.message, msg.request),
+    refused: (msg) => { refused = true; showBanner(`Refused by the server: ${msg.message}`); },
+  };
+
+  function onWelcome(msg) {
+    D.welcome = msg;
+    $('session').textContent = `session ${msg.session}`;
+    if (Array.isArray(msg.size) && msg.size.length === 2) sizeVideo(msg.size[0], msg.size[1]);
+    renderClips();
+    if (!D.pc) startPeer(msg).catch((e) => note(`WebRTC setup failed: ${e.message || e}`));
+  }
+
+  // The server clock is monotonic (arbitrary origin): the offset maps client wall time to it.
+  function onPong(msg) {
+    clock.rtt = nowMs() - msg.t;
+    clock.offset = num(msg.server) === null ? null : msg.server - (msg.t + clock.rtt / 2);
+  }
+
+  // ---- WebRTC -------------------------------------------------------------------------------------
+  function iceServers(welcome) {
+    // An explicit ?stun=URL on the page wins; else what the server suggests; else host-only ICE.
+    const stun = new URLSearchParams(location.search).getAll('stun').filter(Boolean);
+    if (stun.length) return stun.map((urls) => ({ urls }));
+    return Array.isArray(welcome.ice_servers) ? welcome.ice_servers : [];
+  }
+
+  async function startPeer(welcome) {
+    const pc = new RTCPeerConnection({ iceServers: iceServers(welcome) });
+    D.pc = pc;
+    const videoTx = pc.addTransceiver('video', { direction: 'recvonly' });
+    audioTx = pc.addTransceiver('audio', { direction: 'sendrecv' }); // mic track is added later
+    lowLatency(videoTx.receiver);
+    lowLatency(audioTx.receiver);
+    pc.ontrack = onTrack;
+    pc.onconnectionstatechange = onConnectionState;
+    pc.oniceconnectionstatechange = updateConnPill;
+    $('video-overlay').textContent = 'Negotiating…';
+
+    await pc.setLocalDescription(await pc.createOffer());
+    // No trickle ICE in the protocol: the offer must carry every candidate.
+    await iceGathered(pc, 2000);
+    act({ type: 'offer', sdp: pc.localDescription.sdp });
+  }
+
+  function iceGathered(pc, timeoutMs) {
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { pc.removeEventListener('icegatheringstatechange', check); resolve(); };
+      const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+      pc.addEventListener('icegatheringstatechange', check);
+      setTimeout(done, timeoutMs); // some networks never finish gathering; send what we have
+    });
+  }
+
+  // Ask the browser to hold as little media as it can: this is a real-time avatar.
+  function lowLatency(receiver) {
+    try { receiver.jitterBufferTarget = 0; } catch (e) { /* unsupported */ }
+    try { if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = 0; } catch (e) { /* old Chrome */ }
+  }
+
+  function onTrack(ev) {
+    lowLatency(ev.receiver);
+    const stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
+    if (ev.track.kind === 'video') {
+      $('video').srcObject = stream;
+      $('video-overlay').textContent = 'Waiting for video…';
+    } else if (ev.track.kind === 'audio') {
+      const audio = $('audio');
+      audio.srcObject = stream;
+      // Autoplay with sound may be blocked until the user interacts with the page.
+      audio.play().catch(() => { $('unmute').hidden = false; });
+    }
+  }
+
+  function onConnectionState() {
+    const state = D.pc.connectionState;
+    updateConnPill();
+    if (state === 'connected') {
+      resolveReady(D.pc);
+      autoStart();
+    } else if (state === 'failed') {
+      showBanner('WebRTC connection failed (no ICE path to the server). ' +
+        'If the server is on another network, try adding ?stun=stun:HOST:PORT to the page URL.');
+    }
+  }
+
+  // A page load alone should show a playing avatar: start the first playable clip.
+  function autoStart() {
+    const st = D.state;
+    if (sourceChosen || (st && st.playing && st.source && st.source.kind)) return;
+    const clip = clipsOf(D.welcome).find((c) => c.playable !== false);
+    if (!clip) return note('No playable clip on this server: pick a microphone source.');
+    chooseSource('clip', clip.id);
+  }
+
+  // ---- sources ------------------------------------------------------------------------------------
+  // A recorded clip or the server's microphone: the browser microphone, if on, is released.
+  function chooseSource(kind, clip) {
+    sourceChosen = true;
+    stopMic();
+    act(kind === 'clip' ? { type: 'source', kind, clip } : { type: 'source', kind });
+  }
+
+  async function chooseBrowserMic() {
+    sourceChosen = true;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      return note('Browser microphone needs a secure page (https or localhost).');
+    }
+    if (!audioTx) return note('Not connected yet: the microphone needs the WebRTC connection.');
+    try {
+      if (!micTrack || micTrack.readyState === 'ended') {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        micTrack = stream.getAudioTracks()[0];
+      }
+      await audioTx.sender.replaceTrack(micTrack);
+    } catch (e) {
+      stopMic();
+      return note(`Microphone unavailable: ${e.message || e.name || e}`);
+    }
+    act({ type: 'source', kind: 'browser-mic' });
+  }
+
+  function stopMic() {
+    if (audioTx) audioTx.sender.replaceTrack(null).catch(() => {});
+    if (micTrack) micTrack.stop();
+    micTrack = null;
+  }
+
+  // ---- client-side measurements -------------------------------------------------------------------
+  function watchFrames() {
+    const video = $('video');
+    rvfcSupported = 'requestVideoFrameCallback' in HTMLVideoElement.prototype;
+    if (!rvfcSupported) return;
+    const onFrame = (_now, md) => {
+      presentedFrames += 1;
+      frameSamples.push({
+        presentationTime: performance.timeOrigin + md.presentationTime,
+        rtpTimestamp: md.rtpTimestamp,
+        receiveTime: md.receiveTime ? performance.timeOrigin + md.receiveTime : null,
+        mediaTime: md.mediaTime,
+      });
+      if (frameSamples.length > MAX_FRAME_SAMPLES) frameSamples.shift();
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
+
+  // Decoded fps from framesDecoded deltas over >= 400 ms windows (stats() may be called at any rate).
+  function updateFps(decoded) {
+    const t = performance.now();
+    if (decoded === null) return;
+    if (fpsMeter.t === null || decoded < fpsMeter.decoded) {
+      Object.assign(fpsMeter, { t, decoded, fps: null });
+    } else if (t - fpsMeter.t >= 400) {
+      fpsMeter.fps = ((decoded - fpsMeter.decoded) * 1000) / (t - fpsMeter.t);
+      Object.assign(fpsMeter, { t, decoded });
+    }
+  }
+
+  async function collectStats() {
+    const pc = D.pc;
+    const out = {
+      connectionState: pc ? pc.connectionState : null,
+      framesReceived: null, framesDecoded: null, framesDropped: null, fps: null,
+      presentedFrames: rvfcSupported ? presentedFrames : null,
+      jitterBufferMs: null, decodeMs: null, freezeCount: null,
+      audioPacketsReceived: null, audioTotalSamplesReceived: null, avOffsetMs: null,
+      rtt: clock.rtt, clockOffsetMs: clock.offset, server: D.telemetry,
+    };
+    let video = null, audio = null;
+    if (pc) {
+      const report = await pc.getStats();
+      report.forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        const kind = s.kind || s.mediaType;
+        if (kind === 'video' && !video) video = s;
+        if (kind === 'audio' && !audio) audio = s;
+      });
+    }
+    if (video) {
+      out.framesReceived = num(video.framesReceived);
+      out.framesDecoded = num(video.framesDecoded);
+      out.framesDropped = num(video.framesDropped);
+      out.freezeCount = num(video.freezeCount);
+      if (video.jitterBufferEmittedCount > 0) {
+        out.jitterBufferMs = (video.jitterBufferDelay / video.jitterBufferEmittedCount) * 1000;
+      }
+      if (video.framesDecoded > 0 && num(video.totalDecodeTime) !== null) {
+        out.decodeMs = (video.totalDecodeTime / video.framesDecoded) * 1000;
+      }
+    }
+    updateFps(out.framesDecoded);
+    out.fps = fpsMeter.fps;
+    if (audio) {
+      out.audioPacketsReceived = num(audio.packetsReceived);
+      out.audioTotalSamplesReceived = num(audio.totalSamplesReceived);
+    }
+    // Both are NTP ms of the media being played out now; > 0 means video is ahead of audio.
+    const vPlay = video ? num(video.estimatedPlayoutTimestamp) : null;
+    const aPlay = audio ? num(audio.estimatedPlayoutTimestamp) : null;
+    if (vPlay !== null && aPlay !== null) out.avOffsetMs = vPlay - aPlay;
+    lastClient = out;
+    return out;
+  }
+
+  async function reportStats() {
+    if (!wsOpen()) return;
+    const { server, ...stats } = await collectStats(); // the server knows its own telemetry
+    send({ type: 'client-stats', stats });
+  }
+
+  // ---- rendering ----------------------------------------------------------------------------------
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+  const fmt = (x, digits = 1) => (num(x) === null ? '–' : Number.isInteger(x) ? String(x) : x.toFixed(digits));
+  const rows = (pairs) => pairs.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
+
+  function fmtTime(s) {
+    if (num(s) === null) return '–';
+    const tenths = Math.round(s * 10); // round once so 59.97 s shows as 1:00.0, not 0:60.0
+    return `${Math.floor(tenths / 600)}:${((tenths % 600) / 10).toFixed(1).padStart(4, '0')}`;
+  }
+
+  function sizeVideo(w, h) {
+    Object.assign($('video'), { width: w, height: h });
+    const box = $('video-box').style;
+    box.aspectRatio = `${w} / ${h}`;
+    box.maxWidth = `calc((100vh - 90px) * ${w / h})`; // fit the viewport height without distortion
+  }
+
+  function renderClips() {
+    const filter = $('clip-filter').value.trim().toLowerCase();
+    const shown = clipsOf(D.welcome).filter((c) => String(c.id).toLowerCase().includes(filter));
+    const list = $('clip-list');
+    list.textContent = '';
+    for (const clip of shown.slice(0, MAX_LISTED_CLIPS)) {
+      const btn = Object.assign(document.createElement('button'), { type: 'button', className: 'clip' });
+      btn.dataset.clip = clip.id;
+      btn.innerHTML = `<span class="clip-id">${esc(clip.id)}</span>` +
+        `<span class="muted">${esc(clip.dataset || '')}</span>` +
+        `<span class="mono muted">${esc(fmtTime(clip.duration))}</span>`;
+      if (clip.playable === false) {
+        btn.disabled = true;
+        btn.title = 'Not playable on this server: its recording or data for the loaded model is missing.';
+      } else {
+        btn.title = `Play ${clip.id}${clip.fps ? ` (${clip.fps} fps)` : ''}`;
+        btn.onclick = () => chooseSource('clip', clip.id);
+      }
+      if (clip.id === activeClip) btn.classList.add('active');
+      list.appendChild(document.createElement('li')).appendChild(btn);
+    }
+    const more = shown.length - MAX_LISTED_CLIPS;
+    if (!shown.length) list.innerHTML = '<li class="muted">no clip matches</li>';
+    else if (more > 0) list.insertAdjacentHTML('beforeend', `<li class="muted">${more} more: refine the filter</li>`);
+  }
+
+  function describeSource(src) {
+    if (!src || !src.kind) return 'none';
+    if (src.kind === 'clip') return `clip ${src.clip || src.id || ''}`.trim();
+    if (src.kind === 'browser-mic') return 'browser microphone';
+    if (src.kind === 'local-mic') return 'server microphone';
+    return JSON.stringify(src);
+  }
+
+  function renderState() {
+    const st = D.state;
+    const src = st.source || {};
+    const recorded = !src.kind || src.kind === 'clip'; // play/pause/seek/loop apply to clips only
+    $('st-source').textContent = describeSource(st.source);
+    $('st-playing').textContent = st.playing ? 'playing' : 'paused';
+    $('st-seed').textContent = st.seed === undefined || st.seed === null ? '–' : String(st.seed);
+    $('play').textContent = st.playing ? 'Pause' : 'Play';
+    for (const id of ['play', 'seek', 'loop']) $(id).disabled = !recorded;
+    $('loop').checked = !!st.loop;
+    const seek = $('seek');
+    seek.max = String(num(st.duration) || 0);
+    if (!seek.dataset.dragging) seek.value = String(num(st.position) || 0);
+    $('pos').textContent = `${fmtTime(st.position)} / ${fmtTime(st.duration)}`;
+    // Highlight the active source without rebuilding the clip list on every state message.
+    const clip = src.kind === 'clip' ? src.clip || src.id : null;
+    if (clip !== activeClip) {
+      activeClip = clip;
+      document.querySelectorAll('#clip-list .clip').forEach((b) => b.classList.toggle('active', b.dataset.clip === clip));
+    }
+    $('src-browser-mic').classList.toggle('active', src.kind === 'browser-mic');
+    $('src-local-mic').classList.toggle('active', src.kind === 'local-mic');
+  }
+
+  function renderLive() {
+    const t = D.telemetry;
+    const lat = (t && t.latency_ms) || {};
+    $('live-server').innerHTML = t ? rows([
+      ['fps', fmt(t.fps)], ['frames', fmt(t.frames)], ['dropped', fmt(t.dropped)],
+      ['repeated', fmt(t.repeated)], ['latency median', `${fmt(lat.median)} ms`],
+      ['latency p95', `${fmt(lat.p95)} ms`], ['audio underruns', fmt(t.audio_underruns)],
+      ['movement', t.movement || '–'], ['age', `${((Date.now() - t.receivedAt) / 1000).toFixed(1)} s`],
+    ]) : rows([['telemetry', 'none yet']]);
+    const stages = Object.entries((t && t.stages_ms) || {});
+    $('live-stages').innerHTML = stages.length
+      ? `<tr><th>stage</th><th>ms</th></tr>${rows(stages.map(([k, v]) => [k, fmt(v, 2)]))}` : '';
+    const c = lastClient || {};
+    const ms = (x) => (num(x) === null ? '–' : `${x.toFixed(1)} ms`);
+    $('live-client').innerHTML = rows([
+      ['websocket', wsStateName()], ['connection', c.connectionState || '–'],
+      ['ice', D.pc ? D.pc.iceConnectionState : '–'],
+      ['frames recv', fmt(c.framesReceived)], ['frames decoded', fmt(c.framesDecoded)],
+      ['frames dropped', fmt(c.framesDropped)], ['decode fps', fmt(c.fps)],
+      ['presented', rvfcSupported ? fmt(presentedFrames) : 'n/a (no rVFC)'],
+      ['jitter buffer', ms(c.jitterBufferMs)], ['decode', ms(c.decodeMs)],
+      ['freezes', fmt(c.freezeCount)], ['audio packets', fmt(c.audioPacketsReceived)],
+      ['audio samples', fmt(c.audioTotalSamplesReceived)], ['A/V offset', ms(c.avOffsetMs)],
+      ['ws rtt', ms(clock.rtt)], ['clock offset', clockText(clock.offset)],
+    ]);
+  }
+
+  // The server clock is monotonic (origin: its boot), so the offset to wall time is huge: show seconds.
+  const clockText = (x) => (num(x) === null ? '–' : Math.abs(x) < 1e5 ? `${x.toFixed(1)} ms` : `${(x / 1000).toFixed(1)} s`);
+  const wsStateName = () => (D.ws ? ['connecting', 'open', 'closing', 'closed'][D.ws.readyState] : '–');
+
+  function updateConnPill() {
+    const ws = wsStateName();
+    const pcState = D.pc ? D.pc.connectionState : 'new';
+    let cls = 'pill-wait';
+    let text = `ws ${ws} · rtc ${pcState}`;
+    if (ws === 'closed' || pcState === 'failed') cls = 'pill-bad';
+    else if (ws === 'open' && pcState === 'connected') { cls = 'pill-ok'; text = 'live'; }
+    Object.assign($('conn'), { className: `pill ${cls}`, textContent: text });
+  }
+
+  // ---- messages -----------------------------------------------------------------------------------
+  function showError(message, request) {
+    D.errors.push({ message: String(message), request: request === undefined ? null : request, time: Date.now() });
+    renderErrors();
+  }
+
+  function note(message) { showError(message, 'client'); } // a problem found by the page itself
+
+  function renderErrors() {
+    const box = $('messages');
+    box.textContent = '';
+    const start = Math.max(0, D.errors.length - MAX_SHOWN_ERRORS);
+    D.errors.slice(start).forEach((err, i) => {
+      if (err.dismissed) return;
+      const div = document.createElement('div');
+      div.className = 'message';
+      const origin = err.request ? `[${err.request}] ` : '';
+      div.innerHTML = `<span>${esc(origin + err.message)}</span><button type="button" title="dismiss">×</button>`;
+      div.querySelector('button').onclick = () => { D.errors[start + i].dismissed = true; renderErrors(); };
+      box.appendChild(div);
+    });
+  }
+
+  function showBanner(text) {
+    $('banner-text').textContent = text;
+    $('banner').hidden = false;
+  }
+
+  // ---- wiring -------------------------------------------------------------------------------------
+  function bindControls() {
+    $('clip-filter').addEventListener('input', renderClips);
+    $('src-browser-mic').onclick = chooseBrowserMic;
+    $('src-local-mic').onclick = () => chooseSource('local-mic');
+    $('play').onclick = () => act({ type: D.state && D.state.playing ? 'pause' : 'play' });
+    $('resample').onclick = () => act({ type: 'resample' });
+    $('loop').onchange = (ev) => act({ type: 'loop', on: ev.target.checked });
+    const seek = $('seek');
+    // While dragging, state messages must not yank the thumb back; the seek goes out on release.
+    seek.addEventListener('input', () => {
+      seek.dataset.dragging = '1';
+      $('pos').textContent = `${fmtTime(Number(seek.value))} / ${fmtTime(D.state && D.state.duration)}`;
+    });
+    seek.addEventListener('change', () => {
+      delete seek.dataset.dragging;
+      act({ type: 'seek', seconds: Number(seek.value) });
+    });
+    $('unmute').onclick = () => { $('audio').play().then(() => { $('unmute').hidden = true; }).catch(() => {}); };
+    $('banner-reload').onclick = () => location.reload();
+    $('video').addEventListener('playing', () => { $('video-overlay').hidden = true; });
+  }
+
+  function startTimers() {
+    setInterval(() => { collectStats().then(renderLive, renderLive); updateConnPill(); }, 500);
+    setInterval(() => { reportStats().catch(() => {}); }, 1000);
+    setInterval(() => { send({ type: 'ping', t: nowMs() }); }, 2000);
+  }
+
+  bindControls();
+  watchFrames();
+  renderLive();
+  openSocket();
+  startTimers();
+})();

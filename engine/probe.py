@@ -1,0 +1,198 @@
+"""A headless aiortc client of `dyadic serve`: connects like the page does and measures what it
+receives (tests, bench/serve.py, profiling); and ServeProcess, a server in its own process.
+
+    with ServeProcess("--max-sessions", "2") as server:
+        stats = asyncio.run(probe(server.ws, seconds=10, clip=None))
+
+Frames are decoded (aiortc decodes VP8 as a browser would), counted and timed on arrival.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ProbeResult:
+    welcome: dict
+    video_times: list[float] = field(default_factory=list)  # monotonic arrival of each decoded frame
+    video_pts: list[int] = field(default_factory=list)
+    audio_samples: int = 0
+    audio_times: list[float] = field(default_factory=list)
+    telemetry: list[dict] = field(default_factory=list)
+    states: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    frame_shape: tuple | None = None
+    connected_after_s: float | None = None
+    first_frame_after_s: float | None = None
+
+    def fps(self, skip_s: float = 1.0) -> float:
+        """Decoded frames per second after the first `skip_s` seconds (start-up excluded)."""
+        t = np.array(self.video_times)
+        if len(t) < 3:
+            return 0.0
+        t = t[t >= t[0] + skip_s]
+        return float((len(t) - 1) / (t[-1] - t[0])) if len(t) > 2 else 0.0
+
+    def audio_seconds(self) -> float:
+        return self.audio_samples / 48_000
+
+
+async def _reader(ws, result: ProbeResult, answers: asyncio.Queue) -> None:
+    async for message in ws:
+        if isinstance(message, bytes):
+            continue
+        msg = json.loads(message)
+        kind = msg.get("type")
+        if kind == "answer":
+            await answers.put(msg["sdp"])
+        elif kind == "telemetry":
+            result.telemetry.append(msg)
+        elif kind == "state":
+            result.states.append(msg)
+        elif kind in ("error", "refused"):
+            result.errors.append(msg)
+            if kind == "refused":
+                await answers.put(None)
+
+
+async def _consume(track, result: ProbeResult, kind: str, stop: asyncio.Event, first: asyncio.Event) -> None:
+    from aiortc.mediastreams import MediaStreamError
+
+    while not stop.is_set():
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        now = time.monotonic()
+        if kind == "video":
+            first.set()
+            result.video_times.append(now)
+            result.video_pts.append(frame.pts)
+            result.frame_shape = (frame.height, frame.width)
+        else:
+            result.audio_samples += frame.samples
+            result.audio_times.append(now)
+
+
+async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messages: list[dict] | None = None,
+                connect_timeout: float = 20.0, loopback: bool = True) -> ProbeResult:
+    """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
+    counted from the first video frame (the session's start-up is reported in first_frame_after_s).
+    `loopback`: gather only 127.0.0.1 candidates (this process-wide; what tests need)."""
+    import websockets
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    if loopback:
+        from .ice import restrict_to_loopback
+
+        restrict_to_loopback()
+
+    async with websockets.connect(url, max_size=None) as ws:
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), connect_timeout))
+        result = ProbeResult(welcome)
+        if welcome.get("type") != "welcome":
+            result.errors.append(welcome)
+            return result
+        answers: asyncio.Queue = asyncio.Queue()
+        reader = asyncio.create_task(_reader(ws, result, answers))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        stop, first_frame = asyncio.Event(), asyncio.Event()
+        consumers = []
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            consumers.append(asyncio.create_task(_consume(track, result, track.kind, stop, first_frame)))
+
+        connected = asyncio.Event()
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState == "connected":
+                connected.set()
+
+        try:
+            pc.addTransceiver("video", direction="recvonly")
+            pc.addTransceiver("audio", direction="recvonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            t_offer = time.monotonic()
+            await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
+            first = welcome["clips"][0]["id"] if welcome.get("clips") else None
+            if clip or first:
+                await ws.send(json.dumps({"type": "source", "kind": "clip", "clip": clip or first}))
+            for m in messages or []:
+                await ws.send(json.dumps(m))
+            sdp = await asyncio.wait_for(answers.get(), connect_timeout)
+            if sdp is None:
+                return result
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await asyncio.wait_for(connected.wait(), connect_timeout)
+            result.connected_after_s = time.monotonic() - t_offer
+            await asyncio.wait_for(first_frame.wait(), connect_timeout)
+            result.first_frame_after_s = time.monotonic() - t_offer
+            await asyncio.sleep(seconds)
+        finally:
+            stop.set()
+            for task in consumers + [reader]:
+                task.cancel()
+            await pc.close()
+        return result
+
+
+class ServeProcess:
+    """`dyadic serve --port 0 --ice-loopback ARGS` in its own process (its own GIL, as in
+    production), its URL read from what it prints."""
+
+    def __init__(self, *args: str, env: dict | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "dyadic.engine.cli", "serve", "--port", "0",
+                                      "--ice-loopback", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=None if env is None else {**os.environ, **env})
+        line = self.proc.stdout.readline()
+        match = re.search(r"open (http://127\.0\.0\.1:(\d+)/)", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"dyadic serve did not start: {line!r} {self.proc.stderr.read()[-2000:]}")
+        self.url, self.port = match.group(1), int(match.group(2))
+        self.ws = f"ws://127.0.0.1:{self.port}/ws"
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(self.url + "status", timeout=5) as r:
+            return json.loads(r.read())
+
+    def wait_sessions(self, n: int, timeout: float) -> int:
+        """Poll /status until `n` sessions are live (or the timeout); returns the last count."""
+        deadline = time.monotonic() + timeout
+        while (live := self.status()["sessions"]) != n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return live
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> str:
+        """Terminate; returns what the server wrote to stderr."""
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err
+
+    def __enter__(self) -> "ServeProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

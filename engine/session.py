@@ -1,0 +1,402 @@
+"""One live session: a frame thread that runs the pipeline on the session's 30 Hz clock.
+
+    source -> features -> model step -> adapter -> skinning -> render -> video track
+    source audio ----------------------------------------------------> audio track
+
+Time (DESIGN.md section 4): frame k is due when its audio has ended, at `t_anchor + (k+1)/fps`.
+When frames fall due while the thread was busy, every one of them still goes through the source,
+the features and the model (they are cheap, and the model must hear all the audio), but only the
+newest is skinned and rendered: the others are dropped video, counted. The audio of every frame is
+pushed, never dropped. After a stall of more than MAX_BACKLOG frames the clock is re-anchored so
+latency cannot grow.
+
+Two threads per session overlap so that both cores work: the clock thread runs the source,
+features, model, adapter and skinning; the render thread (it owns the GL context) renders the newest
+skinned frame and hands it to the video track, together with the audio of every frame since the
+last hand-over. A frame skinned while the renderer was busy replaces the waiting one (dropped
+video, counted; its audio stays). aiortc converts to YUV and encodes in its thread pool; the event
+loop only moves messages.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from dyadic.renderer.adapters import adapter_for, frame_channels
+from dyadic.renderer.idle import idle_pose
+
+from .sources import MicrophoneSource, MovementInbox, SpeakerFrame
+from .tracks import FrameTrace, SessionAudioTrack, SessionVideoTrack
+
+log = logging.getLogger("dyadic.engine")
+
+IDLE_FPS = 30.0
+MAX_BACKLOG = 15  # frames (0.5 s): beyond this the thread was stalled; re-anchor the clock
+STAGES = ("source", "features", "model", "adapter", "skin", "render", "convert")  # + "encode" from traces
+STATS_WINDOW = 90  # frames kept for the telemetry medians
+
+
+class IdleSource:
+    """Before the user picks a source: silence, no movement; the listener idles."""
+
+    kind = "none"
+    fps = IDLE_FPS
+    duration = position = None
+    playing, loop = False, False
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "fps": self.fps}
+
+    def read(self, due: float) -> SpeakerFrame:
+        n = int(round(48_000 / self.fps))
+        return SpeakerFrame(np.zeros(n, np.float32), captured=due)
+
+    def close(self) -> None:
+        pass
+
+
+class SessionStats:
+    """Rolling per-stage times and counters for the telemetry panel (thread-safe enough: the
+    frame thread appends, the loop reads snapshots)."""
+
+    def __init__(self):
+        self.stage_ms = {s: collections.deque(maxlen=STATS_WINDOW) for s in STAGES}
+        self.traces: collections.deque[FrameTrace] = collections.deque(maxlen=STATS_WINDOW)  # sent ones
+        self.frames = 0  # frames the model stepped
+        self.rendered = 0
+        self.skipped = 0  # due frames whose video was never rendered (the thread was late)
+        self.stalls = 0
+
+    def record_sent(self, trace: FrameTrace) -> None:
+        self.traces.append(trace)  # aiortc's encode stamps it later (tracks.install_encoder_timing)
+
+    def snapshot(self, video: SessionVideoTrack, audio_underruns: int) -> dict:
+        traces = list(self.traces)
+        times = [t.times["sent"] for t in traces]
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else 0.0
+        encoded = [t.times for t in traces if "encode_end" in t.times]
+        encode_ms = [(t["encode_end"] - t["encode_start"]) * 1e3 for t in encoded]
+        # server-side latency: the frame's last audio sample captured -> its video frame encoded
+        lat = np.array([(t["encode_end"] - t["captured"]) * 1e3 for t in encoded if "captured" in t])
+        stages = {s: round(float(np.median(v)), 2) for s, v in self.stage_ms.items() if v}
+        if encode_ms:
+            stages["encode"] = round(float(np.median(encode_ms)), 2)
+        return {
+            "fps": round(fps, 2), "frames": self.frames, "rendered": self.rendered, "sent": video.sent,
+            "dropped": self.skipped + video.dropped, "repeated": video.repeated, "stalls": self.stalls,
+            "stages_ms": stages,
+            "latency_ms": None if not len(lat) else {"median": round(float(np.median(lat)), 1),
+                                                    "p95": round(float(np.percentile(lat, 95)), 1)},
+            "audio_underruns": audio_underruns,
+        }
+
+
+class Session:
+    """A session's pipeline state and frame thread. Steering methods (set_source, resample, ...)
+    are called from the event loop; the frame thread picks the changes up between frames."""
+
+    def __init__(self, sid: str, loop, *, models: dict, default_dataset: str | None, size=(640, 480),
+                 body_model=None, gl_backend: str = "auto", seed: int = 0,
+                 notify: Callable[[dict], None] | None = None, on_failure: Callable[[str], None] | None = None):
+        self.id = sid
+        self.models = models  # dataset -> SharedStepper
+        self.default_dataset = default_dataset
+        self.size = size
+        self.body_model = body_model
+        self.gl_backend = gl_backend
+        self.seed = seed
+        self.notify = notify or (lambda msg: None)
+        self.on_failure = on_failure or (lambda msg: None)
+        self.video = SessionVideoTrack(loop, IDLE_FPS)
+        self.audio = SessionAudioTrack(loop)
+        self.stats = SessionStats()
+        self.video.on_sent = self.stats.record_sent
+        self.inbox = {d: MovementInbox(m.layout) for d, m in models.items()}
+        self._source = IdleSource()
+        self._pending_source = None
+        self._reset_reaction = True
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()  # avatar and renderer are up
+        self._go = threading.Event()  # the peer is connected: the clock starts
+        self.error: BaseException | None = None
+
+    # -- steering (event loop) ------------------------------------------------------------------
+    @property
+    def source(self):
+        return self._pending_source or self._source
+
+    def set_source(self, source) -> None:
+        with self._lock:
+            old, self._pending_source = self._pending_source, source
+        if old is not None:
+            old.close()
+
+    def resample(self) -> int:
+        with self._lock:
+            self.seed += 1
+            self._reset_reaction = "latent"
+        return self.seed
+
+    @property
+    def dataset(self) -> str | None:
+        src = self.source
+        interaction = getattr(src, "interaction", None)
+        return interaction.dataset if interaction is not None else self.default_dataset
+
+    def movement_inbox(self) -> MovementInbox:
+        inbox = self.inbox.get(self.dataset or "")
+        if inbox is None:
+            raise ValueError("movement: no reaction model for this source's dataset takes movement")
+        return inbox
+
+    def state(self) -> dict:
+        src = self.source
+        model = self.models.get(self.dataset or "")
+        return {"source": src.describe(), "playing": bool(src.playing), "position": src.position,
+                "duration": src.duration, "loop": bool(src.loop), "seed": self.seed,
+                "listener": "model" if model is not None else "recorded",
+                "model": None if model is None else {"provider": model.provider, "dataset": self.dataset}}
+
+    def telemetry(self) -> dict:
+        src = self._source
+        snap = self.stats.snapshot(self.video, getattr(src, "underruns", 0))
+        inbox = self.inbox.get(self.dataset or "")
+        pushed = inbox is not None and inbox.latest() is not None
+        snap["movement"] = "pushed" if pushed else ("recorded" if getattr(src, "interaction", None) else "none")
+        return snap
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Start the clock (the peer connected). start() may have warmed up long before."""
+        self._go.set()
+
+    def start(self) -> None:
+        """Load the avatar and the renderer now (seconds), so that frames flow as soon as the
+        peer connects; the clock starts at begin()."""
+        self._thread = threading.Thread(target=self._run, name=f"dyadic-session-{self.id}", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        for src in (self._source, self._pending_source):
+            if src is not None:
+                src.close()
+        self.video.stop()
+        self.audio.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- the frame thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        render = None
+        try:
+            from dyadic.renderer.avatar import Avatar
+
+            avatar = Avatar(self.body_model)  # skinning: this thread only, once the renderer is up
+            render = _RenderStage(self, avatar)
+            render.start()
+            render.ready.wait()
+            if render.error is None:
+                self.ready.set()
+                while not self._go.wait(0.1):
+                    if self._stop.is_set():
+                        return
+                self._loop(avatar, render)
+            else:
+                raise render.error
+        except BaseException as exc:  # one session's failure never reaches the others
+            self.error = exc
+            log.exception("session %s failed", self.id)
+            self.on_failure(f"the session stopped: {exc}")
+        finally:
+            self.ready.set()
+            if render is not None:
+                render.stop()
+
+    def _reaction(self, seed: int):
+        from dyadic.models.runtime import ReactionSession
+
+        model = self.models.get(self.dataset or "")
+        if model is None:
+            return None
+        return ReactionSession(model, seed=seed, fps=self._source.fps)
+
+    def _loop(self, avatar, render: "_RenderStage") -> None:
+        fps = self._source.fps
+        t_anchor, k_anchor, k = time.monotonic(), 0, 0
+        reaction, adapt = None, None
+        listener_pose = idle_pose(0.0, seed=2)
+        while not self._stop.is_set() and render.error is None:
+            with self._lock:
+                switched, self._pending_source = self._pending_source, None
+                reset, self._reset_reaction = self._reset_reaction, False
+            if switched is not None:
+                old, self._source = self._source, switched
+                old.close()
+                fps = self._source.fps
+                self.video.fps = fps
+                t_anchor, k_anchor = time.monotonic(), k  # a new rate: a new anchor
+                reset = True
+            if reset == "latent" and reaction is not None:
+                from dyadic.models.runtime import LatentSchedule
+
+                reaction.latents = LatentSchedule(reaction.runtime.config.latent, self.seed, fps)
+            elif reset:
+                reaction = self._reaction(self.seed)
+                dataset = self.dataset
+                adapt = adapter_for(dataset) if dataset else None
+
+            due = t_anchor + (k - k_anchor + 1) / fps
+            wait = due - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            now = time.monotonic()
+            last = k_anchor + int((now - t_anchor) * fps) - 1  # the newest frame whose audio has ended
+            if last - k + 1 > MAX_BACKLOG:
+                self.stats.stalls += 1
+                t_anchor, k_anchor = now - 1.0 / fps, k
+                last = k
+            frames = []
+            for j in range(k, last + 1):
+                frames.append(self._step(j, t_anchor + (j - k_anchor + 1) / fps, reaction, adapt))
+            k = last + 1
+            self.stats.skipped += len(frames) - 1
+            speaker, trace, listener = frames[-1]
+            if listener is not None:
+                listener_pose = listener
+            elif reaction is None and adapt is None:
+                listener_pose = idle_pose(trace.index / fps, seed=2)
+            audio = np.concatenate([f[0].audio for f in frames])
+            if isinstance(self._source, MicrophoneSource):
+                audio = np.zeros_like(audio)  # the user hears themselves already: no echo
+            self._skin(avatar, render, speaker, listener_pose, trace, fps, audio)
+        if render.error is not None:
+            raise render.error
+
+    def _step(self, j: int, due: float, reaction, adapt):
+        """Source, features and model for frame j -> (SpeakerFrame, trace, listener pose or None)."""
+        trace = FrameTrace(j)
+        t0 = time.monotonic()
+        frame = self._source.read(due)
+        trace.mark("captured", frame.captured)
+        t1 = time.monotonic()
+        inbox = self.inbox.get(self.dataset or "")
+        pushed = inbox.latest(t1) if inbox is not None else None
+        if pushed is not None:
+            frame.movement, frame.movement_valid = pushed
+            if adapt is not None and frame.speaker_pose is None:
+                layout = inbox.layout
+                frame.speaker_pose = adapt(frame_channels(layout.unflatten(pushed[0][None]), 0))
+        listener_pose = None
+        timings = {"source": (t1 - t0) * 1e3}
+        if reaction is not None:
+            features = reaction.features.push(frame.audio)
+            t2 = time.monotonic()
+            row = None
+            for feat in features:  # exactly one per frame at the session rate
+                row = reaction.step(feat, frame.movement, frame.movement_valid)
+            t3 = time.monotonic()
+            if row is not None:
+                listener_pose = adapt(frame_channels(reaction.layout.unflatten(row[None]), 0))
+            t4 = time.monotonic()
+            timings.update(features=(t2 - t1) * 1e3, model=(t3 - t2) * 1e3, adapter=(t4 - t3) * 1e3)
+            trace.mark("model_end", t3)
+        elif adapt is not None and getattr(self._source, "interaction", None) is not None:
+            listener_pose = self._recorded_listener(frame, adapt)
+        for stage, ms in timings.items():
+            self.stats.stage_ms[stage].append(ms)
+        self.stats.frames += 1
+        return frame, trace, listener_pose
+
+    def _recorded_listener(self, frame: SpeakerFrame, adapt):
+        """No model for this dataset: show the recorded listener (as `replay --model none`)."""
+        src = self._source
+        k = min(int(round(frame.position * src.fps)), src.n_frames - 1)
+        return adapt(frame_channels(src.interaction.listener.channels, k))
+
+    def _skin(self, avatar, render: "_RenderStage", frame: SpeakerFrame, listener_pose, trace: FrameTrace,
+              fps: float, audio: np.ndarray) -> None:
+        speaker_pose = frame.speaker_pose or idle_pose(trace.index / fps, seed=1)
+        t0 = time.monotonic()
+        verts, normals = avatar.skin_with_normals([speaker_pose, listener_pose])
+        t1 = time.monotonic()
+        trace.mark("skinned", t1)
+        self.stats.stage_ms["skin"].append((t1 - t0) * 1e3)
+        render.submit(verts, normals, trace, audio)
+
+
+class _RenderStage:
+    """The render thread of a session: renders the newest skinned frame, hands it over with its
+    audio. A frame submitted while another waits replaces it (its audio is kept)."""
+
+    def __init__(self, session: Session, avatar):
+        self.session, self.avatar = session, avatar  # the avatar only while the renderer is built
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._job = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"dyadic-render-{session.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+
+    def submit(self, verts, normals, trace: FrameTrace, audio: np.ndarray) -> None:
+        with self._cond:
+            if self._job is not None:  # the renderer is behind: this frame's video is dropped
+                audio = np.concatenate([self._job[3], audio])
+                self.session.stats.skipped += 1
+            self._job = (verts, normals, trace, audio)
+            self._cond.notify()
+
+    def _next(self):
+        with self._cond:
+            self._cond.wait_for(lambda: self._job is not None or self._stopping)
+            job, self._job = self._job, None
+            return None if self._stopping else job
+
+    def _run(self) -> None:
+        from dyadic.renderer.offscreen import DyadRenderer
+
+        session, renderer = self.session, None
+        try:
+            renderer = DyadRenderer(self.avatar, size=session.size, backend=session.gl_backend)
+            self.avatar = None
+            self.ready.set()
+            while (job := self._next()) is not None:
+                verts, normals, trace, audio = job
+                t0 = time.monotonic()
+                rgb = renderer.render(verts[0], verts[1],
+                                      normals=None if normals is None else (normals[0], normals[1]))
+                t1 = time.monotonic()
+                trace.mark("rendered", t1)
+                session.video.offer(rgb, trace)
+                session.audio.push(audio)  # with its video: both leave together
+                session.stats.stage_ms["render"].append((t1 - t0) * 1e3)
+                session.stats.stage_ms["convert"].append((time.monotonic() - t1) * 1e3)
+                session.stats.rendered += 1
+        except BaseException as exc:
+            self.error = exc
+            log.exception("session %s: render thread failed", session.id)
+        finally:
+            self.ready.set()
+            if renderer is not None:
+                renderer.close()

@@ -1,0 +1,224 @@
+"""`dyadic serve` as a user runs it: a real server process, real aiortc and Chromium peers, loopback only.
+
+The server runs as its own process (`dyadic serve --port 0 --ice-loopback`), as in production, so
+that the test's own client does not share its GIL. Every peer gathers 127.0.0.1 candidates only.
+
+Frame rates: the issue's target is 30 +/- 1 FPS per session on 2 cores. On this machine a session
+delivers 22-28 FPS today (bench/serve.py, BENCHMARKS.md): the tests assert what holds here (a
+steady stream, audio in real time, no growing delay) with a floor well under the target, and the
+benchmark tracks the target.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from dyadic.engine.probe import ServeProcess, probe
+
+FPS_FLOOR = 15.0  # regression floor here (see the module docstring); the target is 30
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ServeProcess("--max-sessions", "3")
+    yield srv
+    srv.stop()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def _delay_growth_ms(result) -> float:
+    """How much later (arrival - pts) frames arrive at the end of the run than at its start."""
+    t = np.array(result.video_times)
+    pts = np.array(result.video_pts, float) / 90_000
+    lag = t - pts
+    keep = t >= t[0] + 1.0
+    lag, t = lag[keep], t[keep]
+    head, tail = lag[t < t[0] + 2.0], lag[t > t[-1] - 2.0]
+    return float((np.median(tail) - np.median(head)) * 1e3)
+
+
+# -- the page -----------------------------------------------------------------------------------
+def test_serves_the_page_and_nothing_else(server):
+    with urllib.request.urlopen(server.url, timeout=5) as r:
+        page = r.read().decode()
+    assert "app.js" in page and r.headers["Content-Type"].startswith("text/html")
+    with urllib.request.urlopen(server.url + "app.js", timeout=5) as r:
+        assert "RTCPeerConnection" in r.read().decode()
+    for bad in ("../pyproject.toml", "%2e%2e/pyproject.toml", "engine/server.py", "nope.html"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(server.url + bad, timeout=5)
+        assert err.value.code == 404
+    status = server.status()
+    assert status["clips"] >= 2 and "seamless" in status["models"]
+
+
+# -- media ----------------------------------------------------------------------------------------
+def test_aiortc_client_receives_video_and_audio_in_real_time(server):
+    result = run(probe(server.ws, seconds=10.0))
+    assert not result.errors, result.errors
+    assert result.frame_shape == (480, 640)
+    assert result.connected_after_s < 2.0  # no STUN stall
+    fps = result.fps()
+    assert fps >= FPS_FLOOR, f"{fps:.1f} FPS"
+    # audio is never dropped: 20 ms frames keep coming at the real rate
+    audio_span = result.audio_times[-1] - result.audio_times[0]
+    assert result.audio_seconds() == pytest.approx(audio_span, abs=0.5)
+    assert audio_span > 8.0
+    assert _delay_growth_ms(result) < 60.0
+    t = result.telemetry[-1]
+    assert t["stages_ms"].keys() >= {"features", "model", "skin", "render", "encode"}
+    assert t["latency_ms"]["median"] > 0
+
+
+def test_two_sessions_at_once(server):
+    async def both():
+        return await asyncio.gather(probe(server.ws, seconds=8.0), probe(server.ws, seconds=8.0))
+
+    results = run(both())
+    for r in results:
+        assert not r.errors
+        assert r.fps() >= FPS_FLOOR * 0.6, [x.fps() for x in results]
+        assert _delay_growth_ms(r) < 100.0
+
+
+def test_chromium_plays_the_page(server):
+    from dyadic.engine.browser import ChromiumPage
+
+    async def browse():
+        async with ChromiumPage(server.url) as page:
+            await page.wait_connected()
+            deadline = time.monotonic() + 15
+            while ((await page.stats())["framesDecoded"] or 0) < 10 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            first = await page.stats()
+            await asyncio.sleep(10.0)
+            last = await page.stats()
+            return first, last, page.console
+
+    first, last, console = run(browse())
+    decoded = last["framesDecoded"] - first["framesDecoded"]
+    assert decoded >= FPS_FLOOR * 10, (decoded, last)
+    assert last["audioTotalSamplesReceived"] > first["audioTotalSamplesReceived"] + 8 * 48_000
+    assert last["presentedFrames"] > first["presentedFrames"]
+    assert last["jitterBufferMs"] < 100  # the browser does not buffer up a growing delay
+    assert last["server"]["fps"] > 0
+    assert not [c for c in console if c.startswith("error")], console
+
+
+# -- sessions come and go -------------------------------------------------------------------------
+def test_vanished_client_is_cleaned_up(server):
+    code = ("import asyncio; from dyadic.engine.probe import probe; "
+            f"asyncio.run(probe({server.ws!r}, seconds=60))")
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        assert server.wait_sessions(1, timeout=30) == 1
+        time.sleep(2)
+    finally:
+        child.kill()  # no goodbye: the process is simply gone
+        child.wait()
+    assert server.wait_sessions(0, timeout=10) == 0
+
+
+def test_max_sessions_refused_clearly():
+    srv = ServeProcess("--max-sessions", "1")
+    try:
+        async def two():
+            import websockets
+
+            async with websockets.connect(srv.ws) as first:
+                assert json.loads(await first.recv())["type"] == "welcome"
+                async with websockets.connect(srv.ws) as second:
+                    msg = json.loads(await second.recv())
+                    await asyncio.sleep(0.2)
+                    return msg, second.close_code
+
+        msg, code = run(two())
+        assert msg["type"] == "refused" and "--max-sessions" in msg["message"]
+        assert code == 1013
+    finally:
+        srv.stop()
+
+
+# -- bad input over the wire ------------------------------------------------------------------------
+BAD_MESSAGES = [
+    ("{not json", None, "not valid JSON"),
+    ('["a list"]', None, "JSON object"),
+    ('{"type": "teleport"}', None, "unknown message type"),
+    ('{"type": "offer", "sdp": "hello"}', "offer", "SDP"),
+    ('{"type": "offer", "sdp": "v=0\\r\\ngarbage"}', "offer", "offer"),
+    ('{"type": "source", "kind": "clip", "clip": "V99_S9999_I99999999"}', "source", "no clip"),
+    ('{"type": "source", "kind": "clip", "clip": "../../../etc/passwd"}', "source", "no clip"),
+    ('{"type": "source", "kind": "radio"}', "source", "kind"),
+    ('{"type": "source", "kind": "local-mic"}', "source", "microphone"),
+    ('{"type": "seek", "seconds": "soon"}', "seek", "number"),
+    ('{"type": "movement", "channels": {"smplh:body_pose": [1, 2, 3]}}', "movement", "shape"),
+    ('{"type": "movement", "channels": {"smplh:wings": [1]}}', "movement", "unknown channel"),
+    (b"\x00\x01\x02", "movement", "float32"),
+]
+
+
+def test_bad_messages_get_an_error_and_the_session_goes_on(server):
+    import websockets
+
+    async def scenario():
+        streaming = asyncio.create_task(probe(server.ws, seconds=8.0))  # another session, all along
+        replies = []
+        async with websockets.connect(server.ws) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            for text, _, _ in BAD_MESSAGES + [("x" * 300_000, None, "over the limit")]:
+                await ws.send(text)
+                while (msg := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "error":
+                    pass
+                replies.append(msg)
+            await ws.send(json.dumps({"type": "ping", "t": 1.0}))
+            while (msg := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] != "pong":
+                pass
+        return replies, msg, await streaming
+
+    replies, pong, other = run(scenario())
+    for (text, request, words), reply in zip(BAD_MESSAGES + [(None, None, "over the limit")], replies):
+        assert words.lower() in reply["message"].lower(), (text, reply)
+        assert reply["request"] == request, (text, reply)
+    assert pong["t"] == 1.0  # the same socket still answers
+    assert not other.errors and other.fps() >= FPS_FLOOR * 0.6  # and the other session never noticed
+
+
+def test_pushed_movement_and_controls(server):
+    import websockets
+
+    async def scenario():
+        async with websockets.connect(server.ws) as ws:
+            welcome = json.loads(await ws.recv())
+            spec = welcome["movement"]
+            clip = welcome["clips"][0]["id"]
+            for msg in ({"type": "source", "kind": "clip", "clip": clip}, {"type": "seek", "seconds": 2.0},
+                        {"type": "pause"}, {"type": "loop", "on": False}, {"type": "resample"}):
+                await ws.send(json.dumps(msg))
+            states = []
+            while len(states) < 5:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert msg["type"] != "error", msg
+                if msg["type"] == "state":
+                    states.append(msg)
+            frame = {g["name"]: np.zeros(g["shape"]).tolist() for g in spec["groups"]}
+            await ws.send(json.dumps({"type": "movement", "channels": frame}))
+            await ws.send(np.zeros(spec["size"], "<f4").tobytes())
+            return spec, states
+
+    spec, states = run(scenario())
+    assert spec["dataset"] == "seamless" and spec["size"] == sum(int(np.prod(g["shape"])) for g in spec["groups"])
+    last = states[-1]
+    assert last["source"]["kind"] == "clip" and last["playing"] is False and last["loop"] is False
+    assert last["position"] == pytest.approx(2.0, abs=0.1)
+    assert last["seed"] == 1 and last["listener"] == "model"
