@@ -1,12 +1,13 @@
 # dyadic: two commands do everything on a fresh Debian/Ubuntu machine.
-#   make demo   set up, then replay the embedded sample dyad to out/replay.mp4
+#   make demo   set up, then serve the live engine on the embedded sample (prints the URL to open)
+#   make replay set up, then replay the embedded sample dyad to out/replay.mp4
 #   make test   set up, then run the test suite
 #   make bench  set up, then run the benchmarks (results: BENCHMARKS.md)
 #   make weights  set up, then retrain the shipped models (models/weights/) on generated data
 PY      := .venv/bin/python
 STAMP   := .venv/.dyadic-installed
 
-.PHONY: setup demo test bench weights clean
+.PHONY: setup demo replay test bench weights clean
 .DEFAULT_GOAL := demo
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 setup: $(STAMP)
 
 demo: setup
+	$(PY) -m dyadic.engine.cli serve
+
+replay: setup
 	$(PY) -m dyadic.engine.cli replay --out out/replay.mp4
 
 test: setup

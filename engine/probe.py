@@ -18,7 +18,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+import av
 import numpy as np
+from aiortc.mediastreams import AudioStreamTrack
 
 
 @dataclass
@@ -84,10 +86,23 @@ async def _consume(track, result: ProbeResult, kind: str, stop: asyncio.Event, f
             result.audio_times.append(now)
 
 
+class ToneTrack(AudioStreamTrack):
+    """A microphone stand-in: a 220 Hz tone in syllable-like bursts, 20 ms frames at 48 kHz."""
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()  # silence, paced in real time by aiortc
+        t = (frame.pts + np.arange(frame.samples)) / frame.sample_rate
+        wave = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+        out = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16)[None], format="s16", layout="mono")
+        out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
+        return out
+
+
 async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messages: list[dict] | None = None,
-                connect_timeout: float = 20.0, loopback: bool = True) -> ProbeResult:
+                connect_timeout: float = 20.0, loopback: bool = True, microphone: bool = False) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
+    `microphone`: send a tone as the browser microphone and pick that source instead of a clip.
     `loopback`: gather only 127.0.0.1 candidates (this process-wide; what tests need)."""
     import websockets
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -122,12 +137,17 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messag
 
         try:
             pc.addTransceiver("video", direction="recvonly")
-            pc.addTransceiver("audio", direction="recvonly")
+            if microphone:
+                pc.addTransceiver(ToneTrack(), direction="sendrecv")
+            else:
+                pc.addTransceiver("audio", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
             t_offer = time.monotonic()
             await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
             first = welcome["clips"][0]["id"] if welcome.get("clips") else None
-            if clip or first:
+            if microphone:
+                await ws.send(json.dumps({"type": "source", "kind": "browser-mic"}))
+            elif clip or first:
                 await ws.send(json.dumps({"type": "source", "kind": "clip", "clip": clip or first}))
             for m in messages or []:
                 await ws.send(json.dumps(m))
