@@ -1,0 +1,141 @@
+"""The live engine's parts without a network: protocol, sources, batching, ICE filtering."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from dyadic.datasets import load_interaction
+from dyadic.engine import ice, protocol
+from dyadic.engine.batching import SharedStepper
+from dyadic.engine.sources import MicrophoneSource, MovementInbox, PlaybackSource
+from dyadic.models.runtime import ReactionSession, load_runtime
+from dyadic.models.weights import default_model_path
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return load_runtime(default_model_path("seamless"), "cpu")
+
+
+def test_protocol_accepts_the_documented_messages():
+    for msg in ('{"type": "play"}', '{"type": "seek", "seconds": 3}', '{"type": "loop", "on": false}',
+                '{"type": "source", "kind": "browser-mic"}', '{"type": "ping", "t": 12.5}'):
+        assert protocol.parse(msg).type in protocol.KNOWN_TYPES
+
+
+@pytest.mark.parametrize("text, request_type", [
+    ('{"type": "seek", "seconds": NaN}', "seek"), ('{"type": "seek", "seconds": -1}', "seek"),
+    ('{"type": "loop", "on": "yes"}', "loop"), ('{"type": "source", "kind": "clip"}', "source"),
+    ('{"type": 3}', None), ('{"type": "nope"}', None)])
+def test_protocol_errors_name_the_request(text, request_type):
+    with pytest.raises(protocol.ProtocolError) as err:
+        protocol.parse(text)
+    assert err.value.request == request_type
+
+
+def _sample():
+    from dyadic.datasets import default_sample_root
+
+    return default_sample_root()
+
+
+def test_playback_source_plays_pauses_seeks_and_loops():
+    interaction = load_interaction(_sample(), None)
+    src = PlaybackSource(interaction, loop=True)
+    first = src.read(0.0)
+    assert first.position == 0.0 and len(first.audio) == round(48_000 / interaction.fps)
+    np.testing.assert_array_equal(first.audio, interaction.speaker.audio()[:len(first.audio)])
+    src.pause()
+    paused = src.read(0.0)
+    assert paused.position == pytest.approx(1 / interaction.fps) and not paused.audio.any()
+    assert src.read(0.0).position == paused.position  # holds still
+    src.play()
+    src.seek(src.duration - 0.5 / interaction.fps)
+    assert src.read(0.0).position == pytest.approx((src.n_frames - 1) / interaction.fps)
+    assert src.read(0.0).position == 0.0  # looped
+    src.set_loop(False)
+    src.seek(src.duration)
+    src.read(0.0)
+    assert src.playing is False  # stopped at the end
+
+
+def test_microphone_source_bounds_its_backlog_and_counts_underruns():
+    mic = MicrophoneSource("browser-mic", fps=30.0, max_backlog_s=0.1, wait_s=0.0)
+    mic.push(np.ones(48_000, np.float32))  # a second arrives at once (a burst after a stall)
+    assert mic.trimmed_samples == 48_000 - 4_800
+    frames = [mic.read(0.0) for _ in range(3)]
+    assert all(len(f.audio) == 1600 and f.audio.all() for f in frames)
+    assert mic.underruns == 0
+    late = mic.read(0.0)  # 0.1 s held 3 frames; the 4th finds the buffer empty
+    assert mic.underruns == 1 and not late.audio.any()
+
+
+def test_microphone_source_waits_briefly_for_late_audio():
+    mic = MicrophoneSource("local-mic", fps=30.0, wait_s=0.5)
+    threading.Timer(0.05, lambda: mic.push(np.full(1600, 0.5, np.float32))).start()
+    t = time.monotonic()
+    frame = mic.read(0.0)
+    assert 0.03 < time.monotonic() - t < 0.4 and frame.audio.min() == 0.5 and mic.underruns == 0
+
+
+def test_movement_inbox_shapes_and_freshness(runtime):
+    inbox = MovementInbox(runtime.layout)
+    assert inbox.latest() is None
+    inbox.push_channels({"smplh:global_orient": [0.1, 0.2, 0.3]})
+    values, valid = inbox.latest()
+    g = runtime.layout.names.index("smplh:global_orient")
+    assert valid[g] == 1 and valid.sum() == 1
+    np.testing.assert_allclose(values[runtime.layout.slices["smplh:global_orient"]], [0.1, 0.2, 0.3])
+    c, ng = runtime.layout.size, len(runtime.layout.names)
+    inbox.push_binary(np.concatenate([np.ones(c), np.zeros(ng)]).astype("<f4").tobytes())
+    assert not inbox.latest()[1].any()  # all masked by the validity tail
+    with pytest.raises(ValueError, match="float32"):
+        inbox.push_binary(b"\0" * 12)
+    with pytest.raises(ValueError, match="finite"):
+        inbox.push_binary(np.full(c, np.nan, "<f4").tobytes())
+    assert inbox.latest(now=time.monotonic() + 1.0) is None  # stale after 0.5 s
+
+
+def test_shared_stepper_batches_sessions_without_mixing_them(runtime):
+    """Four threads stepping through one SharedStepper get exactly what each would alone."""
+    stepper = SharedStepper(runtime)
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal((4, 40, 40)).astype(np.float32)  # session, frame, mel
+    expected, got = [], [None] * 4
+    for s in range(4):
+        alone = ReactionSession(runtime, seed=s, fps=30)
+        expected.append(np.stack([alone.step(a, None, None) for a in audio[s]]))
+
+    def run(s):
+        shared = ReactionSession(stepper, seed=s, fps=30)
+        got[s] = np.stack([shared.step(a, None, None) for a in audio[s]])
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in range(4):
+        np.testing.assert_allclose(got[s], expected[s], atol=1e-5)
+    assert stepper.calls == 160 and stepper.batches <= 160
+
+
+def test_loopback_sdp_keeps_only_loopback_candidates():
+    sdp = "\r\n".join([
+        "v=0", "a=candidate:1 1 udp 2122260223 192.168.1.7 50000 typ host",
+        "a=candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host",
+        "a=candidate:3 1 udp 2122260223 0b8e-uuid.local 50002 typ host",
+        "a=candidate:4 1 udp 2122260223 ::1 50003 typ host", "a=end-of-candidates"])
+    out = ice.loopback_sdp(sdp)
+    assert "127.0.0.1" in out and "::1" in out and "192.168" not in out and ".local" not in out
+    assert out.startswith("v=0") and "end-of-candidates" in out
+
+
+def test_ice_configuration_has_no_stun_unless_given():
+    assert ice.rtc_configuration().iceServers == []
+    servers = ice.browser_ice_servers(["stun:127.0.0.1:3478"], ["turn:alice:secret@127.0.0.1:3478"])
+    assert servers == [{"urls": "stun:127.0.0.1:3478"},
+                       {"urls": "turn:127.0.0.1:3478", "username": "alice", "credential": "secret"}]
