@@ -195,7 +195,7 @@ class Connection:
         self.session = Session(sid, self.loop, models=self.engine.steppers,
                                default_dataset=self.engine.default_dataset, size=opts.size,
                                body_model=opts.body_model, gl_backend=opts.gl_backend,
-                               notify=self.notify_threadsafe, on_failure=self._failed_threadsafe)
+                               on_failure=self._failed_threadsafe)
         self.pc = None
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task] = []
@@ -208,10 +208,6 @@ class Connection:
             await self.ws.send(protocol.encode(kind, **fields))
         except ConnectionClosed:
             pass
-
-    def notify_threadsafe(self, message: dict) -> None:
-        msg = dict(message)
-        asyncio.run_coroutine_threadsafe(self.send(msg.pop("type"), **msg), self.loop)
 
     def _failed_threadsafe(self, text: str) -> None:
         async def fail():
@@ -257,8 +253,10 @@ class Connection:
             await self._offer(body["sdp"])
         elif kind == "source":
             await self._set_source(body)
-        elif kind in ("play", "pause"):
-            self._playback(kind).play() if kind == "play" else self._playback(kind).pause()
+        elif kind == "play":
+            self._playback(kind).play()
+        elif kind == "pause":
+            self._playback(kind).pause()
         elif kind == "seek":
             self._playback(kind).seek(body["seconds"])
         elif kind == "loop":

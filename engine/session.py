@@ -102,7 +102,7 @@ class Session:
 
     def __init__(self, sid: str, loop, *, models: dict, default_dataset: str | None, size=(640, 480),
                  body_model=None, gl_backend: str = "auto", seed: int = 0,
-                 notify: Callable[[dict], None] | None = None, on_failure: Callable[[str], None] | None = None):
+                 on_failure: Callable[[str], None] | None = None):
         self.id = sid
         self.models = models  # dataset -> SharedStepper
         self.default_dataset = default_dataset
@@ -110,7 +110,6 @@ class Session:
         self.body_model = body_model
         self.gl_backend = gl_backend
         self.seed = seed
-        self.notify = notify or (lambda msg: None)
         self.on_failure = on_failure or (lambda msg: None)
         self.video = SessionVideoTrack(loop, IDLE_FPS)
         self.audio = SessionAudioTrack(loop)
@@ -119,7 +118,7 @@ class Session:
         self.inbox = {d: MovementInbox(m.layout) for d, m in models.items()}
         self._source = IdleSource()
         self._pending_source = None
-        self._reset_reaction = True
+        self._new_latent = False  # resample(): the frame thread draws the new seed's latents
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -141,7 +140,7 @@ class Session:
     def resample(self) -> int:
         with self._lock:
             self.seed += 1
-            self._reset_reaction = "latent"
+            self._new_latent = True
         return self.seed
 
     @property
@@ -224,38 +223,35 @@ class Session:
             if render is not None:
                 render.stop()
 
-    def _reaction(self, seed: int):
+    def _for_source(self):
+        """(reaction or None, adapter or None, movement inbox or None) for the current source: a
+        fresh reaction state at the source's rate, from the model of the source's dataset."""
         from dyadic.models.runtime import ReactionSession
 
-        model = self.models.get(self.dataset or "")
-        if model is None:
-            return None
-        return ReactionSession(model, seed=seed, fps=self._source.fps)
+        dataset = self.dataset
+        model = self.models.get(dataset or "")
+        reaction = None if model is None else ReactionSession(model, seed=self.seed, fps=self._source.fps)
+        return reaction, (adapter_for(dataset) if dataset else None), self.inbox.get(dataset or "")
 
     def _loop(self, avatar, render: "_RenderStage") -> None:
         fps = self._source.fps
         t_anchor, k_anchor, k = time.monotonic(), 0, 0
-        reaction, adapt = None, None
+        reaction, adapt, inbox = self._for_source()
         listener_pose = idle_pose(0.0, seed=2)
         while not self._stop.is_set() and render.error is None:
             with self._lock:
                 switched, self._pending_source = self._pending_source, None
-                reset, self._reset_reaction = self._reset_reaction, False
-            if switched is not None:
+                new_latent, self._new_latent = self._new_latent, False
+            if switched is not None:  # a new source: its rate, its model, a fresh reaction
                 old, self._source = self._source, switched
                 old.close()
-                fps = self._source.fps
-                self.video.fps = fps
-                t_anchor, k_anchor = time.monotonic(), k  # a new rate: a new anchor
-                reset = True
-            if reset == "latent" and reaction is not None:
+                fps = self.video.fps = self._source.fps
+                t_anchor, k_anchor = time.monotonic(), k
+                reaction, adapt, inbox = self._for_source()
+            elif new_latent and reaction is not None:
                 from dyadic.models.runtime import LatentSchedule
 
                 reaction.latents = LatentSchedule(reaction.runtime.config.latent, self.seed, fps)
-            elif reset:
-                reaction = self._reaction(self.seed)
-                dataset = self.dataset
-                adapt = adapter_for(dataset) if dataset else None
 
             due = t_anchor + (k - k_anchor + 1) / fps
             wait = due - time.monotonic()
@@ -269,7 +265,7 @@ class Session:
                 last = k
             frames = []
             for j in range(k, last + 1):
-                frames.append(self._step(j, t_anchor + (j - k_anchor + 1) / fps, reaction, adapt))
+                frames.append(self._step(j, t_anchor + (j - k_anchor + 1) / fps, reaction, adapt, inbox))
             k = last + 1
             self.stats.skipped += len(frames) - 1
             speaker, trace, listener = frames[-1]
@@ -284,14 +280,13 @@ class Session:
         if render.error is not None:
             raise render.error
 
-    def _step(self, j: int, due: float, reaction, adapt):
+    def _step(self, j: int, due: float, reaction, adapt, inbox: MovementInbox | None):
         """Source, features and model for frame j -> (SpeakerFrame, trace, listener pose or None)."""
         trace = FrameTrace(j)
         t0 = time.monotonic()
         frame = self._source.read(due)
         trace.mark("captured", frame.captured)
         t1 = time.monotonic()
-        inbox = self.inbox.get(self.dataset or "")
         pushed = inbox.latest(t1) if inbox is not None else None
         if pushed is not None:
             frame.movement, frame.movement_valid = pushed

@@ -246,3 +246,13 @@ def test_browser_microphone_drives_the_listener(server):
     assert t["audio_underruns"] < 0.2 * t["frames"], t
     # the user's own voice is not echoed back, but the audio track keeps its real-time cadence
     assert result.audio_seconds() > 4.0
+
+
+def test_without_a_model_the_recorded_listener_plays():
+    with ServeProcess("--model", "none", "--max-sessions", "1") as srv:
+        assert srv.status()["models"] == {}
+        result = run(probe(srv.ws, seconds=4.0))
+    assert not result.errors, result.errors  # a failing session would report its error here
+    assert result.states[-1]["listener"] == "recorded" and result.states[-1]["model"] is None
+    t = result.telemetry[-1]
+    assert result.fps() >= FPS_FLOOR and t["rendered"] > 60 and "model" not in t["stages_ms"]
