@@ -238,15 +238,15 @@
     const pc = D.pc;
     const out = {
       connectionState: pc ? pc.connectionState : null,
-      framesReceived: null, framesDecoded: null, framesDropped: null, fps: null,
+      codec: null, framesReceived: null, framesDecoded: null, framesDropped: null, fps: null,
       presentedFrames: rvfcSupported ? presentedFrames : null,
       jitterBufferMs: null, decodeMs: null, freezeCount: null,
       audioPacketsReceived: null, audioTotalSamplesReceived: null, avOffsetMs: null,
       rtt: clock.rtt, clockOffsetMs: clock.offset, server: D.telemetry,
     };
-    let video = null, audio = null;
+    let video = null, audio = null, report = null;
     if (pc) {
-      const report = await pc.getStats();
+      report = await pc.getStats();
       report.forEach((s) => {
         if (s.type !== 'inbound-rtp') return;
         const kind = s.kind || s.mediaType;
@@ -255,6 +255,8 @@
       });
     }
     if (video) {
+      const codec = video.codecId && report.get(video.codecId);
+      out.codec = codec ? codec.mimeType.replace(/^video\//, '') : null;
       out.framesReceived = num(video.framesReceived);
       out.framesDecoded = num(video.framesDecoded);
       out.framesDropped = num(video.framesDropped);
@@ -378,7 +380,7 @@
     const ms = (x) => (num(x) === null ? '–' : `${x.toFixed(1)} ms`);
     $('live-client').innerHTML = rows([
       ['websocket', wsStateName()], ['connection', c.connectionState || '–'],
-      ['ice', D.pc ? D.pc.iceConnectionState : '–'],
+      ['ice', D.pc ? D.pc.iceConnectionState : '–'], ['codec', c.codec || '–'],
       ['frames recv', fmt(c.framesReceived)], ['frames decoded', fmt(c.framesDecoded)],
       ['frames dropped', fmt(c.framesDropped)], ['decode fps', fmt(c.fps)],
       ['presented', rvfcSupported ? fmt(presentedFrames) : 'n/a (no rVFC)'],

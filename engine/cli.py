@@ -218,7 +218,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(data=root, models=serve_models(args.model, root), host=args.host, port=args.port,
                            size=args.size, max_sessions=args.max_sessions, ice_loopback=args.ice_loopback,
                            stun=args.stun or [], turn=args.turn or [], body_model=args.body_model,
-                           gl_backend=args.gl, device=args.device)
+                           gl_backend=args.gl, device=args.device, video_codec=args.video_codec)
 
     def ready(server) -> None:
         models = ", ".join(f"{d}: {s.provider}" for d, s in server.engine.steppers.items()) or "none"
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "--allow-loopback-in-peer-connection)")
     sv.add_argument("--stun", action="append", metavar="URL", help="a STUN server (stun:host:port); none by default")
     sv.add_argument("--turn", action="append", metavar="URL", help="a TURN server (turn:user:pass@host:port)")
+    sv.add_argument("--video-codec", choices=("h264", "vp8"), default="h264",
+                    help="codec to prefer (default: %(default)s, libx264 ultrafast; the other one when the "
+                         "browser does not offer it)")
     sv.add_argument("--body-model", metavar="DIR", help="a real SMPL-H or SMPL-X model folder; default: the embedded avatar")
     sv.add_argument("--gl", choices=("auto", "egl", "osmesa"), default="auto", help="headless GL platform")
     sv.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")

@@ -25,10 +25,11 @@ Server -> client
     {"type": "welcome", "session": ID, "clips": [{"id", "dataset", "duration", "fps", "playable"}],
      "size": [W, H], "model": {...}, "movement": {"dataset", "groups": [{"name", "shape"}], "size"},
      "limits": {"max_message_bytes": N}}
-    {"type": "answer", "sdp": "..."}
+    {"type": "answer", "sdp": "...", "video_codec": "H264"}  the codec the video is sent in
     {"type": "state", "source": {...}, "playing": bool, "position": s, "duration": s, "loop": bool, "seed": n}
     {"type": "telemetry", "fps": x, "frames": n, "dropped": n, "repeated": n, "stages_ms": {stage: median},
-     "latency_ms": {"median": x, "p95": x}, "audio_underruns": n, "movement": "pushed" | "recorded" | "none"}
+     "latency_ms": {"median": x, "p95": x}, "audio_underruns": n, "movement": "pushed" | "recorded" | "none",
+     "video_codec": "H264" | "VP8" | null}
     {"type": "pong", "t": CLIENT_MS, "server": SERVER_MONOTONIC_MS}
     {"type": "error", "message": "...", "request": TYPE or null}
     {"type": "refused", "message": "..."}             sent before closing when --max-sessions is reached

@@ -26,12 +26,12 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from . import ice, protocol
+from . import ice, protocol, video_codec
 from .batching import SharedStepper
 from .protocol import ProtocolError
 from .session import Session
 from .sources import MicrophoneSource, MicrophoneUnavailable, PlaybackSource, local_microphone
-from .tracks import install_encoder_timing
+from .tracks import install_encoders
 
 log = logging.getLogger("dyadic.engine")
 
@@ -69,6 +69,7 @@ class ServeOptions:
     body_model: str | None = None
     gl_backend: str = "auto"
     device: str = "auto"
+    video_codec: str = "h264"  # preferred; video_codec.CODECS
 
 
 class Engine:
@@ -129,7 +130,7 @@ class Server:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.options.ice_loopback:
             ice.restrict_to_loopback()
-        install_encoder_timing()
+        install_encoders()
         self._server = await serve(self._handle, self.options.host, self.options.port,
                                    process_request=self._http, max_size=WS_FRAME_LIMIT,
                                    ping_interval=2.0, ping_timeout=4.0)
@@ -307,11 +308,14 @@ class Connection:
             sdp = ice.loopback_sdp(sdp)
         pc = RTCPeerConnection(ice.rtc_configuration(opts.stun, opts.turn))
         try:
+            # Our video transceiver exists before the offer is read, so that the codec
+            # preference decides the codec of the answer (aiortc picks it in setRemoteDescription).
+            video = pc.addTransceiver(self.session.video, direction="sendonly")
+            video.setCodecPreferences(video_codec.preferences(opts.video_codec))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            kinds = {t.kind for t in pc.getTransceivers()}
+            kinds = {t.kind for t in pc.getTransceivers() if t.mid is not None}
             if "video" not in kinds:
                 raise ValueError("the offer has no video transceiver")
-            pc.addTrack(self.session.video)
             if "audio" in kinds:
                 pc.addTrack(self.session.audio)
             for t in pc.getTransceivers():
@@ -331,7 +335,8 @@ class Connection:
             elif pc.connectionState in ("failed", "closed"):
                 await self.ws.close(1001, f"peer connection {pc.connectionState}")
 
-        await self.send("answer", sdp=pc.localDescription.sdp)
+        self.session.video_codec = video_codec.negotiated(pc.localDescription.sdp)
+        await self.send("answer", sdp=pc.localDescription.sdp, video_codec=self.session.video_codec)
 
     async def _pump_browser_audio(self, track) -> None:
         """The browser's microphone -> 48 kHz mono -> the browser-mic source (when selected).

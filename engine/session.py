@@ -73,7 +73,7 @@ class SessionStats:
         self.stalls = 0
 
     def record_sent(self, trace: FrameTrace) -> None:
-        self.traces.append(trace)  # aiortc's encode stamps it later (tracks.install_encoder_timing)
+        self.traces.append(trace)  # aiortc's encode stamps it later (tracks.install_encoders)
 
     def snapshot(self, video: SessionVideoTrack, audio_underruns: int) -> dict:
         traces = list(self.traces)
@@ -110,6 +110,7 @@ class Session:
         self.body_model = body_model
         self.gl_backend = gl_backend
         self.seed = seed
+        self.video_codec: str | None = None  # set by the connection once negotiated
         self.on_failure = on_failure or (lambda msg: None)
         self.video = SessionVideoTrack(loop, IDLE_FPS)
         self.audio = SessionAudioTrack(loop)
@@ -169,6 +170,7 @@ class Session:
         inbox = self.inbox.get(self.dataset or "")
         pushed = inbox is not None and inbox.latest() is not None
         snap["movement"] = "pushed" if pushed else ("recorded" if getattr(src, "interaction", None) else "none")
+        snap["video_codec"] = self.video_codec
         return snap
 
     # -- lifecycle --------------------------------------------------------------------------------

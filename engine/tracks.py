@@ -23,6 +23,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from dyadic.datasets.interaction import AUDIO_RATE
+from . import video_codec
 
 VIDEO_CLOCK = 90_000
 AUDIO_FRAME = AUDIO_RATE // 50  # 20 ms, what Opus packs
@@ -188,17 +189,18 @@ class _TimedEncoder:
         setattr(self._inner, name, value)
 
 
-_encoder_timing_installed = False
+_encoders_installed = False
 
 
-def install_encoder_timing() -> None:
-    """Time aiortc's video encode per frame. aiortc offers no hook, so its sender's get_encoder
-    is wrapped (idempotent); encoders behave exactly as before."""
-    global _encoder_timing_installed
-    if _encoder_timing_installed:
+def install_encoders() -> None:
+    """Make aiortc's senders encode H.264 with FastH264Encoder (video_codec.py) and time every
+    video encode. aiortc offers no hook for either, so its sender's get_encoder is wrapped
+    (idempotent); VP8 and audio encoders are aiortc's own."""
+    global _encoders_installed
+    if _encoders_installed:
         return
     import aiortc.rtcrtpsender as sender
 
     original = sender.get_encoder
-    sender.get_encoder = lambda codec: _TimedEncoder(original(codec))
-    _encoder_timing_installed = True
+    sender.get_encoder = lambda codec: _TimedEncoder(video_codec.encoder_for(codec, original))
+    _encoders_installed = True

@@ -124,6 +124,7 @@ def test_chromium_plays_the_page(server):
     head, tail = lag[t < t[0] + 2], lag[t > t[-1] - 2]
     assert len(frames) > 60 and (np.median(tail) - np.median(head)) < 0.25, (float(np.median(head)), float(np.median(tail)))
     assert last["server"]["fps"] > 0
+    assert last["codec"] == last["server"]["video_codec"] == "H264", (last["codec"], last["server"])
     assert not [c for c in console if c.startswith("error")], console
 
 
