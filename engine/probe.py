@@ -157,7 +157,12 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messag
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             await asyncio.wait_for(connected.wait(), connect_timeout)
             result.connected_after_s = time.monotonic() - t_offer
-            await asyncio.wait_for(first_frame.wait(), connect_timeout)
+            try:
+                await asyncio.wait_for(first_frame.wait(), connect_timeout)
+            except asyncio.TimeoutError:
+                server = result.telemetry[-1] if result.telemetry else "no telemetry"
+                raise TimeoutError(f"connected, but no video frame in {connect_timeout:.0f} s; "
+                                   f"the server said: {server}") from None
             result.first_frame_after_s = time.monotonic() - t_offer
             await asyncio.sleep(seconds)
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -36,6 +37,12 @@ r.delete()
 
 _selected: str | None = None
 _probe_errors: dict[str, str] = {}
+
+# Held while a context (and its framebuffer) is created or destroyed. Two threads doing either at
+# once (two live sessions starting together) broke one of them here: "invalid framebuffer
+# operation" on the first glClear, or EGL_NOT_INITIALIZED in eglDestroyContext. Rendering itself
+# runs in parallel, each thread on its own context.
+context_lock = threading.RLock()
 
 
 class GLBackendError(RuntimeError):

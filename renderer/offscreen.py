@@ -96,6 +96,10 @@ class DyadRenderer:
     def __init__(self, avatar: Avatar, size: tuple[int, int] = (640, 480), backend: str = "auto",
                  msaa: bool = False, ghost: bool = False):
         self.size = (int(size[0]), int(size[1]))
+        with gl.context_lock:
+            self._create(avatar, backend, msaa, ghost)
+
+    def _create(self, avatar: Avatar, backend: str, msaa: bool, ghost: bool) -> None:
         pyrender = gl.import_pyrender(backend)
         self._offscreen, info = gl.create_offscreen(*self.size, backend=backend, msaa=msaa)
         self.backend, self.gl_renderer, self.gl_version = info.backend, info.renderer, info.version
@@ -229,10 +233,11 @@ class DyadRenderer:
 
     def close(self) -> None:
         if self._offscreen is not None:
-            if self.backend == "egl":
-                _keep_egl_display(self._offscreen._platform)
-            self._offscreen.delete()
-            self._offscreen = None
+            with gl.context_lock:
+                if self.backend == "egl":
+                    _keep_egl_display(self._offscreen._platform)
+                self._offscreen.delete()
+                self._offscreen = None
 
     def __enter__(self) -> "DyadRenderer":
         return self

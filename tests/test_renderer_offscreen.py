@@ -137,3 +137,28 @@ def test_closing_one_renderer_leaves_the_others_working(avatar, renderer, base):
     other.render(speaker, listener)
     other.close()
     assert np.array_equal(renderer.render(speaker, listener), before)
+
+
+def test_renderers_created_and_closed_in_parallel_threads(avatar, base):
+    """Sessions that start or end together create and close their renderers on their own threads
+    at the same moment; each must come up whole (this broke one of them before context_lock)."""
+    import threading
+
+    speaker, listener, _ = base
+    errors, images = [], []
+
+    def session() -> None:
+        try:
+            with DyadRenderer(avatar, size=(160, 120)) as r:
+                images.append(r.render(speaker, listener))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(exc))
+
+    for _ in range(8):
+        threads = [threading.Thread(target=session) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(images) == 24 and all(np.array_equal(im, images[0]) for im in images)
