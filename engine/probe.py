@@ -173,6 +173,27 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messag
         return result
 
 
+def process_tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of `pid` and each live descendant, by pid, read from /proc.
+    Each includes the time of its children that have exited (cutime, cstime)."""
+    out: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children = []
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    children += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+            continue
+        out[p] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        todo += children
+    return out
+
+
 class ServeProcess:
     """`dyadic serve --port 0 --ice-loopback ARGS` in its own process (its own GIL, as in
     production), its URL read from what it prints."""
@@ -201,10 +222,8 @@ class ServeProcess:
         return live
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time so far of the server and its render workers (live or exited)."""
+        return sum(process_tree_cpu(self.proc.pid).values())
 
     def stop(self) -> str:
         """Terminate; returns what the server wrote to stderr."""

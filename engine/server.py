@@ -79,7 +79,11 @@ class Engine:
         from dyadic.datasets import scan
         from dyadic.models.runtime import load_runtime
 
+        from dyadic.renderer import gl
+
         self.options = options
+        # Resolved once here (the EGL probe is a subprocess); every render worker gets the result.
+        self.gl_backend = gl.select_backend(options.gl_backend)
         self.catalog = scan(options.data)
         self.steppers = {dataset: SharedStepper(load_runtime(path, options.device))
                          for dataset, path in options.models.items()}
@@ -195,7 +199,7 @@ class Connection:
         opts = server.options
         self.session = Session(sid, self.loop, models=self.engine.steppers,
                                default_dataset=self.engine.default_dataset, size=opts.size,
-                               body_model=opts.body_model, gl_backend=opts.gl_backend,
+                               body_model=opts.body_model, gl_backend=self.engine.gl_backend,
                                on_failure=self._failed_threadsafe)
         self.pc = None
         self.browser_mic: MicrophoneSource | None = None

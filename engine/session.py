@@ -10,12 +10,12 @@ newest is skinned and rendered: the others are dropped video, counted. The audio
 pushed, never dropped. After a stall of more than MAX_BACKLOG frames the clock is re-anchored so
 latency cannot grow.
 
-Two threads per session overlap so that both cores work: the clock thread runs the source,
-features, model, adapter and skinning; the render thread (it owns the GL context) renders the newest
-skinned frame and hands it to the video track, together with the audio of every frame since the
-last hand-over. A frame skinned while the renderer was busy replaces the waiting one (dropped
-video, counted; its audio stays). aiortc converts to YUV and encodes in its thread pool; the event
-loop only moves messages.
+The clock thread runs the source, features, model and adapter; the render thread hands the newest
+pair of poses to the session's render worker, a process of its own that skins and renders
+(render_worker.py: own GIL, own GL context), and gives the frame to the video track together with
+the audio of every frame since the last hand-over. Poses submitted while the worker was busy replace
+the waiting ones (dropped video, counted; their audio stays). aiortc converts to YUV and encodes
+in its thread pool; the event loop only moves messages.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import numpy as np
 from dyadic.renderer.adapters import adapter_for, frame_channels
 from dyadic.renderer.idle import idle_pose
 
+from .render_worker import RenderWorker
 from .sources import MicrophoneSource, MovementInbox, SpeakerFrame
 from .tracks import FrameTrace, SessionAudioTrack, SessionVideoTrack
 
@@ -111,6 +112,7 @@ class Session:
         self.gl_backend = gl_backend
         self.seed = seed
         self.video_codec: str | None = None  # set by the connection once negotiated
+        self.worker_pid: int | None = None  # the render worker's process, once started
         self.on_failure = on_failure or (lambda msg: None)
         self.video = SessionVideoTrack(loop, IDLE_FPS)
         self.audio = SessionAudioTrack(loop)
@@ -202,10 +204,7 @@ class Session:
     def _run(self) -> None:
         render = None
         try:
-            from dyadic.renderer.avatar import Avatar
-
-            avatar = Avatar(self.body_model)  # skinning: this thread only, once the renderer is up
-            render = _RenderStage(self, avatar)
+            render = _RenderStage(self)
             render.start()
             render.ready.wait()
             if render.error is None:
@@ -213,7 +212,7 @@ class Session:
                 while not self._go.wait(0.1):
                     if self._stop.is_set():
                         return
-                self._loop(avatar, render)
+                self._loop(render)
             else:
                 raise render.error
         except BaseException as exc:  # one session's failure never reaches the others
@@ -235,7 +234,7 @@ class Session:
         reaction = None if model is None else ReactionSession(model, seed=self.seed, fps=self._source.fps)
         return reaction, (adapter_for(dataset) if dataset else None), self.inbox.get(dataset or "")
 
-    def _loop(self, avatar, render: "_RenderStage") -> None:
+    def _loop(self, render: "_RenderStage") -> None:
         fps = self._source.fps
         t_anchor, k_anchor, k = time.monotonic(), 0, 0
         reaction, adapt, inbox = self._for_source()
@@ -278,7 +277,8 @@ class Session:
             audio = np.concatenate([f[0].audio for f in frames])
             if isinstance(self._source, MicrophoneSource):
                 audio = np.zeros_like(audio)  # the user hears themselves already: no echo
-            self._skin(avatar, render, speaker, listener_pose, trace, fps, audio)
+            render.submit(speaker.speaker_pose or idle_pose(trace.index / fps, seed=1), listener_pose,
+                          trace, audio)
         if render.error is not None:
             raise render.error
 
@@ -322,23 +322,14 @@ class Session:
         k = min(int(round(frame.position * src.fps)), src.n_frames - 1)
         return adapt(frame_channels(src.interaction.listener.channels, k))
 
-    def _skin(self, avatar, render: "_RenderStage", frame: SpeakerFrame, listener_pose, trace: FrameTrace,
-              fps: float, audio: np.ndarray) -> None:
-        speaker_pose = frame.speaker_pose or idle_pose(trace.index / fps, seed=1)
-        t0 = time.monotonic()
-        verts, normals = avatar.skin_with_normals([speaker_pose, listener_pose])
-        t1 = time.monotonic()
-        trace.mark("skinned", t1)
-        self.stats.stage_ms["skin"].append((t1 - t0) * 1e3)
-        render.submit(verts, normals, trace, audio)
-
 
 class _RenderStage:
-    """The render thread of a session: renders the newest skinned frame, hands it over with its
-    audio. A frame submitted while another waits replaces it (its audio is kept)."""
+    """The render thread of a session: has the session's render worker (its own process) skin and
+    render the newest frame, and hands it over with its audio. A frame submitted while another
+    waits replaces it (its audio is kept)."""
 
-    def __init__(self, session: Session, avatar):
-        self.session, self.avatar = session, avatar  # the avatar only while the renderer is built
+    def __init__(self, session: Session):
+        self.session = session
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._cond = threading.Condition()
@@ -356,12 +347,12 @@ class _RenderStage:
         if self._thread.is_alive():
             self._thread.join(5.0)
 
-    def submit(self, verts, normals, trace: FrameTrace, audio: np.ndarray) -> None:
+    def submit(self, speaker_pose, listener_pose, trace: FrameTrace, audio: np.ndarray) -> None:
         with self._cond:
             if self._job is not None:  # the renderer is behind: this frame's video is dropped
                 audio = np.concatenate([self._job[3], audio])
                 self.session.stats.skipped += 1
-            self._job = (verts, normals, trace, audio)
+            self._job = (speaker_pose, listener_pose, trace, audio)
             self._cond.notify()
 
     def _next(self):
@@ -371,29 +362,29 @@ class _RenderStage:
             return None if self._stopping else job
 
     def _run(self) -> None:
-        from dyadic.renderer.offscreen import DyadRenderer
-
-        session, renderer = self.session, None
+        session, worker = self.session, None
         try:
-            renderer = DyadRenderer(self.avatar, size=session.size, backend=session.gl_backend)
-            self.avatar = None
+            worker = RenderWorker(session.size, session.body_model, session.gl_backend,
+                                  name=f"dyadic-render-{session.id}")
+            session.worker_pid = worker.pid
             self.ready.set()
             while (job := self._next()) is not None:
-                verts, normals, trace, audio = job
+                speaker_pose, listener_pose, trace, audio = job
+                rgb, times = worker.render(speaker_pose, listener_pose)
+                trace.mark("skinned", times.skinned)
+                trace.mark("rendered", times.rendered)
                 t0 = time.monotonic()
-                rgb = renderer.render(verts[0], verts[1],
-                                      normals=None if normals is None else (normals[0], normals[1]))
-                t1 = time.monotonic()
-                trace.mark("rendered", t1)
-                session.video.offer(rgb, trace)
+                session.video.offer(rgb, trace)  # copies the frame out of the worker's buffer
                 session.audio.push(audio)  # with its video: both leave together
-                session.stats.stage_ms["render"].append((t1 - t0) * 1e3)
-                session.stats.stage_ms["convert"].append((time.monotonic() - t1) * 1e3)
+                stage_ms = session.stats.stage_ms
+                stage_ms["skin"].append((times.skinned - times.start) * 1e3)
+                stage_ms["render"].append((times.rendered - times.skinned) * 1e3)
+                stage_ms["convert"].append((time.monotonic() - t0) * 1e3)
                 session.stats.rendered += 1
         except BaseException as exc:
             self.error = exc
-            log.exception("session %s: render thread failed", session.id)
+            log.exception("session %s: render stage failed", session.id)
         finally:
             self.ready.set()
-            if renderer is not None:
-                renderer.close()
+            if worker is not None:
+                worker.close()

@@ -3,11 +3,11 @@
 The server runs as its own process (`dyadic serve --port 0 --ice-loopback`), as in production, so
 that the test's own client does not share its GIL. Every peer gathers 127.0.0.1 candidates only.
 
-Frame rates: the issue's target is 30 +/- 1 FPS per session on 2 cores. On this machine a session
-delivers 22-30 FPS to an aiortc client and 13-18 FPS decoded by a Chromium on the same cores today
-(bench/serve.py, BENCHMARKS.md): the tests assert what holds here (a
-steady stream, audio in real time, no growing delay) with a floor well under the target, and the
-benchmark tracks the target.
+Frame rates: one session is held to the issue's 30 +/- 1 FPS (aiortc client) and 280 frames decoded
+in 10 s (Chromium, on the same 2 cores as the server). Two sessions at once measured 23-30 FPS each
+here (bench/serve.py, BENCHMARKS.md: the machine's speed varies by a third from run to run), so
+their test asserts a steady stream above TWO_SESSIONS_FPS_FLOOR and the benchmark tracks the 30 FPS
+budget. Tests that are about something else (controls, microphone) use FPS_FLOOR.
 """
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ import pytest
 
 from dyadic.engine.probe import ServeProcess, probe
 
-FPS_FLOOR = 15.0  # regression floor here (see the module docstring); the target is 30
-BROWSER_FPS_FLOOR = 10.0  # Chromium shares the 2 cores too: 13-18 FPS decoded here today
+SESSION_FPS = 29.0  # the issue's 30 +/- 1, one session
+BROWSER_FRAMES_10S = 280  # the issue's Chromium figure
+TWO_SESSIONS_FPS_FLOOR = 20.0  # see the module docstring; the budget (30) is tracked by bench/serve.py
+FPS_FLOOR = 15.0  # tests of other things: a steady stream
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_aiortc_client_receives_video_and_audio_in_real_time(server):
     assert result.frame_shape == (480, 640)
     assert result.connected_after_s < 2.0  # no STUN stall
     fps = result.fps()
-    assert fps >= FPS_FLOOR, f"{fps:.1f} FPS"
+    assert fps >= SESSION_FPS, f"{fps:.1f} FPS"
     # audio is never dropped: 20 ms frames keep coming at the real rate
     audio_span = result.audio_times[-1] - result.audio_times[0]
     assert result.audio_seconds() == pytest.approx(audio_span, abs=0.5)
@@ -90,7 +92,7 @@ def test_two_sessions_at_once(server):
     results = run(both())
     for r in results:
         assert not r.errors
-        assert r.fps() >= FPS_FLOOR * 0.6, [x.fps() for x in results]
+        assert r.fps() >= TWO_SESSIONS_FPS_FLOOR, [x.fps() for x in results]
         assert _delay_growth_ms(r) < 100.0
 
 
@@ -111,7 +113,7 @@ def test_chromium_plays_the_page(server):
 
     first, last, frames, console = run(browse())
     decoded = last["framesDecoded"] - first["framesDecoded"]
-    assert decoded >= BROWSER_FPS_FLOOR * 10, (decoded, last)
+    assert decoded >= BROWSER_FRAMES_10S, (decoded, last)
     assert last["audioTotalSamplesReceived"] > first["audioTotalSamplesReceived"] + 8 * 48_000
     assert last["presentedFrames"] > first["presentedFrames"]
     # no growing delay: presentation time minus the frame's RTP time (a constant offset plus the

@@ -1,0 +1,144 @@
+"""Skinning and rendering of one live session in a process of its own.
+
+Why a process: in one Python process, every session's threads share one GIL, and skinning (dozens
+of small torch ops) and rendering (a hundred PyOpenGL calls) give it up and take it back hundreds
+of times per frame. Measured on 2 cores with two sessions in one process: skinning took 18-20 ms
+(3 ms alone), rendering 36-47 ms (12 ms alone), and both sessions fell to 18-23 FPS with the cores
+not saturated. A worker per session has its own GIL; the server process keeps the clock, the model
+(batched across sessions), WebRTC and encoding.
+
+Contract (one request at a time, over a multiprocessing pipe):
+
+    parent -> worker   (speaker AvatarPose, listener AvatarPose)   or None to stop
+    worker -> parent   ("frame", t_start, t_skinned, t_rendered)   then the (H, W, 3) uint8 frame bytes
+                       ("error", text)                             when skinning or rendering failed
+
+Times are time.monotonic() of the worker, which on Linux is the same clock as the server's
+(CLOCK_MONOTONIC), so they go into the frame's trace as they are. The worker is started with
+"spawn" (a fresh interpreter: no inherited GL context, threads or event loop); it exits when asked,
+when the server process closes its end of the pipe, or with the server.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+
+START_TIMEOUT_S = 120.0  # a fresh interpreter imports torch, smplx and pyrender: seconds on 2 cores
+
+
+class RenderWorkerError(RuntimeError):
+    """The worker failed to start, failed on a frame, or died."""
+
+
+@dataclass
+class FrameTimes:
+    start: float
+    skinned: float
+    rendered: float
+
+
+class RenderWorker:
+    """The server side of one worker: render(speaker, listener) -> frame; close()."""
+
+    def __init__(self, size: tuple[int, int], body_model: str | None = None, gl_backend: str = "auto",
+                 name: str = "dyadic-render"):
+        ctx = mp.get_context("spawn")
+        self.size = (int(size[0]), int(size[1]))
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, self.size, body_model, gl_backend), name=name,
+                                 daemon=True)
+        self._proc.start()
+        child.close()  # only the worker holds it now: its exit shows up here as EOF
+        self._frame = bytearray(self.size[0] * self.size[1] * 3)
+        self.info = self._expect("ready", START_TIMEOUT_S)  # backend, GL renderer, vertices
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def render(self, speaker_pose, listener_pose) -> tuple[np.ndarray, FrameTimes]:
+        """Skin both avatars and render them: the (H, W, 3) uint8 frame (valid until the next call)
+        and the worker's stage times."""
+        try:
+            self._conn.send((speaker_pose, listener_pose))
+        except (BrokenPipeError, OSError) as exc:
+            raise RenderWorkerError(f"the render worker is gone ({self._exit_text()})") from exc
+        times = FrameTimes(*self._expect("frame", None))
+        self._conn.recv_bytes_into(self._frame)
+        w, h = self.size
+        return np.frombuffer(self._frame, np.uint8).reshape(h, w, 3), times
+
+    def _expect(self, kind: str, timeout: float | None):
+        if timeout is not None and not self._conn.poll(timeout):
+            self.close()
+            raise RenderWorkerError(f"the render worker did not start within {timeout:.0f} s")
+        try:
+            msg = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise RenderWorkerError(f"the render worker died ({self._exit_text()})") from exc
+        if msg[0] == "error":
+            raise RenderWorkerError(f"render worker: {msg[1]}")
+        return msg[1] if kind == "ready" else msg[1:]
+
+    def _exit_text(self) -> str:
+        self._proc.join(1.0)
+        code = self._proc.exitcode
+        return "still running" if code is None else f"exit code {code}"
+
+    def close(self, timeout: float = 3.0) -> None:
+        try:
+            self._conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(timeout)
+        self._conn.close()
+
+
+def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str) -> None:
+    """The worker process: build the avatar and renderer, then one frame per request."""
+    try:
+        from dyadic.renderer import gl
+
+        gl.select_backend(gl_backend)  # before anything imports pyrender
+        from dyadic.renderer.avatar import Avatar
+        from dyadic.renderer.offscreen import DyadRenderer
+
+        avatar = Avatar(body_model)
+        renderer = DyadRenderer(avatar, size=size, backend=gl_backend)
+    except BaseException as exc:  # noqa: BLE001 - reported to the server, which names the session
+        conn.send(("error", f"could not start: {type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", {"backend": renderer.backend, "gl_renderer": renderer.gl_renderer,
+                         "vertices": avatar.num_vertices}))
+    try:
+        while True:
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):  # the server went away
+                break
+            if job is None:
+                break
+            try:
+                t0 = time.monotonic()
+                verts, normals = avatar.skin_with_normals(list(job))
+                t1 = time.monotonic()
+                rgb = renderer.render(verts[0], verts[1],
+                                      normals=None if normals is None else (normals[0], normals[1]))
+                t2 = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the server fails the session with this text
+                conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+                break
+            try:
+                conn.send(("frame", t0, t1, t2))
+                conn.send_bytes(rgb.reshape(-1))  # flat: the pipe frames a message by len() of its buffer
+            except OSError:  # BrokenPipeError: the server went away
+                break
+    finally:
+        renderer.close()
