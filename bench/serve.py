@@ -1,9 +1,9 @@
 """Concurrent live sessions: `python bench/serve.py [--seconds 10] [--max 4] [--json FILE]`.
 
 For 1, 2, 3 ... concurrent 640x480 sessions of `dyadic serve` (its own process, ICE on loopback),
-aiortc clients (in this process, decoding VP8 as a browser would) receive for `--seconds` after
+aiortc clients (in this process, decoding H.264 as a browser would) receive for `--seconds` after
 their first frame; reported: the delivered FPS of each session and the server's CPU per session
-(process CPU time over the window / sessions, in cores). Stops after the first count at which a
+(CPU time of the server process and its render workers over the window / sessions, in cores). Stops after the first count at which a
 session falls under 29 FPS. Budget (issue 4): one session uses at most one of the two cores, and at
 least two sessions hold 30 FPS at once.
 """
