@@ -208,6 +208,19 @@ def serve_models(model: str | None, root: Path) -> dict[str, Path]:
     return {d: default_model_path(d) for d in sorted(datasets)}
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profile import run_profile, table, write_all
+
+    out = Path(args.out)
+    print(f"dyadic profile: {args.sessions} session(s), {args.client} client, {args.seconds:.0f} s ...",
+          file=sys.stderr, flush=True)
+    run = run_profile(args.clip, args.data, args.seconds, args.sessions, args.client)
+    summary = write_all(run, out)
+    print(table(summary))
+    print(f"wrote {out / 'trace.jsonl'}, {out / 'summary.json'}, {out / 'report.html'}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -326,6 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     sv.add_argument("-v", "--verbose", action="store_true", help="log sessions and requests")
     sv.set_defaults(func=cmd_serve)
+
+    pf = sub.add_parser("profile", help="run the engine against real loopback clients and report where "
+                                        "every millisecond of a frame goes")
+    pf.add_argument("clip", nargs="?", help="interaction id (default: the first)")
+    pf.add_argument("--data", metavar="DIR", help="dataset folder; default: the embedded sample")
+    pf.add_argument("--seconds", type=float, default=60.0, help="how long the clients receive (default: 60)")
+    pf.add_argument("--sessions", type=positive_int, default=1, help="concurrent sessions (default: 1)")
+    pf.add_argument("--client", choices=("aiortc",), default="aiortc",
+                    help="the receiving client; only aiortc is built so far (Chromium with presented "
+                         "frames is not)")
+    pf.add_argument("--out", default="report", metavar="DIR", help="where trace.jsonl, summary.json and "
+                                                                  "report.html go (default: report/)")
+    pf.set_defaults(func=cmd_profile)
     return p
 
 

@@ -23,6 +23,9 @@ import numpy as np
 from aiortc.mediastreams import AudioStreamTrack
 
 
+TRACE_SETTLE_S = 1.8  # the server sends traces once a second, of frames sent >= 0.5 s before
+
+
 @dataclass
 class ProbeResult:
     welcome: dict
@@ -36,6 +39,7 @@ class ProbeResult:
     frame_shape: tuple | None = None
     connected_after_s: float | None = None
     first_frame_after_s: float | None = None
+    traces: list[dict] = field(default_factory=list)  # the server's frame traces, when asked for
 
     def fps(self, skip_s: float = 1.0) -> float:
         """Decoded frames per second after the first `skip_s` seconds (start-up excluded)."""
@@ -61,6 +65,8 @@ async def _reader(ws, result: ProbeResult, answers: asyncio.Queue) -> None:
             result.telemetry.append(msg)
         elif kind == "state":
             result.states.append(msg)
+        elif kind == "trace":
+            result.traces.extend(msg["frames"])
         elif kind in ("error", "refused"):
             result.errors.append(msg)
             if kind == "refused":
@@ -99,11 +105,13 @@ class ToneTrack(AudioStreamTrack):
 
 
 async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messages: list[dict] | None = None,
-                connect_timeout: float = 20.0, loopback: bool = True, microphone: bool = False) -> ProbeResult:
+                connect_timeout: float = 20.0, loopback: bool = True, microphone: bool = False,
+                trace: bool = False) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
     `microphone`: send a tone as the browser microphone and pick that source instead of a clip.
-    `loopback`: gather only 127.0.0.1 candidates (this process-wide; what tests need)."""
+    `loopback`: gather only 127.0.0.1 candidates (this process-wide; what tests need).
+    `trace`: ask for the server's per-frame traces (result.traces)."""
     import websockets
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -143,6 +151,8 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messag
                 pc.addTransceiver("audio", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
             t_offer = time.monotonic()
+            if trace:
+                await ws.send(json.dumps({"type": "trace", "on": True}))
             await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
             first = welcome["clips"][0]["id"] if welcome.get("clips") else None
             if microphone:
@@ -165,6 +175,9 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messag
                                    f"the server said: {server}") from None
             result.first_frame_after_s = time.monotonic() - t_offer
             await asyncio.sleep(seconds)
+            if trace:  # the last frames' traces come with the next telemetry tick
+                stop.set()
+                await asyncio.sleep(TRACE_SETTLE_S)
         finally:
             stop.set()
             for task in consumers + [reader]:

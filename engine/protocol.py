@@ -20,6 +20,7 @@ Client -> server
                                                       validity (1 valid, 0 masked)
     {"type": "ping", "t": CLIENT_MS}                  clock probe: answered by "pong"
     {"type": "client-stats", "stats": {...}}          what the page measured (kept for profiling)
+    {"type": "trace", "on": bool}                     stream per-frame traces (dyadic profile)
 
 Server -> client
     {"type": "welcome", "session": ID, "clips": [{"id", "dataset", "duration", "fps", "playable"}],
@@ -30,7 +31,11 @@ Server -> client
     {"type": "telemetry", "fps": x, "frames": n, "dropped": n, "repeated": n, "stages_ms": {stage: median},
      "latency_ms": {"median": x, "p95": x}, "audio_underruns": n, "movement": "pushed" | "recorded" | "none",
      "video_codec": "H264" | "VP8" | null}
-    {"type": "pong", "t": CLIENT_MS, "server": SERVER_MONOTONIC_MS}
+    {"type": "pong", "t": CLIENT_MS, "server": SERVER_MONOTONIC_MS, "server_wall": SERVER_TIME_MS}
+    {"type": "trace", "frames": [{"index": k, "pts": 90 kHz, "times": {stage: MONOTONIC_S}}]}
+                                                      about once a second while tracing is on: the
+                                                      server side of every frame sent (stages in
+                                                      tracks.TRACE_STAGES order)
     {"type": "error", "message": "...", "request": TYPE or null}
     {"type": "refused", "message": "..."}             sent before closing when --max-sessions is reached
 """
@@ -42,7 +47,8 @@ from typing import Any
 
 MAX_MESSAGE_BYTES = 256 * 1024  # an SDP offer is ~5 KB; a movement frame a few KB
 SOURCE_KINDS = ("clip", "browser-mic", "local-mic")
-KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "client-stats")
+KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "client-stats",
+               "trace")
 
 
 class ProtocolError(ValueError):
@@ -93,6 +99,9 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
     elif kind == "client-stats":
         if not isinstance(body.get("stats"), dict):
             raise ProtocolError("client-stats: 'stats' must be an object")
+    elif kind == "trace":
+        if not isinstance(body.get("on"), bool):
+            raise ProtocolError("trace: 'on' must be true or false")
     elif kind not in KNOWN_TYPES:
         raise ProtocolError(f"unknown message type {kind!r}")
 

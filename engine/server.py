@@ -149,7 +149,8 @@ class Server:
     def status(self) -> dict:
         return {"sessions": len(self.sessions), "max_sessions": self.options.max_sessions,
                 "uptime_s": round(time.monotonic() - self.started, 1), "clips": len(self.engine.clips),
-                "models": self.engine.model_info()}
+                "models": self.engine.model_info(), "gl_backend": self.engine.gl_backend,
+                "video_codec": self.options.video_codec}
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -278,6 +279,9 @@ class Connection:
         elif kind == "client-stats":
             self.client_stats = body["stats"]
             return
+        elif kind == "trace":
+            session.stats.trace(body["on"])
+            return
         await self.send("state", **session.state())
 
     def _playback(self, kind: str) -> PlaybackSource:
@@ -363,6 +367,9 @@ class Connection:
         while True:
             await asyncio.sleep(TELEMETRY_PERIOD_S)
             await self.send("telemetry", **self.session.telemetry())
+            frames = self.session.stats.take_traces()
+            if frames:
+                await self.send("trace", frames=frames)
             await self.send("state", **self.session.state())
 
     async def close(self) -> None:

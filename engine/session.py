@@ -40,6 +40,7 @@ IDLE_FPS = 30.0
 MAX_BACKLOG = 15  # frames (0.5 s): beyond this the thread was stalled; re-anchor the clock
 STAGES = ("source", "features", "model", "adapter", "skin", "render", "convert")  # + "encode" from traces
 STATS_WINDOW = 90  # frames kept for the telemetry medians
+EXPORT_LIMIT = 1800  # traces kept for a tracing client between two reads
 
 
 class IdleSource:
@@ -73,8 +74,27 @@ class SessionStats:
         self.skipped = 0  # due frames whose video was never rendered (the thread was late)
         self.stalls = 0
 
+        self.export: collections.deque[FrameTrace] | None = None  # sent frames, while tracing
+
     def record_sent(self, trace: FrameTrace) -> None:
         self.traces.append(trace)  # aiortc's encode stamps it later (tracks.install_encoders)
+        if self.export is not None:
+            self.export.append(trace)
+
+    def trace(self, on: bool) -> None:
+        """Keep every sent frame's trace for take_traces() (bounded: a minute at 30 FPS if unread)."""
+        self.export = collections.deque(maxlen=EXPORT_LIMIT) if on else None
+
+    def take_traces(self, settle_s: float = 0.5) -> list[dict]:
+        """Traces of frames sent at least `settle_s` ago (their encode has stamped them), oldest
+        first, each handed out once."""
+        out, export = [], self.export
+        if export is None:
+            return out
+        now = time.monotonic()
+        while export and now - export[0].times["sent"] >= settle_s:
+            out.append(export.popleft().as_dict())
+        return out
 
     def snapshot(self, video: SessionVideoTrack, audio_underruns: int) -> dict:
         traces = list(self.traces)
@@ -371,6 +391,7 @@ class _RenderStage:
             while (job := self._next()) is not None:
                 speaker_pose, listener_pose, trace, audio = job
                 rgb, times = worker.render(speaker_pose, listener_pose)
+                trace.mark("worker_start", times.start)
                 trace.mark("skinned", times.skinned)
                 trace.mark("rendered", times.rendered)
                 t0 = time.monotonic()

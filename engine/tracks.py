@@ -30,17 +30,27 @@ AUDIO_FRAME = AUDIO_RATE // 50  # 20 ms, what Opus packs
 AUDIO_BACKLOG_LIMIT = AUDIO_RATE * 2  # only reached when nobody pulls (connection gone)
 
 
-class FrameTrace:
-    """Monotonic timestamps of one video frame along the path (issue 5 reads them)."""
+# The server side of a frame's path, in order; each is a time.monotonic() mark. "captured" is the
+# end of the frame's audio; "model_end" is absent without a model (recorded listener, idle).
+TRACE_STAGES = ("captured", "model_end", "worker_start", "skinned", "rendered", "sent", "encode_start",
+                "encode_end")
 
-    __slots__ = ("index", "times")
+
+class FrameTrace:
+    """Monotonic timestamps of one video frame along the path, and its video pts once sent."""
+
+    __slots__ = ("index", "times", "pts")
 
     def __init__(self, index: int):
         self.index = index
         self.times: dict[str, float] = {}
+        self.pts: int | None = None
 
     def mark(self, stage: str, t: float | None = None) -> None:
         self.times[stage] = time.monotonic() if t is None else t
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "pts": self.pts, "times": self.times}
 
 
 def _notify(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
@@ -93,11 +103,13 @@ class SessionVideoTrack(MediaStreamTrack):
                 frame, trace = item
                 self._last = frame
                 self.sent += 1
+                self._stamp(frame)
                 if trace is not None:
                     trace.mark("sent")
+                    trace.pts = frame.pts
                     if self.on_sent is not None:
                         self.on_sent(trace)
-                return self._stamp(frame)
+                return frame
             try:
                 await asyncio.wait_for(self._event.wait(), patience)
             except asyncio.TimeoutError:
