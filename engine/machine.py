@@ -1,4 +1,5 @@
-"""What a benchmark ran on: recorded with every result (numbers without a machine mean nothing)."""
+"""What a benchmark or a profile ran on: recorded with every result (numbers without a machine mean
+nothing)."""
 from __future__ import annotations
 
 import os

@@ -110,7 +110,7 @@ def summarize(run: ProfileRun, machine: dict) -> dict:
     frames = run.frames
     per_stage: dict[str, list[float]] = collections.defaultdict(list)
     e2e = []
-    for f in frames:
+    for f in sorted(frames, key=lambda f: f["times"]["captured"]):  # in time order, all sessions
         for name, ms in intervals(f["times"]).items():
             per_stage[name].append(ms)
         e2e.append((f["times"][CLIENT_MARK] - f["times"]["captured"]) * 1e3)

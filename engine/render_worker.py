@@ -54,7 +54,11 @@ class RenderWorker:
         self._proc.start()
         child.close()  # only the worker holds it now: its exit shows up here as EOF
         self._frame = bytearray(self.size[0] * self.size[1] * 3)
-        self.info = self._expect("ready", START_TIMEOUT_S)  # backend, GL renderer, vertices
+        try:
+            self.info = self._expect("ready", START_TIMEOUT_S)[0]  # backend, GL renderer, vertices
+        except RenderWorkerError:
+            self.close()
+            raise
 
     @property
     def pid(self) -> int | None:
@@ -67,14 +71,14 @@ class RenderWorker:
             self._conn.send((speaker_pose, listener_pose))
         except (BrokenPipeError, OSError) as exc:
             raise RenderWorkerError(f"the render worker is gone ({self._exit_text()})") from exc
-        times = FrameTimes(*self._expect("frame", None))
+        times = FrameTimes(*self._expect("frame"))
         self._conn.recv_bytes_into(self._frame)
         w, h = self.size
         return np.frombuffer(self._frame, np.uint8).reshape(h, w, 3), times
 
-    def _expect(self, kind: str, timeout: float | None):
+    def _expect(self, kind: str, timeout: float | None = None) -> tuple:
+        """The fields of the next message, which must be `kind` (or an error from the worker)."""
         if timeout is not None and not self._conn.poll(timeout):
-            self.close()
             raise RenderWorkerError(f"the render worker did not start within {timeout:.0f} s")
         try:
             msg = self._conn.recv()
@@ -82,7 +86,9 @@ class RenderWorker:
             raise RenderWorkerError(f"the render worker died ({self._exit_text()})") from exc
         if msg[0] == "error":
             raise RenderWorkerError(f"render worker: {msg[1]}")
-        return msg[1] if kind == "ready" else msg[1:]
+        if msg[0] != kind:
+            raise RenderWorkerError(f"render worker: expected {kind!r}, got {msg[0]!r}")
+        return msg[1:]
 
     def _exit_text(self) -> str:
         self._proc.join(1.0)

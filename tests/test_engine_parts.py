@@ -29,7 +29,7 @@ def test_protocol_accepts_the_documented_messages():
 @pytest.mark.parametrize("text, request_type", [
     ('{"type": "seek", "seconds": NaN}', "seek"), ('{"type": "seek", "seconds": -1}', "seek"),
     ('{"type": "loop", "on": "yes"}', "loop"), ('{"type": "source", "kind": "clip"}', "source"),
-    ('{"type": 3}', None), ('{"type": "nope"}', None)])
+    ('{"type": "trace", "on": 1}', "trace"), ('{"type": 3}', None), ('{"type": "nope"}', None)])
 def test_protocol_errors_name_the_request(text, request_type):
     with pytest.raises(protocol.ProtocolError) as err:
         protocol.parse(text)

@@ -47,5 +47,25 @@ def test_short_real_run_writes_a_complete_consistent_report(tmp_path):
     render = [fr["intervals_ms"]["render"] for fr in lines]
     assert abs(np.median(render) - summary["stages_ms"]["render"]["median"]) < 0.01
     assert summary["fps"][0] > 15 and "server" in summary["cpu_cores"]
+    assert any(k.startswith("render worker") and v > 0.1 for k, v in summary["cpu_cores"].items())
+    by_time = [fr["end_to_end_ms"] for fr in sorted(lines, key=lambda fr: fr["times"]["captured"])]
+    third = len(by_time) // 3
+    assert summary["end_to_end_last_third_median_ms"] == round(float(np.median(by_time[-third:])), 2)
     html = (tmp_path / "report.html").read_text()
     assert html.count("<img") == 3 and "data:image/png;base64," in html
+
+
+def test_start_and_end_of_the_run_are_taken_in_time_over_all_sessions():
+    """Latency that grows 1 ms per second in both of two sessions: the first third of the run is
+    its first 10 s, whichever session a frame belongs to."""
+    frames = []
+    for session in (0, 1):
+        for k, f in enumerate(_server_frames(30, start_pts=0)):
+            t = float(k)  # one frame per second, 30 s
+            times = {m: t + (v - f["times"]["captured"]) for m, v in f["times"].items()}
+            times["received"] = t + (10 + k) / 1e3
+            frames.append({"session": session, "index": k, "pts": f["pts"], "times": times})
+    run = profile.ProfileRun(frames, 0, [], {}, 30.0, 2, "aiortc", {})
+    summary = profile.summarize(run, {})
+    assert summary["end_to_end_first_third_median_ms"] == 14.5  # frames of seconds 0-9
+    assert summary["end_to_end_last_third_median_ms"] == 34.5  # seconds 20-29

@@ -57,3 +57,11 @@ def test_bad_poses_fail_clearly_and_a_closed_worker_is_gone():
 def _is_zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_worker_that_cannot_start_says_why_and_is_gone(tmp_path):
+    import multiprocessing
+
+    with pytest.raises(RenderWorkerError, match="could not start"):
+        RenderWorker((64, 48), body_model=str(tmp_path / "no-such-model"), name="dyadic-render-doomed")
+    assert not [p for p in multiprocessing.active_children() if p.name == "dyadic-render-doomed"]

@@ -65,6 +65,7 @@ def test_serves_the_page_and_nothing_else(server):
         assert err.value.code == 404
     status = server.status()
     assert status["clips"] >= 2 and "seamless" in status["models"]
+    assert status["gl_backend"] in ("egl", "osmesa") and status["video_codec"] == "h264"
 
 
 # -- media ----------------------------------------------------------------------------------------
