@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["render.py", "replay.py", "model.py", "serve.py"]
+BENCHMARKS = ["render.py", "replay.py", "model.py", "serve.py", "profile.py"]
 
 
 def fmt(v) -> str:

@@ -17,7 +17,11 @@
     pc: null, ws: null, state: null, telemetry: null, welcome: null, errors: [],
     ready: new Promise((resolve) => { resolveReady = resolve; }),
     send, stats: collectStats, frames: () => frameSamples,
+    latency: new window.DyadicLatency.LatencyMeter(), // client/latency.js
   });
+  // ?frameid=1: the server draws each frame's index into the picture and the page reads it back
+  const frameIds = new URLSearchParams(location.search).get('frameid') === '1';
+  D.latency.useFrameIds(frameIds);
 
   const clock = { rtt: null, offset: null };          // from the last pong
   const fpsMeter = { t: null, decoded: null, fps: null };
@@ -75,6 +79,7 @@
     state: (msg) => { D.state = msg; renderState(); },
     telemetry: (msg) => { D.telemetry = { ...msg, receivedAt: Date.now() }; },
     pong: onPong,
+    trace: (msg) => { if (Array.isArray(msg.frames)) D.latency.addTraces(msg.frames); },
     error: (msg) => showError(msg.message, msg.request),
     refused: (msg) => { refused = true; showBanner(`Refused by the server: ${msg.message}`); },
   };
@@ -84,12 +89,16 @@
     $('session').textContent = `session ${msg.session}`;
     if (Array.isArray(msg.size) && msg.size.length === 2) sizeVideo(msg.size[0], msg.size[1]);
     renderClips();
+    send({ type: 'trace', on: true, frame_id: frameIds }); // for the latency panel (latency.js)
+    send({ type: 'ping', t: nowMs() });
     if (!D.pc) startPeer(msg).catch((e) => note(`WebRTC setup failed: ${e.message || e}`));
   }
 
   // The server clock is monotonic (arbitrary origin): the offset maps client wall time to it.
   function onPong(msg) {
-    clock.rtt = nowMs() - msg.t;
+    const back = nowMs();
+    if (num(msg.t) !== null && num(msg.server) !== null) D.latency.addPong(msg.t, msg.server, back);
+    clock.rtt = back - msg.t;
     clock.offset = num(msg.server) === null ? null : msg.server - (msg.t + clock.rtt / 2);
   }
 
@@ -217,6 +226,7 @@
         mediaTime: md.mediaTime,
       });
       if (frameSamples.length > MAX_FRAME_SAMPLES) frameSamples.shift();
+      D.latency.addFrame(md, video);
       video.requestVideoFrameCallback(onFrame);
     };
     video.requestVideoFrameCallback(onFrame);
@@ -278,6 +288,7 @@
     const vPlay = video ? num(video.estimatedPlayoutTimestamp) : null;
     const aPlay = audio ? num(audio.estimatedPlayoutTimestamp) : null;
     if (vPlay !== null && aPlay !== null) out.avOffsetMs = vPlay - aPlay;
+    D.latency.addAvOffset(nowMs(), out.avOffsetMs);
     lastClient = out;
     return out;
   }
@@ -389,6 +400,25 @@
       ['audio samples', fmt(c.audioTotalSamplesReceived)], ['A/V offset', ms(c.avOffsetMs)],
       ['ws rtt', ms(clock.rtt)], ['clock offset', clockText(clock.offset)],
     ]);
+    renderLatency();
+  }
+
+  function renderLatency() {
+    const s = D.latency.summary();
+    if (!s) {
+      $('live-latency').innerHTML = rows([['frames joined', 'none yet']]);
+      return;
+    }
+    const pair = (st) => `${fmt(st.median)} / ${fmt(st.p95)}`;
+    const av = s.avOffset;
+    $('live-latency').innerHTML = `<tr><th>ms</th><th>median / p95</th></tr>${rows([
+      ...s.stages.map(([name, st]) => [name, pair(st)]),
+      ['glass to glass', pair(s.glassToGlass)],
+      ...(s.decode ? [['(decode)', pair(s.decode)]] : []),
+      ['A/V offset', av ? `${fmt(av.last)} (${fmt(av.min)}…${fmt(av.max)})` : '–'],
+      ['frames joined', fmt(s.frames)],
+      ...(s.frameIds ? [['frame ids wrong', `${s.frameIds.mismatched} of ${s.frameIds.checked}`]] : []),
+    ])}`;
   }
 
   // The server clock is monotonic (origin: its boot), so the offset to wall time is huge: show seconds.

@@ -64,8 +64,8 @@ class ChromiumPage:
     async def stats(self) -> dict:
         return await self.page.evaluate("() => window.dyadic.stats()")
 
-    async def evaluate(self, script: str):
-        return await self.page.evaluate(script)
+    async def evaluate(self, script: str, arg=None):
+        return await self.page.evaluate(script, arg)
 
     async def __aexit__(self, *exc) -> None:
         if self._browser is not None:

@@ -214,7 +214,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"dyadic profile: {args.sessions} session(s), {args.client} client, {args.seconds:.0f} s ...",
           file=sys.stderr, flush=True)
-    run = run_profile(args.clip, args.data, args.seconds, args.sessions, args.client)
+    run = run_profile(args.clip, args.data, args.seconds, args.sessions, args.client,
+                      frame_ids=args.client == "chromium" and not args.no_frame_id)
     summary = write_all(run, out)
     print(table(summary))
     print(f"wrote {out / 'trace.jsonl'}, {out / 'summary.json'}, {out / 'report.html'}")
@@ -344,11 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         "every millisecond of a frame goes")
     pf.add_argument("clip", nargs="?", help="interaction id (default: the first)")
     pf.add_argument("--data", metavar="DIR", help="dataset folder; default: the embedded sample")
-    pf.add_argument("--seconds", type=float, default=60.0, help="how long the clients receive (default: 60)")
+    pf.add_argument("--seconds", type=positive_float, default=60.0, help="the profiled window, after 2 s of warm-up (default: 60)")
     pf.add_argument("--sessions", type=positive_int, default=1, help="concurrent sessions (default: 1)")
-    pf.add_argument("--client", choices=("aiortc",), default="aiortc",
-                    help="the receiving client; only aiortc is built so far (Chromium with presented "
-                         "frames is not)")
+    pf.add_argument("--client", choices=("chromium", "aiortc"), default="chromium",
+                    help="the receiving client (default: chromium, the engine's page in headless Chromium: "
+                         "glass to glass, A/V offset; aiortc: no display, to the decoded frame)")
+    pf.add_argument("--no-frame-id", action="store_true",
+                    help="chromium: do not draw frame ids into the picture to cross-check the RTP mapping")
     pf.add_argument("--out", default="report", metavar="DIR", help="where trace.jsonl, summary.json and "
                                                                   "report.html go (default: report/)")
     pf.set_defaults(func=cmd_profile)

@@ -27,6 +27,25 @@ def gpu_name() -> str:
         return "none"
 
 
+def parse_gpu_usage(text: str) -> dict | None:
+    """nvidia-smi's `utilization.gpu,memory.used` CSV line (no header, no units) -> dict."""
+    try:
+        util, mem = (float(x) for x in text.strip().splitlines()[0].split(","))
+    except (ValueError, IndexError):
+        return None
+    return {"utilization_pct": util, "memory_mib": mem}
+
+
+def gpu_usage() -> dict | None:
+    """One sample of the first GPU's utilisation and memory in use, or None without an NVIDIA GPU."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_gpu_usage(out.stdout) if out.returncode == 0 else None
+
+
 def machine_info() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu_name(),
             "python": platform.python_version(), "os": platform.platform()}

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Callable
 
 import av
 import numpy as np
@@ -106,12 +107,13 @@ class ToneTrack(AudioStreamTrack):
 
 async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messages: list[dict] | None = None,
                 connect_timeout: float = 20.0, loopback: bool = True, microphone: bool = False,
-                trace: bool = False) -> ProbeResult:
+                trace: bool = False, on_first_frame: Callable[[], None] | None = None) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
     `microphone`: send a tone as the browser microphone and pick that source instead of a clip.
     `loopback`: gather only 127.0.0.1 candidates (this process-wide; what tests need).
-    `trace`: ask for the server's per-frame traces (result.traces)."""
+    `trace`: ask for the server's per-frame traces (result.traces).
+    `on_first_frame`: called when the first video frame has arrived."""
     import websockets
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -174,6 +176,8 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messag
                 raise TimeoutError(f"connected, but no video frame in {connect_timeout:.0f} s; "
                                    f"the server said: {server}") from None
             result.first_frame_after_s = time.monotonic() - t_offer
+            if on_first_frame is not None:
+                on_first_frame()
             await asyncio.sleep(seconds)
             if trace:  # the last frames' traces come with the next telemetry tick
                 stop.set()

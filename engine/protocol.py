@@ -20,7 +20,9 @@ Client -> server
                                                       validity (1 valid, 0 masked)
     {"type": "ping", "t": CLIENT_MS}                  clock probe: answered by "pong"
     {"type": "client-stats", "stats": {...}}          what the page measured (kept for profiling)
-    {"type": "trace", "on": bool}                     stream per-frame traces (dyadic profile)
+    {"type": "trace", "on": bool, "frame_id": bool}   stream per-frame traces (dyadic profile);
+                                                      frame_id (optional, default false): draw each
+                                                      frame's index into its pixels (frame_id.py)
 
 Server -> client
     {"type": "welcome", "session": ID, "clips": [{"id", "dataset", "duration", "fps", "playable"}],
@@ -102,6 +104,8 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
     elif kind == "trace":
         if not isinstance(body.get("on"), bool):
             raise ProtocolError("trace: 'on' must be true or false")
+        if not isinstance(body.get("frame_id", False), bool):
+            raise ProtocolError("trace: 'frame_id' must be true or false")
     elif kind not in KNOWN_TYPES:
         raise ProtocolError(f"unknown message type {kind!r}")
 

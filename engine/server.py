@@ -35,7 +35,7 @@ from .tracks import install_encoders
 
 log = logging.getLogger("dyadic.engine")
 
-CLIENT_FILES = ("index.html", "app.js", "style.css")
+CLIENT_FILES = ("index.html", "app.js", "latency.js", "style.css")
 WS_FRAME_LIMIT = 4 * 1024 * 1024  # above protocol.MAX_MESSAGE_BYTES, so that we can answer, not drop
 TELEMETRY_PERIOD_S = 1.0
 LIVE_FPS = 30.0
@@ -280,7 +280,7 @@ class Connection:
             self.client_stats = body["stats"]
             return
         elif kind == "trace":
-            session.stats.trace(body["on"])
+            session.stats.trace(body["on"], body.get("frame_id", False))
             return
         await self.send("state", **session.state())
 

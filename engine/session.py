@@ -30,6 +30,7 @@ import numpy as np
 from dyadic.renderer.adapters import adapter_for, frame_channels
 from dyadic.renderer.idle import idle_pose
 
+from . import frame_id
 from .render_worker import RenderWorker
 from .sources import MicrophoneSource, MovementInbox, SpeakerFrame
 from .tracks import FrameTrace, SessionAudioTrack, SessionVideoTrack
@@ -75,15 +76,18 @@ class SessionStats:
         self.stalls = 0
 
         self.export: collections.deque[FrameTrace] | None = None  # sent frames, while tracing
+        self.frame_id = False  # draw each frame's index into its pixels (frame_id.py)
 
     def record_sent(self, trace: FrameTrace) -> None:
         self.traces.append(trace)  # aiortc's encode stamps it later (tracks.install_encoders)
         if self.export is not None:
             self.export.append(trace)
 
-    def trace(self, on: bool) -> None:
-        """Keep every sent frame's trace for take_traces() (bounded: a minute at 30 FPS if unread)."""
+    def trace(self, on: bool, frame_id: bool = False) -> None:
+        """Keep every sent frame's trace for take_traces() (bounded: a minute at 30 FPS if unread),
+        and with `frame_id` draw each frame's index into its pixels."""
         self.export = collections.deque(maxlen=EXPORT_LIMIT) if on else None
+        self.frame_id = on and frame_id
 
     def take_traces(self, settle_s: float = 0.5) -> list[dict]:
         """Traces of frames sent at least `settle_s` ago (their encode has stamped them), oldest
@@ -395,6 +399,8 @@ class _RenderStage:
                 trace.mark("skinned", times.skinned)
                 trace.mark("rendered", times.rendered)
                 t0 = time.monotonic()
+                if session.stats.frame_id:
+                    frame_id.stamp(rgb, trace.index)
                 session.video.offer(rgb, trace)  # copies the frame out of the worker's buffer
                 session.audio.push(audio)  # with its video: both leave together
                 stage_ms = session.stats.stage_ms
