@@ -110,9 +110,11 @@ def test_chromium_plays_the_page(server):
             await asyncio.sleep(10.0)
             last = await page.stats()
             frames = await page.evaluate("() => window.dyadic.frames()")
-            return first, last, frames, page.console
+            latency = await page.evaluate("() => window.dyadic.latency.summary()")
+            panel = await page.evaluate("() => document.getElementById('live-latency').innerText")
+            return first, last, frames, latency, panel, page.console
 
-    first, last, frames, console = run(browse())
+    first, last, frames, latency, panel, console = run(browse())
     decoded = last["framesDecoded"] - first["framesDecoded"]
     assert decoded >= BROWSER_FRAMES_10S, (decoded, last)
     assert last["audioTotalSamplesReceived"] > first["audioTotalSamplesReceived"] + 8 * 48_000
@@ -129,6 +131,11 @@ def test_chromium_plays_the_page(server):
     assert last["server"]["fps"] > 0
     assert last["codec"] == last["server"]["video_codec"] == "H264", (last["codec"], last["server"])
     assert not [c for c in console if c.startswith("error")], console
+    # the live panel joins presented frames to the server's traces: every stage, then glass to glass
+    assert latency["frames"] > 200 and [n for n, _ in latency["stages"]][-2:] == ["network", "jitter buffer+decode"]
+    g2g, server_side = latency["glassToGlass"]["median"], last["server"]["latency_ms"]["median"]
+    assert server_side < g2g < 1000, (g2g, server_side)
+    assert "glass to glass" in panel and "render" in panel
 
 
 # -- sessions come and go -------------------------------------------------------------------------
