@@ -10,7 +10,6 @@ Budget (issue 3): median <= 1 ms per step at batch 1 on CPU through ONNX Runtime
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 BUDGET_MS = 1.0
 
@@ -90,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                                "unit": "ms",
                                "budget": f"<= {BUDGET_MS:g}" if r is cpu1 else "-",
                                "ok": ok if r is cpu1 else None} for r in rows]}
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        write_json(args.json, report)
     return 0
 
 

@@ -10,13 +10,12 @@ summary.json, report.html) is kept in --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 from dyadic.engine import profile  # noqa: E402
 
@@ -44,10 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     stages = summary["stages_ms"]
     results += [{"name": f"stage {n}", "median": s["median"], "p95": s["p95"], "unit": "ms", "budget": "-",
                  "ok": None} for n, s in stages.items()]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"benchmark": "profile", "machine": machine_info(), "summary": summary,
-                       "results": results}, f, indent=2)
+    write_json(args.json, {"benchmark": "profile", "machine": machine_info(), "summary": summary,
+                           "results": results})
     return 0
 
 

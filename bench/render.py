@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 BUDGET_MS = 15.0
 
@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
          "budget": f"<= {BUDGET_MS:g}" if name == "skin+render_640x480" else "-",
          "ok": (s_["median_ms"] <= BUDGET_MS) if name == "skin+render_640x480" else None}
         for name, s_ in rows]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    write_json(args.json, report)
     return 0
 
 

@@ -9,14 +9,13 @@ several times, and reports the median speed.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 from dyadic.datasets import default_sample_root, load_interaction  # noqa: E402
 from dyadic.engine.cli import parse_size  # noqa: E402
@@ -52,12 +51,11 @@ def main() -> int:
     print(f"\nreplay {w}x{h} [{backend}: {gl_renderer}]: median {median:.2f}x real time "
           f"over {args.repeats} runs of {args.seconds:g} s (budget >= {BUDGET_SPEED:g}x): "
           f"{'OK' if median >= BUDGET_SPEED else 'OVER BUDGET'}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({
+    write_json(args.json, {
             "benchmark": "replay", "machine": machine_info(), "gl": backend, "gl_renderer": gl_renderer,
             "size": f"{w}x{h}", "seconds": args.seconds, "speeds": speeds,
             "results": [{"name": f"replay {w}x{h} speed (x real time)", "median": median,
-                         "budget": f">= {BUDGET_SPEED:g}", "ok": median >= BUDGET_SPEED}]}, indent=2))
+                         "budget": f">= {BUDGET_SPEED:g}", "ok": median >= BUDGET_SPEED}]})
     return 0
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_json  # noqa: E402
 
 from dyadic.engine.probe import ServeProcess, probe  # noqa: E402
 
@@ -68,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
          "budget": "<= 1", "ok": one["cores_per_session"] <= 1.0},
         {"name": "sessions holding 29 FPS", "median": held, "p95": None, "unit": "sessions", "budget": ">= 2",
          "ok": held >= 2}]}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+    write_json(args.json, report)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 
 
@@ -38,6 +39,8 @@ def parse_gpu_usage(text: str) -> dict | None:
 
 def gpu_usage() -> dict | None:
     """One sample of the first GPU's utilisation and memory in use, or None without an NVIDIA GPU."""
+    if shutil.which("nvidia-smi") is None:  # sampled once a second: do not try to spawn it each time
+        return None
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
                               "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)

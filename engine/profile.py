@@ -162,7 +162,9 @@ def from_raw(raw) -> ProfileRun:
         joined, missing = join(s.traces, client)
         frames += [{"session": k, **f} for f in joined if f["times"]["captured"] >= start]
         unmatched += missing
-    av = [a for a in av if not frames or a["t"] >= min(f["times"]["captured"] for f in frames)]
+    if frames:  # A/V samples of the profiled window only
+        first = min(f["times"]["captured"] for f in frames)
+        av = [a for a in av if a["t"] >= first]
     return ProfileRun(frames, unmatched, [s.telemetry for s in raw.sessions if s.telemetry], raw.cpu_seconds,
                       raw.seconds, len(raw.sessions), raw.client, raw.server, av=av, clock=clocks,
                       client_stats=[s.stats for s in raw.sessions if s.stats], gpu=raw.gpu)

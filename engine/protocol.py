@@ -68,6 +68,11 @@ class Request:
     body: dict[str, Any]
 
 
+def _flag(body: dict, key: str, kind: str, optional: bool = False) -> None:
+    if not isinstance(body.get(key, False if optional else None), bool):
+        raise ProtocolError(f"{kind}: '{key}' must be true or false")
+
+
 def _number(body: dict, key: str, kind: str) -> float:
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -91,8 +96,7 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
         if _number(body, "seconds", kind) < 0:
             raise ProtocolError("seek: 'seconds' must be >= 0")
     elif kind == "loop":
-        if not isinstance(body.get("on"), bool):
-            raise ProtocolError("loop: 'on' must be true or false")
+        _flag(body, "on", kind)
     elif kind == "movement":
         if not isinstance(body.get("channels"), dict):
             raise ProtocolError("movement: 'channels' must be an object of channel groups")
@@ -102,10 +106,8 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
         if not isinstance(body.get("stats"), dict):
             raise ProtocolError("client-stats: 'stats' must be an object")
     elif kind == "trace":
-        if not isinstance(body.get("on"), bool):
-            raise ProtocolError("trace: 'on' must be true or false")
-        if not isinstance(body.get("frame_id", False), bool):
-            raise ProtocolError("trace: 'frame_id' must be true or false")
+        _flag(body, "on", kind)
+        _flag(body, "frame_id", kind, optional=True)
     elif kind not in KNOWN_TYPES:
         raise ProtocolError(f"unknown message type {kind!r}")
 

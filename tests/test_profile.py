@@ -45,17 +45,21 @@ def test_browser_marks_are_named_by_the_path_and_mapped_through_the_best_pong():
     from dyadic.engine.profile_run import ClientSession, RawRun
 
     session = ClientSession(page, server, {"dropped": 0, "repeated": 0}, clock=pongs,
-                            av=[{"t": 100_100.0 - offset_ms, "ms": 12.0}], start=100_000.0 - offset_ms)
+                            av=[{"t": 100_010.0 - offset_ms, "ms": 99.0}, {"t": 100_100.0 - offset_ms, "ms": 12.0}],
+                            start=100_050.0 - offset_ms)  # frames 0 and 1 (and the first A/V sample) are warm-up
     run = profile.from_raw(RawRun([session], {"server": 1.0}, 1.0, "chromium", {}, [], offset_ms + 0.05, True))
-    assert len(run.frames) == 10 and run.clock[0]["offset_ms"] == offset_ms
+    assert [f["index"] for f in run.frames] == list(range(2, 10)) and run.clock[0]["offset_ms"] == offset_ms
     assert abs(run.clock[0]["os_check_ms"] + 0.05) < 1e-6
     ms = profile.intervals(run.frames[0]["times"])
     assert list(ms)[-2:] == ["network", "jitter buffer+decode"]
     assert abs(ms["network"] - 2.0) < 1e-3 and abs(ms["jitter buffer+decode"] - 13.0) < 1e-3
     summary = profile.summarize(run, {})
     assert summary["end_mark"] == "presented" and "glass to glass" in summary["what"]
-    assert summary["frame_ids"]["checked"] == 10 and summary["frame_ids"]["mismatched"] == 0
+    assert summary["frame_ids"]["checked"] == 8 and summary["frame_ids"]["mismatched"] == 0
     assert summary["av_offset_ms"]["max_abs"] == 12.0 and summary["budget"]["av_offset_max_abs_ms"]["ok"]
+    # captured -> encode_end is 24 ms in _server_frames, presented 15 ms later
+    assert summary["budget"]["glass_to_glass_median_ms"] == {"value": 39.0, "budget": 60.0, "ok": True}
+    assert summary["budget"]["latency_end_vs_start_ms"]["value"] == 0.0
     assert "GLASS TO GLASS" in profile.table(summary)
 
 
