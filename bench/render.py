@@ -39,14 +39,15 @@ def _timed(fn, frames: int, warmup: int) -> dict[str, float]:
     return _stats(samples)
 
 
-def run(frames: int, warmup: int, backend: str, sizes: list[tuple[int, int]]) -> dict:
+def run(frames: int, warmup: int, backend: str, sizes: list[tuple[int, int]],
+        body_model: str | None = None) -> dict:
     import torch
 
     from dyadic.renderer.avatar import Avatar
     from dyadic.renderer.idle import idle_pose
     from dyadic.renderer.offscreen import DyadRenderer
 
-    avatar = Avatar()
+    avatar = Avatar(body_model)
     n = warmup + frames
     speakers = [idle_pose(k / 30, seed=1, talking=True) for k in range(n)]
     listeners = [idle_pose(k / 30, seed=2) for k in range(n)]
@@ -70,7 +71,8 @@ def run(frames: int, warmup: int, backend: str, sizes: list[tuple[int, int]]) ->
             results[f"skin+render_{w}x{h}"] = _timed(lambda k: step(r, k), frames, warmup)
             info = {"backend": r.backend, "gl_renderer": r.gl_renderer, "gl_version": r.gl_version}
     return {"results": results, **info, "torch_threads": torch.get_num_threads(),
-            "num_vertices": avatar.num_vertices}
+            "body_model": avatar.kind, "num_vertices": avatar.num_vertices,
+            "num_faces": len(avatar.faces)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,23 +81,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--backend", default="egl", choices=["auto", "egl", "osmesa"])
     ap.add_argument("--osmesa", action="store_true", help="also measure OSMesa (subprocess)")
+    ap.add_argument("--body-model", help="a real SMPL-H/SMPL-X folder (default: the embedded avatar)")
     ap.add_argument("--json", help="write the numbers and machine info here")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     sizes = [(640, 480), (1280, 720)]
-    report = run(args.frames, args.warmup, args.backend, sizes)
+    report = run(args.frames, args.warmup, args.backend, sizes, args.body_model)
     if args.child:
         print(json.dumps(report))
         return 0
     report["machine"] = machine_info()
     if args.osmesa:
+        model = ["--body-model", args.body_model] if args.body_model else []
         out = subprocess.run([sys.executable, __file__, "--child", "--backend", "osmesa", "--frames",
-                              str(args.frames), "--warmup", str(args.warmup)], capture_output=True,
+                              str(args.frames), "--warmup", str(args.warmup), *model], capture_output=True,
                              text=True, check=True)
         other = json.loads(out.stdout.strip().splitlines()[-1])
         report["osmesa"] = {k: other[k] for k in ("results", "gl_renderer", "gl_version")}
     res = report["results"]
-    print(f"{report['num_vertices']} vertices/avatar, torch threads {report['torch_threads']}, "
+    print(f"{report['body_model']} body model, {report['num_vertices']} vertices and "
+          f"{report['num_faces']} triangles per avatar, torch threads {report['torch_threads']}, "
           f"{report['backend']}: {report['gl_renderer']} | {report['machine']['cpu']} x{report['machine']['cores']}")
     print(f"{'stage':<28}{'median ms':>10}{'p95 ms':>10}")
     rows = [(k, v) for k, v in res.items()] + [

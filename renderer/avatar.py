@@ -32,6 +32,7 @@ from .default_avatar import SMPLH_FILE, default_model_dir
 from .kinematics import TreeKinematics
 from .normals import VertexNormals
 from .pose import ARKIT_BLENDSHAPES, BLENDSHAPE_INDEX, AvatarPose
+from .skinning import SparseSkinning
 
 HEAD_JOINT = 15
 SMPLX_JAW_OPEN_RAD = 0.45  # jaw pitch at jawOpen = 1
@@ -104,10 +105,11 @@ def _load_smplx(kind: str, model_file: Path):
         raise
 
 
-def _rotate(t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Per-vertex t[..., :3, :3] @ v, as three column products: about 2x faster than a batched
-    matmul of 3x3 blocks on the CPU."""
-    return t[..., :3, 0] * v[..., 0:1] + t[..., :3, 1] * v[..., 1:2] + t[..., :3, 2] * v[..., 2:3]
+def _as_slice(ids: np.ndarray) -> slice | np.ndarray:
+    """A run of consecutive indices as a slice (numpy updates a slice far faster), else as is."""
+    if len(ids) and np.array_equal(ids, np.arange(ids[0], ids[0] + len(ids))):
+        return slice(int(ids[0]), int(ids[0]) + len(ids))
+    return ids
 
 
 class Avatar:
@@ -137,8 +139,9 @@ class Avatar:
         self._rest_joints = vertices2joints(m.J_regressor, self._template[None])
         self._pelvis = self._rest_joints[0, 0].numpy().astype(np.float32)
         self._kinematics = TreeKinematics(self._parents.numpy(), self._rest_joints[0].numpy())
-        self._rest_normals = torch.from_numpy(
-            VertexNormals(self.faces, self.num_vertices)(self._template.numpy()).astype(np.float32))
+        self._skinning = None if self._has_pose_correctives else SparseSkinning(
+            self._weights.numpy(), self._template.numpy(),
+            VertexNormals(self.faces, self.num_vertices)(self._template.numpy()))
 
         self.has_face_rig = False
         self.clothing_mask: np.ndarray | None = None
@@ -155,12 +158,23 @@ class Avatar:
         rig = np.load(folder / "face_rig.npz")
         look = np.load(folder / "appearance.npz")
         names = [str(n) for n in rig["names"]]
-        self._rig_ids = torch.from_numpy(rig["vertex_ids"].astype(np.int64))
+        self._rig_ids = rig["vertex_ids"].astype(np.int64)
+        # The rig's offsets are added after skinning, turned by the one joint each rig vertex
+        # follows: the same as adding them to the rest pose, because that joint moves it rigidly.
+        rig_weights = self._weights.numpy()[self._rig_ids]
+        if not np.allclose(rig_weights.max(1), 1.0):
+            raise BodyModelError(f"{folder / 'face_rig.npz'}: vertex_ids: every face-rig vertex must "
+                                 "follow exactly one joint (skinning weight 1)")
+        joint_of = rig_weights.argmax(1)
+        self._rig_groups = []  # (joint, its vertices in the mesh, their rows in the rig's basis)
+        for joint in np.unique(joint_of):
+            rows = np.flatnonzero(joint_of == joint)
+            self._rig_groups.append((joint, _as_slice(self._rig_ids[rows]), _as_slice(rows)))
         # basis indexed by ARKit order; shapes the rig lacks stay zero
         basis = np.zeros((len(ARKIT_BLENDSHAPES), len(self._rig_ids) * 3), np.float32)
         for k, name in enumerate(names):
             basis[BLENDSHAPE_INDEX[name]] = rig["deltas"][k].reshape(-1)
-        self._face_basis = torch.from_numpy(basis)
+        self._face_basis = basis
         self.face_rig_shapes = tuple(names)
         self.has_face_rig = True
         self.head_vertex_mask = look["head_mask"].astype(bool)
@@ -192,15 +206,17 @@ class Avatar:
                   np.stack([p.right_hand_pose for p in poses]).reshape(b, 15, 3)]
         return np.concatenate(parts, axis=1)
 
-    def _rest_vertices(self, poses: list[AvatarPose]) -> torch.Tensor:
-        """(B, V, 3) template with the face rig's blendshapes added (beta = 0)."""
-        v = self._template.expand(len(poses), -1, -1)
-        if self.has_face_rig:
-            face = torch.from_numpy(np.clip(np.stack([p.face for p in poses]), 0, 1).astype(np.float32))
-            if bool(face.any()):
-                v = v.clone()
-                v[:, self._rig_ids] += (face @ self._face_basis).view(len(poses), -1, 3)
-        return v
+    def _add_face(self, verts: np.ndarray, poses: list[AvatarPose], transforms: np.ndarray) -> None:
+        """Add the face rig's blendshape offsets to skinned vertices (B, V, 3), in place."""
+        if not self.has_face_rig:
+            return
+        face = np.clip(np.stack([p.face for p in poses]), 0, 1).astype(np.float32)
+        if not face.any():
+            return
+        offsets = (face @ self._face_basis).reshape(len(poses), -1, 3)
+        for joint, vertex_ids, rig_rows in self._rig_groups:
+            rotation_t = transforms[:, joint, :3, :3].transpose(0, 2, 1).astype(np.float32)
+            verts[:, vertex_ids] += offsets[:, rig_rows] @ rotation_t
 
     def skin(self, poses: list[AvatarPose]) -> tuple[np.ndarray, np.ndarray]:
         """(vertices (B, V, 3), joints (B, J, 3)) float32 in the body frame."""
@@ -210,10 +226,11 @@ class Avatar:
     def skin_with_normals(self, poses: list[AvatarPose]) -> tuple[np.ndarray, np.ndarray | None]:
         """(vertices (B, V, 3), unit normals (B, V, 3) or None) float32 in the body frame.
 
-        For the embedded avatar the normals come with the skinning: the rest normals turned by each
-        vertex's blended bone rotation, a fraction of the cost of rebuilding them from the faces
-        every frame. (The face rig's small deltas keep their neutral normals.) Models skinned with
-        smplx's full lbs() return None: the renderer then computes normals from the faces.
+        For models without pose correctives (the embedded avatar) the normals come with the
+        skinning: the rest normals turned by each vertex's blended bone rotation, a fraction of the
+        cost of rebuilding them from the faces every frame. (The face rig's small deltas keep their
+        neutral normals.) Models skinned with smplx's full lbs() return None: the renderer then
+        computes normals from the faces.
         """
         verts, _, normals = self._skin(poses, with_normals=True)
         return verts, normals
@@ -221,31 +238,23 @@ class Avatar:
     def _skin(self, poses: list[AvatarPose], with_normals: bool):
         m = self.model
         b = len(poses)
-        normals = None
+        offset = self._offsets(poses)
+        if self._skinning is not None:
+            # smplx's lbs() minus its pose-corrective matmul, which is all zeros for the mannequin
+            # yet costs most of lbs (a 459 x 3V product per frame, stack-probe 3b); the rig's
+            # vertices are outside J_regressor, so the rest joints never change: the joint chain
+            # is evaluated in numpy (kinematics.py) and the vertices by sparse products (skinning.py)
+            joints, transforms = self._kinematics(self._full_pose(poses))
+            transforms[..., :3, 3] += offset  # lbs weights sum to 1: the offset moves every vertex
+            verts, normals = self._skinning(transforms, with_normals)
+            self._add_face(verts, poses, transforms)
+            return verts, (joints + offset).astype(np.float32), normals
         with torch.inference_mode():
-            v_rest = self._rest_vertices(poses)
-            if self._has_pose_correctives:
-                full_pose = torch.from_numpy(self._full_pose(poses).astype(np.float32))
-                betas = torch.zeros(b, m.shapedirs.shape[-1])
-                verts, joints = lbs(betas, full_pose.view(b, -1), v_rest, m.shapedirs, m.posedirs,
-                                    m.J_regressor, self._parents, self._weights)
-            else:
-                # smplx's lbs() minus its pose-corrective matmul, which is all zeros for the
-                # mannequin yet costs most of lbs (a 459 x 3V product per frame, stack-probe 3b);
-                # the rig's vertices are outside J_regressor, so the rest joints never change
-                # and the joint chain is evaluated once per frame in numpy (kinematics.py)
-                offset = self._offsets(poses)
-                joints, rel = self._kinematics(self._full_pose(poses))
-                rel[..., :3, 3] += offset  # lbs weights sum to 1: the offset moves every vertex
-                rel = torch.from_numpy(rel.astype(np.float32))
-                t = (self._weights @ rel.view(b, -1, 16)).view(b, -1, 4, 4)
-                verts = (_rotate(t, v_rest) + t[..., :3, 3]).numpy()
-                if with_normals:
-                    n = _rotate(t, self._rest_normals.expand(b, -1, -1))
-                    normals = torch.nn.functional.normalize(n, dim=-1).numpy()
-                return verts, (joints + offset).astype(np.float32), normals
-            offset = torch.from_numpy(self._offsets(poses))
-            return (verts + offset).numpy(), (joints + offset).numpy(), normals
+            full_pose = torch.from_numpy(self._full_pose(poses).astype(np.float32))
+            betas = torch.zeros(b, m.shapedirs.shape[-1])
+            verts, joints = lbs(betas, full_pose.view(b, -1), self._template.expand(b, -1, -1),
+                                m.shapedirs, m.posedirs, m.J_regressor, self._parents, self._weights)
+        return (verts.numpy() + offset), (joints.numpy() + offset), None
 
     def _offsets(self, poses: list[AvatarPose]) -> np.ndarray:
         """(B, 1, 3) float32: the rest pelvis moved to each pose's translation."""

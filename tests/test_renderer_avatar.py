@@ -128,13 +128,22 @@ def test_fast_skinning_matches_smplx_lbs(avatar):
 
     from dyadic.renderer.idle import idle_pose
 
+    from dyadic.renderer.pose import BLENDSHAPE_INDEX
+
     poses = [idle_pose(0.7, seed=1, talking=True), idle_pose(2.1, seed=2)]
     poses[1].transl = np.array([0.3, -0.1, 0.2], np.float32)
+    poses[1].set_face(jawOpen=0.6, mouthSmileLeft=0.8, eyeBlinkRight=1.0)
     verts, joints = avatar.skin(poses)
+    # the reference adds the face rig to the rest pose before skinning, as its file describes it
+    rig = np.load(default_avatar.default_model_dir() / "face_rig.npz")
+    rest = np.repeat(avatar.model.v_template.numpy()[None], 2, axis=0)
+    for k, name in enumerate(rig["names"]):
+        weights = np.array([p.face[BLENDSHAPE_INDEX[str(name)]] for p in poses])
+        rest[:, rig["vertex_ids"]] += weights[:, None, None] * rig["deltas"][k]
     m = avatar.model
     with torch.inference_mode():
         full = torch.from_numpy(avatar._full_pose(poses).astype(np.float32)).view(2, -1)
-        ref_v, ref_j = lbs(torch.zeros(2, m.shapedirs.shape[-1]), full, avatar._rest_vertices(poses),
+        ref_v, ref_j = lbs(torch.zeros(2, m.shapedirs.shape[-1]), full, torch.from_numpy(rest),
                            m.shapedirs, m.posedirs, m.J_regressor, m.parents, m.lbs_weights)
     offset = np.stack([p.transl for p in poses])[:, None] - avatar._pelvis
     np.testing.assert_allclose(verts, ref_v.numpy() + offset, atol=1e-5)

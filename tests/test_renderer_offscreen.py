@@ -88,6 +88,24 @@ def test_ghost_is_translucent(avatar, renderer, base):
     np.testing.assert_array_equal(renderer.render(speaker, listener), image)
 
 
+def test_frame_draw_matches_pyrenders_own_render(avatar, renderer, base):
+    """The per-frame draw (renderer/offscreen.py _FrameDraw) is pyrender's forward pass, faster."""
+    import pyrender
+
+    speaker, listener, _ = base
+    ghost_pose = relaxed_pose()
+    ghost_pose.body_pose[15] = (0, 0, -0.2)
+    ghost = avatar.vertices(ghost_pose)
+    for with_ghost in (False, True):
+        ours = renderer.render(speaker, listener, ghost if with_ghost else None)
+        renderer._ghost.mesh.is_visible = with_ghost  # the ghost's VBO already holds `ghost`
+        try:
+            theirs, _ = renderer._offscreen.render(renderer.scene, pyrender.RenderFlags.FLAT)
+        finally:
+            renderer._ghost.mesh.is_visible = True
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_in_place_updates_leave_no_stale_buffers(avatar, renderer, base):
     speaker, listener, image_a = base
     counts = renderer.gl_object_counts()
