@@ -50,6 +50,7 @@ class TrainOptions:
     kl_weight: float = 0.02
     past_noise: float = 0.3  # std of the noise on the listener's past, in normalised units
     drop_movement: float = 0.3  # probability of hiding a speaker movement group for a window
+    ccc_weight: float = 0.0  # weight of (1 - concordance) per channel and window, see window_ccc
     progress: bool = True
 
 
@@ -115,7 +116,26 @@ class WindowSampler:
         return [torch.from_numpy(np.stack(x).astype(np.float32)) for x in zip(*items)]
 
 
-def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = True):
+def window_ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean concordance correlation of (B, T, C) predictions and targets over time, per window and
+    channel, over the (window, channel) pairs whose target varies in the window.
+
+    Squared error alone pulls an uncertain prediction towards the mean, so the reactions come out
+    flatter than the listener's (REACT's FRCorr is a CCC and penalises exactly that); this term asks
+    for the listener's variance and timing within each window.
+    """
+    n = mask.sum(1)
+    weights = mask / n.clamp(min=1.0)[:, None]
+    mp, mt = (pred * weights).sum(1), (target * weights).sum(1)
+    dp, dt = pred - mp[:, None], target - mt[:, None]
+    vp, vt, cov = (dp ** 2 * weights).sum(1), (dt ** 2 * weights).sum(1), (dp * dt * weights).sum(1)
+    ccc = 2 * cov / (vp + vt + (mp - mt) ** 2 + 1e-6)
+    varies = (n > 1) & (vt > 1e-4)
+    return ccc[varies].mean() if bool(varies.any()) else ccc.new_zeros(())
+
+
+def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = True,
+               ccc_weight: float = 0.0):
     audio, spk, spk_valid, prev, target, mask = batch
     mu, logvar = model.encode_latent(target)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
@@ -127,6 +147,7 @@ def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = Tr
     recon = (err ** 2 * mask).sum() / denom
     vel_mask = mask[:, 1:] * mask[:, :-1]
     velocity = ((err[:, 1:] - err[:, :-1]) ** 2 * vel_mask).sum() / vel_mask.sum().clamp(min=1.0)
+    recon = recon + ccc_weight * (1.0 - window_ccc(pred / model.listener_std, target / model.listener_std, mask))
     kl_per_dim = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).mean(0)
     # free bits: each latent dimension may carry FREE_BITS nats at no cost, which keeps the
     # decoder from ignoring z (posterior collapse) and so keeps the samples diverse
@@ -196,7 +217,7 @@ def train(opts: TrainOptions, log=print) -> Path:
                    disable=not opts.progress)
         for _ in bar:
             batch = [t.to(device) for t in sampler.batch(opts.batch, opts.drop_movement)]
-            recon, velocity, kl = loss_terms(model, batch, opts.past_noise)
+            recon, velocity, kl = loss_terms(model, batch, opts.past_noise, ccc_weight=opts.ccc_weight)
             loss = recon + velocity + kl_w * kl
             optimizer.zero_grad()
             loss.backward()
@@ -206,7 +227,8 @@ def train(opts: TrainOptions, log=print) -> Path:
             bar.set_postfix(loss=f"{recon.item():.3f}")
         model.eval()
         with torch.no_grad():
-            val = np.mean([sum(t.item() for t in loss_terms(model, [t.to(device) for t in b], 0.0, sample=False)[:2])
+            val = np.mean([sum(t.item() for t in loss_terms(model, [t.to(device) for t in b], 0.0, sample=False,
+                                                             ccc_weight=opts.ccc_weight)[:2])
                            for b in val_batches])
         totals /= steps
         history.append({"epoch": epoch, "train_recon": totals[0], "train_velocity": totals[1], "train_kl": totals[2],

@@ -12,7 +12,7 @@ from dyadic.models.features import N_MELS, StreamingLogMel, log_mel_frames
 from dyadic.models.layout import ChannelLayout
 from dyadic.models.reaction import ReactionModel
 from dyadic.models.runtime import LatentSchedule, OnnxRuntime, ReactionSession, TorchRuntime, generate
-from dyadic.models.train import TrainOptions, load_checkpoint, prepare, train
+from dyadic.models.train import TrainOptions, load_checkpoint, prepare, train, window_ccc
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +172,27 @@ def test_latent_schedule_is_smooth_and_deterministic():
     assert steps.max() < 0.5
     assert np.linalg.norm(z[0] - z[100]) > 1.0  # it did change
     assert not np.array_equal(z[0], LatentSchedule(8, 8, 30.0)(0))
+
+
+def test_window_ccc_by_hand():
+    """The training's concordance term on tiny windows, against values worked out by hand."""
+    target = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    mask = torch.ones(1, 4, 1)
+
+    def ccc(pred, m=mask, t=target):
+        return float(window_ccc(pred.view(1, -1, 1), t.view(1, -1, 1), m))
+
+    assert ccc(target) == pytest.approx(1.0, abs=1e-5)
+    assert ccc(-target) == pytest.approx(-2 * 1.25 / (1.25 + 1.25 + 25), abs=1e-5)  # var 1.25, means 2.5 apart x2
+    assert ccc(target / 2 + 1.25) == pytest.approx(2 * 0.625 / (0.3125 + 1.25), abs=1e-5)  # flat: same mean, half the swing
+    # masked frames do not count: the last frame's wild value is ignored
+    m = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1)
+    assert ccc(torch.tensor([1.0, 2.0, 3.0, 99.0]), m) == pytest.approx(1.0, abs=1e-5)
+    # a target constant in its window has no concordance to learn: left out, not a NaN
+    flat = torch.full((1, 4, 1), 2.0)
+    both = window_ccc(torch.cat([target.view(1, 4, 1), flat]), torch.cat([target.view(1, 4, 1), flat]),
+                      torch.ones(2, 4, 1))
+    assert float(both) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_train_resume_and_checkpoint(sample_root, tmp_path):
