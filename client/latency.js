@@ -5,7 +5,7 @@
 // requestVideoFrameCallback's rtpTimestamp, receiveTime, processingDuration and presentationTime.
 // Two mappings join them (engine/profile.py does the same for `dyadic profile`):
 // - the RTP clock: the sender adds one random 32-bit origin to every pts, found as the
-//   (rtpTimestamp - pts) difference that pairs the most frames;
+//   (rtpTimestamp - pts) difference that pairs the most frames and arrives soonest after sending;
 // - the clock offset to the server's monotonic clock, from ping/pong over the websocket (the pong
 //   with the smallest round trip wins: its error is at most half that round trip).
 // With frame ids on, each presented frame's index is also read from its pixels (engine/frame_id.py)
@@ -126,18 +126,36 @@
       return this.pongs.reduce((a, b) => (b.rtt < a.rtt ? b : a)).offset;
     }
 
-    findOrigin() {
+    // As engine/profile.py rtp_origin: pts are content times, regular at a steady frame rate, so
+    // several differences pair equally many frames (one per frame period); of those, the one whose
+    // frames arrive soonest after they were sent, never before, is the origin.
+    findOrigin(offsetMs) {
       if (this.origin !== null || this.frames.length < 5 || !this.traces.size) return this.origin;
+      const frames = this.frames.slice(-60);
       const votes = new Map();
-      for (const f of this.frames.slice(-60)) {
+      for (const f of frames) {
         for (const pts of this.traces.keys()) {
           const d = mod(f.rtp - pts);
           votes.set(d, (votes.get(d) || 0) + 1);
         }
       }
-      const ranked = [...votes.entries()].sort((a, b) => b[1] - a[1]);
-      // pts come from send times, so one difference stands out; a tie waits for more frames
-      if (ranked[0][1] >= 5 && (ranked.length < 2 || ranked[0][1] > ranked[1][1])) this.origin = ranked[0][0];
+      const best = Math.max(...votes.values());
+      if (best < 5) return null;
+      let chosen = null, soonest = Infinity;
+      for (const [origin, n] of votes) {
+        if (n !== best) continue;
+        const delays = [];
+        for (const f of frames) {
+          const tr = this.traces.get(mod(f.rtp - origin));
+          if (tr && tr.times && tr.times.sent !== undefined) {
+            delays.push(((f.received !== null ? f.received : f.presented) + offsetMs) / 1000 - tr.times.sent);
+          }
+        }
+        if (!delays.length || Math.min(...delays) < 0) continue;
+        const typical = median(delays);
+        if (typical < soonest) [chosen, soonest] = [origin, typical];
+      }
+      this.origin = chosen;
       return this.origin;
     }
 
@@ -155,7 +173,7 @@
     // Medians and p95 of each interval and of glass-to-glass over the live window.
     summary() {
       const offset = this.clockOffset();
-      if (offset === null || this.findOrigin() === null) return null;
+      if (offset === null || this.findOrigin(offset) === null) return null;
       const per = {}, e2e = [], decode = [];
       let idMismatch = 0, idChecked = 0;
       for (const f of this.frames) {

@@ -74,8 +74,9 @@ class ProfileRun:
 
 def rtp_origin(client: list[tuple[float, int]], server: list[dict]) -> int | None:
     """The sender's RTP origin: the (client - server) pts difference that pairs the most frames.
-    pts come from the send time, so they are irregular and one difference stands out; if several
-    tie (perfectly regular pts), the one whose frames arrive soonest after they were sent wins."""
+    pts are content times (tracks.py), regular at a steady frame rate, so several differences tie
+    (one per frame period); the one whose frames arrive soonest after they were sent, never before,
+    wins (arrival is a few ms after sending, a frame period is 33 ms)."""
     if not client or not server:
         return None
     votes = collections.Counter((c - f["pts"]) % RTP_WRAP for _, c in client[:60] for f in server)

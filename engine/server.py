@@ -31,7 +31,7 @@ from .batching import SharedStepper
 from .protocol import ProtocolError
 from .session import Session
 from .sources import MicrophoneSource, MicrophoneUnavailable, PlaybackSource, local_microphone
-from .tracks import install_encoders
+from .tracks import install_aiortc_hooks
 
 log = logging.getLogger("dyadic.engine")
 
@@ -134,7 +134,7 @@ class Server:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         if self.options.ice_loopback:
             ice.restrict_to_loopback()
-        install_encoders()
+        install_aiortc_hooks()
         self._server = await serve(self._handle, self.options.host, self.options.port,
                                    process_request=self._http, max_size=WS_FRAME_LIMIT,
                                    ping_interval=2.0, ping_timeout=4.0)

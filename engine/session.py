@@ -79,7 +79,7 @@ class SessionStats:
         self.frame_id = False  # draw each frame's index into its pixels (frame_id.py)
 
     def record_sent(self, trace: FrameTrace) -> None:
-        self.traces.append(trace)  # aiortc's encode stamps it later (tracks.install_encoders)
+        self.traces.append(trace)  # aiortc's encode stamps it later (tracks.install_aiortc_hooks)
         if self.export is not None:
             self.export.append(trace)
 
@@ -298,11 +298,8 @@ class Session:
                 listener_pose = listener
             elif reaction is None and adapt is None:
                 listener_pose = idle_pose(trace.index / fps, seed=2)
-            audio = np.concatenate([f[0].audio for f in frames])
-            if isinstance(self._source, MicrophoneSource):
-                audio = np.zeros_like(audio)  # the user hears themselves already: no echo
             render.submit(speaker.speaker_pose or idle_pose(trace.index / fps, seed=1), listener_pose,
-                          trace, audio)
+                          trace)
         if render.error is not None:
             raise render.error
 
@@ -312,6 +309,10 @@ class Session:
         t0 = time.monotonic()
         frame = self._source.read(due)
         trace.mark("captured", frame.captured)
+        # The audio leaves as soon as it is captured, ahead of the model and the renderer: audio
+        # and video both carry content time, and the browser lines them up (tracks.py).
+        silent = isinstance(self._source, MicrophoneSource)  # the user hears themselves already
+        self.audio.push(np.zeros_like(frame.audio) if silent else frame.audio, frame.captured)
         t1 = time.monotonic()
         pushed = inbox.latest(t1) if inbox is not None else None
         if pushed is not None:
@@ -349,8 +350,8 @@ class Session:
 
 class _RenderStage:
     """The render thread of a session: has the session's render worker (its own process) skin and
-    render the newest frame, and hands it over with its audio. A frame submitted while another
-    waits replaces it (its audio is kept)."""
+    render the newest frame, and hands it to the video track. A frame submitted while another
+    waits replaces it."""
 
     def __init__(self, session: Session):
         self.session = session
@@ -371,12 +372,11 @@ class _RenderStage:
         if self._thread.is_alive():
             self._thread.join(5.0)
 
-    def submit(self, speaker_pose, listener_pose, trace: FrameTrace, audio: np.ndarray) -> None:
+    def submit(self, speaker_pose, listener_pose, trace: FrameTrace) -> None:
         with self._cond:
             if self._job is not None:  # the renderer is behind: this frame's video is dropped
-                audio = np.concatenate([self._job[3], audio])
                 self.session.stats.skipped += 1
-            self._job = (speaker_pose, listener_pose, trace, audio)
+            self._job = (speaker_pose, listener_pose, trace)
             self._cond.notify()
 
     def _next(self):
@@ -393,7 +393,7 @@ class _RenderStage:
             session.worker_pid = worker.pid
             self.ready.set()
             while (job := self._next()) is not None:
-                speaker_pose, listener_pose, trace, audio = job
+                speaker_pose, listener_pose, trace = job
                 rgb, times = worker.render(speaker_pose, listener_pose)
                 trace.mark("worker_start", times.start)
                 trace.mark("skinned", times.skinned)
@@ -402,7 +402,6 @@ class _RenderStage:
                 if session.stats.frame_id:
                     frame_id.stamp(rgb, trace.index)
                 session.video.offer(rgb, trace)  # copies the frame out of the worker's buffer
-                session.audio.push(audio)  # with its video: both leave together
                 stage_ms = session.stats.stage_ms
                 stage_ms["skin"].append((times.skinned - times.start) * 1e3)
                 stage_ms["render"].append((times.rendered - times.skinned) * 1e3)

@@ -1,15 +1,22 @@
-"""aiortc media tracks fed by a session's frame thread, timestamped from the session's clock.
+"""aiortc media tracks fed by a session's frame thread, timestamped with content time.
 
 aiortc pulls: its sender awaits `recv()` and sends the frame at once, so pacing is the track's job
 (reference/streaming.md section 2.1). Here the session's frame thread paces production on its
 monotonic clock and hands each finished frame over; `recv()` returns it as soon as it exists.
 
+Both tracks stamp their media with its *content* time on the session's monotonic clock, as RTP
+means timestamps (the sampling instant, RFC 3550 section 5.1): pts / clock rate + `content_epoch`
+is when the content was captured, not when it was sent. `ContentClockSender` then makes aiortc's
+RTCP sender reports map RTP time to that same content time, so the browser's lip sync lines up
+the audio and the video of the same instant however late each one leaves.
+
 - Video: a latest-wins slot. A frame replaced before aiortc took it is counted as dropped; when
   no new frame comes for two frame periods the last one is sent again (counted as repeated), so
-  the stream never stalls. pts = the send time on the session clock (90 kHz), never a counter.
+  the stream never stalls. pts = the frame's `captured` mark (the end of its speaker audio).
 - Audio: a FIFO of 48 kHz samples, sent in 20 ms frames with pts = samples sent. The frame thread
-  pushes each frame's audio when it hands over that frame's video, so audio and video of the same
-  instant leave together; audio is never dropped.
+  pushes each frame's audio as soon as it is captured, ahead of its video, which takes the
+  renderer's time; audio is never dropped, and a gap in the capture is filled with silence so
+  that the sample count stays content time.
 """
 from __future__ import annotations
 
@@ -28,6 +35,17 @@ from . import video_codec
 VIDEO_CLOCK = 90_000
 AUDIO_FRAME = AUDIO_RATE // 50  # 20 ms, what Opus packs
 AUDIO_BACKLOG_LIMIT = AUDIO_RATE * 2  # only reached when nobody pulls (connection gone)
+AUDIO_GAP_TOLERANCE = AUDIO_RATE // 20  # 50 ms: capture jitter, not a gap
+# Send pacing, after the content time (chosen with headless Chromium on 2 cores, BENCHMARKS.md
+# issue 5). Audio: a 20 ms frame is complete up to 13 ms after its content time (the capture comes
+# in 33 ms video-frame chunks), plus the frame thread's lateness; sent 30 ms after it, it goes out
+# on a steady 20 ms beat and the browser's audio jitter buffer stays at its 20 ms minimum (15 ms
+# let late packets through, and the jitter buffer then settled at ~60 ms). Video: rendering takes
+# 20-50 ms after capture; sending each frame 45 ms after it turns most of that jitter into a
+# constant, which the browser's video jitter estimator otherwise chases upwards. A frame later
+# than that goes at once.
+AUDIO_SEND_DELAY = 0.030
+VIDEO_SEND_DELAY = 0.045
 
 
 # The server side of a frame's path, in order; each is a time.monotonic() mark. "captured" is the
@@ -63,6 +81,8 @@ def _notify(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
 class SessionVideoTrack(MediaStreamTrack):
     kind = "video"
 
+    clock_rate = VIDEO_CLOCK
+
     def __init__(self, loop: asyncio.AbstractEventLoop, fps: float, t0: float | None = None):
         super().__init__()
         self._loop = loop
@@ -70,8 +90,11 @@ class SessionVideoTrack(MediaStreamTrack):
         self._lock = threading.Lock()
         self._slot: tuple[av.VideoFrame, FrameTrace | None] | None = None
         self._last: av.VideoFrame | None = None
+        self._last_pts = -1
+        self._last_sent_at = 0.0
         self.fps = fps
         self.t0 = time.monotonic() if t0 is None else t0
+        self.content_epoch = self.t0  # pts 0 on the session clock
         self.sent = self.dropped = self.repeated = 0
         self.on_sent = None  # callback(trace) when a frame leaves for the encoder
 
@@ -86,9 +109,16 @@ class SessionVideoTrack(MediaStreamTrack):
             self._slot = (frame, trace)
         _notify(self._loop, self._event)
 
-    def _stamp(self, frame: av.VideoFrame) -> av.VideoFrame:
-        frame.pts = int(round((time.monotonic() - self.t0) * VIDEO_CLOCK))
+    def _stamp(self, frame: av.VideoFrame, captured: float | None) -> av.VideoFrame:
+        """pts from the content time `captured`; a repeat (None) ages from the last frame's."""
+        now = time.monotonic()
+        if captured is None:
+            pts = self._last_pts + int(round((now - self._last_sent_at) * VIDEO_CLOCK))
+        else:
+            pts = int(round((captured - self.t0) * VIDEO_CLOCK))
+        frame.pts = max(pts, self._last_pts + 1)  # RTP time never goes back
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._last_pts, self._last_sent_at = frame.pts, now
         return frame
 
     async def recv(self) -> av.VideoFrame:
@@ -101,9 +131,12 @@ class SessionVideoTrack(MediaStreamTrack):
                 self._event.clear()
             if item is not None:
                 frame, trace = item
+                captured = None if trace is None else trace.times.get("captured")
+                if captured is not None and (wait := captured + VIDEO_SEND_DELAY - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
                 self._last = frame
                 self.sent += 1
-                self._stamp(frame)
+                self._stamp(frame, time.monotonic() if captured is None else captured)
                 if trace is not None:
                     trace.mark("sent")
                     trace.pts = frame.pts
@@ -119,11 +152,12 @@ class SessionVideoTrack(MediaStreamTrack):
                     self.repeated += 1
                     # aiortc encodes one frame at a time, so the same object can go again
                     self._last.opaque = None
-                    return self._stamp(self._last)
+                    return self._stamp(self._last, None)
 
 
 class SessionAudioTrack(MediaStreamTrack):
     kind = "audio"
+    clock_rate = AUDIO_RATE
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         super().__init__()
@@ -132,12 +166,29 @@ class SessionAudioTrack(MediaStreamTrack):
         self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
         self._level = 0
+        self._pushed = 0
+        self.content_epoch: float | None = None  # session-clock time of sample 0
         self.samples_sent = 0
         self.overflow_samples = 0
+        self.gap_samples = 0  # silence put in where the capture skipped time
+        self.reanchored = 0  # times the content clock moved back to meet the capture clock
 
-    def push(self, samples: np.ndarray) -> None:
-        """From the frame thread: the next samples (float32 mono 48 kHz)."""
+    def push(self, samples: np.ndarray, captured: float | None = None) -> None:
+        """From the frame thread: the next samples (float32 mono 48 kHz), whose last one was
+        captured at `captured` on the session clock (default: now)."""
         samples = np.asarray(samples, np.float32).reshape(-1)
+        end = time.monotonic() if captured is None else captured
+        if self.content_epoch is None:
+            self.content_epoch = end - len(samples) / AUDIO_RATE
+        gap = int(round((end - self.content_epoch) * AUDIO_RATE)) - self._pushed - len(samples)
+        if gap > AUDIO_GAP_TOLERANCE:  # the capture skipped time (a stall): keep samples = time
+            fill = min(gap, AUDIO_BACKLOG_LIMIT)
+            self.gap_samples += fill
+            samples = np.concatenate([np.zeros(fill, np.float32), samples])
+        elif gap < -AUDIO_GAP_TOLERANCE:  # more samples than time (a device clock runs fast)
+            self.content_epoch += gap / AUDIO_RATE
+            self.reanchored += 1
+        self._pushed += len(samples)
         with self._lock:
             self._chunks.append(samples)
             self._level += len(samples)
@@ -169,6 +220,14 @@ class SessionAudioTrack(MediaStreamTrack):
                 await asyncio.wait_for(self._event.wait(), 0.5)
             except asyncio.TimeoutError:
                 continue
+        # Pace: each 20 ms frame leaves AUDIO_SEND_DELAY after its last sample's content time, not
+        # in a burst when its capture chunk lands. The browser's audio jitter buffer (NetEq) sizes
+        # itself to the arrival jitter and raises its delay after every late packet; a steady
+        # stream keeps it small, and A/V sync waits for the video anyway.
+        due = self.content_epoch + (self.samples_sent + AUDIO_FRAME) / AUDIO_RATE + AUDIO_SEND_DELAY
+        wait = due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)[None]
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
@@ -201,18 +260,80 @@ class _TimedEncoder:
         setattr(self._inner, name, value)
 
 
-_encoders_installed = False
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP's epoch) to 1970
 
 
-def install_encoders() -> None:
-    """Make aiortc's senders encode H.264 with FastH264Encoder (video_codec.py) and time every
-    video encode. aiortc offers no hook for either, so its sender's get_encoder is wrapped
-    (idempotent); VP8 and audio encoders are aiortc's own."""
-    global _encoders_installed
-    if _encoders_installed:
+def _ntp64(wall_seconds: float) -> int:
+    return int((wall_seconds + NTP_UNIX_OFFSET) * (1 << 32)) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+class ContentClockSender:
+    """Mixin for aiortc's RTCRtpSender: RTCP sender reports say when the content was captured.
+
+    aiortc pairs each sent packet's RTP timestamp with the NTP time of its *sending*. The browser
+    syncs audio to video through those pairs, so a video frame that leaves 40 ms after its audio
+    (the renderer's time) would be shown 40 ms after the audio of the same instant, and any send
+    jitter becomes A/V jitter. Here the pair's NTP is the content time of that RTP timestamp
+    instead: the track's `content_epoch` + media timestamp / clock rate, moved from the session's
+    monotonic clock to wall-clock NTP. Tracks without a content clock keep aiortc's send times.
+
+    aiortc has no hook for this: it writes the pair to its private `__ntp_timestamp` and
+    `__rtp_timestamp` after every packet (RTCRtpSender._run_rtp) and reads them for each report
+    (_run_rtcp). Python stores those as `_RTCRtpSender__ntp_timestamp` etc., so the properties
+    below, defined on the subclass, receive those writes and answer those reads.
+    """
+
+    _pending_media_ts: int | None = None
+    _report_media_ts: int | None = None
+    _send_ntp = 0
+    _report_rtp = 0
+
+    async def _next_encoded_frame(self, codec):
+        encoded = await super()._next_encoded_frame(codec)
+        if encoded is not None:  # the media timestamp (pts in the codec clock) of what goes next
+            self._pending_media_ts = encoded.timestamp
+        return encoded
+
+    @property
+    def _RTCRtpSender__rtp_timestamp(self) -> int:
+        return self._report_rtp
+
+    @_RTCRtpSender__rtp_timestamp.setter
+    def _RTCRtpSender__rtp_timestamp(self, value: int) -> None:
+        self._report_rtp = value
+        self._report_media_ts = self._pending_media_ts  # the packet just sent is of that frame
+
+    @property
+    def _RTCRtpSender__ntp_timestamp(self) -> int:
+        track = self.track
+        epoch = getattr(track, "content_epoch", None)
+        rate = getattr(track, "clock_rate", None)
+        if epoch is None or rate is None or self._report_media_ts is None:
+            return self._send_ntp
+        content = epoch + self._report_media_ts / rate  # session (monotonic) clock
+        return _ntp64(content + time.time() - time.monotonic())
+
+    @_RTCRtpSender__ntp_timestamp.setter
+    def _RTCRtpSender__ntp_timestamp(self, value: int) -> None:
+        self._send_ntp = value
+
+
+_installed = False
+
+
+def install_aiortc_hooks() -> None:
+    """Make aiortc's senders encode H.264 with FastH264Encoder (video_codec.py), time every video
+    encode, and report content time in RTCP (ContentClockSender). aiortc offers no hook for any of
+    these, so its sender's get_encoder is wrapped and its peer connection builds our sender
+    subclass (idempotent); VP8 and audio encoders are aiortc's own."""
+    global _installed
+    if _installed:
         return
+    import aiortc.rtcpeerconnection as peer_connection
     import aiortc.rtcrtpsender as sender
 
     original = sender.get_encoder
     sender.get_encoder = lambda codec: _TimedEncoder(video_codec.encoder_for(codec, original))
-    _encoders_installed = True
+    peer_connection.RTCRtpSender = type("ContentClockRTCRtpSender",
+                                        (ContentClockSender, sender.RTCRtpSender), {})
+    _installed = True

@@ -141,3 +141,92 @@ def test_ice_configuration_has_no_stun_unless_given():
     servers = ice.browser_ice_servers(["stun:127.0.0.1:3478"], ["turn:alice:secret@127.0.0.1:3478"])
     assert servers == [{"urls": "stun:127.0.0.1:3478"},
                        {"urls": "turn:127.0.0.1:3478", "username": "alice", "credential": "secret"}]
+
+
+# -- media clocks -----------------------------------------------------------------------------------
+class _CapturingTransport:
+    """What aiortc's RTCRtpSender needs of its DTLS transport, keeping every datagram sent."""
+
+    state = "connected"
+
+    def __init__(self):
+        self.sent: list[tuple[float, bytes]] = []
+
+    def _register_rtp_sender(self, sender, parameters) -> None:
+        pass
+
+    def _unregister_rtp_sender(self, sender) -> None:
+        pass
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append((time.monotonic(), data))
+
+
+def test_sender_reports_map_rtp_time_to_content_time():
+    """The sender reports (RTCP SR) pair RTP time with the time the audio was captured, not with
+    when it was sent, and audio goes out on a 20 ms beat after its content time: 1 s of audio
+    captured at once still leaves paced, and its reports still say when it was captured."""
+    import asyncio
+
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+    from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket, is_rtcp
+
+    from dyadic.engine.tracks import AUDIO_SEND_DELAY, NTP_UNIX_OFFSET, SessionAudioTrack, install_aiortc_hooks
+
+    install_aiortc_hooks()
+    from aiortc import rtcpeerconnection
+
+    async def send_for(seconds: float):
+        track = SessionAudioTrack(asyncio.get_running_loop())
+        captured = time.monotonic() + 1.2  # 1 s whose first sample is due in 0.2 s, all here now
+        track.push(np.zeros(48_000, np.float32), captured=captured)
+        transport = _CapturingTransport()
+        sender = rtcpeerconnection.RTCRtpSender(track, transport)
+        opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48_000, channels=2, payloadType=111)
+        await sender.send(RTCRtpSendParameters(codecs=[opus]))
+        await asyncio.sleep(seconds)
+        await sender.stop()
+        return track, transport.sent
+
+    track, sent = asyncio.run(send_for(2.2))  # the first report comes 0.5-1.5 s in
+    media = [(t, RtpPacket.parse(d)) for t, d in sent if not is_rtcp(d)]
+    reports = [p for _, d in sent if is_rtcp(d) for p in RtcpPacket.parse(d) if isinstance(p, RtcpSrPacket)]
+    assert len(media) > 20 and reports
+    first_rtp = media[0][1].timestamp  # sample 0
+    to_wall = time.time() - time.monotonic()
+    for sr in reports:
+        content = track.content_epoch + ((sr.sender_info.rtp_timestamp - first_rtp) % 2 ** 32) / 48_000
+        reported = sr.sender_info.ntp_timestamp / 2 ** 32 - NTP_UNIX_OFFSET - to_wall
+        assert abs(reported - content) < 0.002, (reported, content)
+    # paced: each packet leaves AUDIO_SEND_DELAY after its last sample's content time (+ loop lag)
+    for t, packet in media:
+        end = track.content_epoch + (((packet.timestamp - first_rtp) % 2 ** 32) + 960) / 48_000
+        assert end + AUDIO_SEND_DELAY - 0.002 <= t < end + AUDIO_SEND_DELAY + 0.05, (t - end)
+
+
+def test_tracks_stamp_content_time():
+    """Video pts is the frame's capture time (the end of its audio), whenever it is sent; a repeat
+    ages from it; audio samples stay content time across a gap in the capture (silence fills it)."""
+    import asyncio
+
+    from dyadic.engine.tracks import VIDEO_CLOCK, FrameTrace, SessionAudioTrack, SessionVideoTrack
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        video = SessionVideoTrack(loop, fps=30.0)
+        trace = FrameTrace(0)
+        trace.mark("captured", video.t0 + 0.5)
+        video.offer(np.zeros((32, 32, 3), np.uint8), trace)
+        first = await video.recv()
+        first_pts, sent_late = first.pts, trace.times["sent"] >= trace.times["captured"]
+        repeat = await video.recv()  # nothing new for two frame periods: the same frame again
+        audio = SessionAudioTrack(loop)
+        audio.push(np.zeros(1600, np.float32), captured=10.0)
+        audio.push(np.zeros(1600, np.float32), captured=10.0 + 1600 / 48_000 + 0.2)  # 200 ms skipped
+        return first_pts, sent_late, repeat.pts, audio
+
+    first_pts, sent_late, repeat_pts, audio = asyncio.run(run())
+    assert first_pts == int(0.5 * VIDEO_CLOCK) and sent_late
+    assert repeat_pts > first_pts
+    assert audio.content_epoch == pytest.approx(10.0 - 1600 / 48_000)
+    assert audio.gap_samples == pytest.approx(0.2 * 48_000, abs=1)

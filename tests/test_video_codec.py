@@ -106,9 +106,9 @@ def test_senders_use_the_fast_encoder_for_h264_only():
     from aiortc.codecs.vpx import Vp8Encoder
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-    from dyadic.engine.tracks import install_encoders
+    from dyadic.engine.tracks import install_aiortc_hooks
 
-    install_encoders()
+    install_aiortc_hooks()
     h264 = sender.get_encoder(RTCRtpCodecParameters(mimeType="video/H264", clockRate=90_000, payloadType=102))
     vp8 = sender.get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96))
     assert isinstance(h264._inner, video_codec.FastH264Encoder)
