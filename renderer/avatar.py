@@ -174,7 +174,7 @@ class Avatar:
         basis = np.zeros((len(ARKIT_BLENDSHAPES), len(self._rig_ids) * 3), np.float32)
         for k, name in enumerate(names):
             basis[BLENDSHAPE_INDEX[name]] = rig["deltas"][k].reshape(-1)
-        self._face_basis = basis
+        self._face_basis = torch.from_numpy(basis)
         self.face_rig_shapes = tuple(names)
         self.has_face_rig = True
         self.head_vertex_mask = look["head_mask"].astype(bool)
@@ -213,7 +213,10 @@ class Avatar:
         face = np.clip(np.stack([p.face for p in poses]), 0, 1).astype(np.float32)
         if not face.any():
             return
-        offsets = (face @ self._face_basis).reshape(len(poses), -1, 3)
+        # torch, not numpy, for this product: numpy hands it to OpenBLAS, whose worker threads
+        # then spin on the cores llvmpipe and x264 need (31 % of a replay's CPU, measured);
+        # torch runs it on the one thread it is allowed (limit_torch_threads)
+        offsets = (torch.from_numpy(face) @ self._face_basis).numpy().reshape(len(poses), -1, 3)
         for joint, vertex_ids, rig_rows in self._rig_groups:
             rotation_t = transforms[:, joint, :3, :3].transpose(0, 2, 1).astype(np.float32)
             verts[:, vertex_ids] += offsets[:, rig_rows] @ rotation_t
