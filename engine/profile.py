@@ -17,7 +17,7 @@ together they add up to the end-to-end time exactly:
     queue                 -> worker_start          (waiting for the render worker)
     skin                  -> skinned
     render                -> rendered
-    hand-over             -> sent                  (frame copied out, picked up by aiortc)
+    hand-over             -> sent                  (copied out, paced to content + 45 ms, taken by aiortc)
     encode queue          -> encode_start
     encode                -> encode_end
     network               -> received              (Chromium: the frame's last packet arrived)
