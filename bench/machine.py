@@ -2,7 +2,7 @@
 profiler reports too) and the JSON file that bench/run_all.py reads."""
 import json
 
-from dyadic.engine.machine import cpu_model, gpu_name, machine_info  # noqa: F401
+from dyadic.engine.machine import machine_info  # noqa: F401 (re-exported for the benchmarks)
 
 
 def write_json(path: str | None, report: dict) -> None:

@@ -8,7 +8,6 @@
   const clipsOf = (welcome) => (welcome && Array.isArray(welcome.clips) ? welcome.clips : []);
   const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
   const MAX_SHOWN_ERRORS = 5;
-  const MAX_FRAME_SAMPLES = 300;
   const MAX_LISTED_CLIPS = 300; // keeps the DOM small when a dataset has thousands of clips
 
   // ---- shared state, exposed for scripts (tests, profiling) --------------------------------------
@@ -16,7 +15,7 @@
   const D = (window.dyadic = {
     pc: null, ws: null, state: null, telemetry: null, welcome: null, errors: [],
     ready: new Promise((resolve) => { resolveReady = resolve; }),
-    send, stats: collectStats, frames: () => frameSamples,
+    send, stats: collectStats, frames: () => D.latency.frames, // presented frames: {rtp, presented, received, ...}
     latency: new window.DyadicLatency.LatencyMeter(), // client/latency.js
   });
   // ?frameid=1: the server draws each frame's index into the picture and the page reads it back
@@ -25,7 +24,6 @@
 
   const clock = { rtt: null, offset: null };          // from the last pong
   const fpsMeter = { t: null, decoded: null, fps: null };
-  const frameSamples = [];                             // requestVideoFrameCallback samples
   let presentedFrames = 0;
   let rvfcSupported = false;
   let audioTx = null;                                  // the sendrecv audio transceiver
@@ -219,13 +217,6 @@
     if (!rvfcSupported) return;
     const onFrame = (_now, md) => {
       presentedFrames += 1;
-      frameSamples.push({
-        presentationTime: performance.timeOrigin + md.presentationTime,
-        rtpTimestamp: md.rtpTimestamp,
-        receiveTime: md.receiveTime ? performance.timeOrigin + md.receiveTime : null,
-        mediaTime: md.mediaTime,
-      });
-      if (frameSamples.length > MAX_FRAME_SAMPLES) frameSamples.shift();
       D.latency.addFrame(md, video);
       video.requestVideoFrameCallback(onFrame);
     };
@@ -291,12 +282,6 @@
     D.latency.addAvOffset(nowMs(), out.avOffsetMs);
     lastClient = out;
     return out;
-  }
-
-  async function reportStats() {
-    if (!wsOpen()) return;
-    const { server, ...stats } = await collectStats(); // the server knows its own telemetry
-    send({ type: 'client-stats', stats });
   }
 
   // ---- rendering ----------------------------------------------------------------------------------
@@ -488,7 +473,6 @@
 
   function startTimers() {
     setInterval(() => { collectStats().then(renderLive, renderLive); updateConnPill(); }, 500);
-    setInterval(() => { reportStats().catch(() => {}); }, 1000);
     setInterval(() => { send({ type: 'ping', t: nowMs() }); }, 2000);
   }
 

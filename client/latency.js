@@ -210,9 +210,9 @@
     take() {
       const out = this.exporting;
       if (out) this.exporting = { frames: [], traces: [], pongs: [], av: [] };
-      return out && { ...out, timeOrigin: performance.timeOrigin };
+      return out;
     }
   }
 
-  window.DyadicLatency = { LatencyMeter, SERVER_MARKS, CLIENT_MARKS, INTERVALS, ID };
+  window.DyadicLatency = { LatencyMeter };
 })();

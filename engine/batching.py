@@ -8,7 +8,6 @@ session pays nothing; under load, sessions share calls). The runtime never runs 
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 
@@ -32,7 +31,6 @@ class SharedStepper:
         self._running = False
         self.batches = 0
         self.calls = 0
-        self.last_batch_ms = 0.0
 
     def __getattr__(self, name):  # layout, config, provider, listener_start, initial_hidden
         return getattr(self.runtime, name)
@@ -62,7 +60,6 @@ class SharedStepper:
             self._run(batch)
 
     def _run(self, batch: list[_Call]) -> None:
-        t = time.perf_counter()
         try:
             stacked = [np.concatenate([c.inputs[i] for c in batch], axis=0) for i in range(5)]
             hidden = np.concatenate([c.inputs[5] for c in batch], axis=1)  # (layers, B, H)
@@ -75,6 +72,5 @@ class SharedStepper:
         finally:
             self.batches += 1
             self.calls += len(batch)
-            self.last_batch_ms = (time.perf_counter() - t) * 1e3
             for call in batch:
                 call.done.set()

@@ -1,13 +1,9 @@
 """The `dyadic` command line: one console script with subcommands.
 
-    dyadic replay [CLIP] [--data DIR] [--out FILE.mp4] [--seconds S] [--size WxH] [--body-model DIR]
-    dyadic data ls DIR [--json]
-    dyadic data sample OUT_DIR [--format seamless|react] [--interactions N] [--seconds S] [--seed K]
-    dyadic train [--data DIR] [--format F] [--out runs/NAME] [--epochs N] [--device auto|cpu|cuda] [--resume]
-    dyadic export CHECKPOINT --out model.onnx
-    dyadic eval [--data DIR] [--model FILE] [--samples 10] [--out report/]
-    dyadic serve [--data DIR] [--model FILE] [--host 127.0.0.1] [--port 8080] [--size WxH]
-                 [--max-sessions N] [--ice-loopback] [--stun URL] [--turn URL]
+    dyadic replay | data ls | data sample | train | export | eval | serve | profile
+
+Each subcommand's options are in `dyadic <command> --help` (built below, the one source of truth)
+and in README.md.
 
 Heavy imports (torch, pyrender, PyAV) happen inside the subcommands, so `dyadic --help` is instant.
 """
@@ -42,6 +38,16 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not v > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return v
 
 
@@ -298,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="held-out share of the interactions, by sorted id (default: 0.2)")
-    t.add_argument("--ccc-weight", type=float, default=0.0, metavar="W",
+    t.add_argument("--ccc-weight", type=non_negative_float, default=0.0, metavar="W",
                    help="weight of a per-window concordance (CCC) term next to squared error, against "
                         "flat, under-dispersed reactions (default: %(default)s, squared error alone; "
                         "the shipped REACT model used 0.5)")

@@ -4,7 +4,7 @@ receives (tests, bench/serve.py, profiling); and ServeProcess, a server in its o
     with ServeProcess("--max-sessions", "2") as server:
         stats = asyncio.run(probe(server.ws, seconds=10, clip=None))
 
-Frames are decoded (aiortc decodes VP8 as a browser would), counted and timed on arrival.
+Frames are decoded (aiortc decodes H.264 or VP8 as a browser would), counted and timed on arrival.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -105,8 +106,7 @@ class ToneTrack(AudioStreamTrack):
         return out
 
 
-async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messages: list[dict] | None = None,
-                connect_timeout: float = 20.0, loopback: bool = True, microphone: bool = False,
+async def probe(url: str, seconds: float = 10.0, clip: str | None = None, connect_timeout: float = 20.0, loopback: bool = True, microphone: bool = False,
                 trace: bool = False, on_first_frame: Callable[[], None] | None = None) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
@@ -161,8 +161,6 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, messag
                 await ws.send(json.dumps({"type": "source", "kind": "browser-mic"}))
             elif clip or first:
                 await ws.send(json.dumps({"type": "source", "kind": "clip", "clip": clip or first}))
-            for m in messages or []:
-                await ws.send(json.dumps(m))
             sdp = await asyncio.wait_for(answers.get(), connect_timeout)
             if sdp is None:
                 return result
@@ -215,15 +213,19 @@ class ServeProcess:
     """`dyadic serve --port 0 --ice-loopback ARGS` in its own process (its own GIL, as in
     production), its URL read from what it prints."""
 
-    def __init__(self, *args: str, env: dict | None = None):
+    def __init__(self, *args: str):
+        # stderr goes to a file, not a pipe: nobody reads it while the server runs, and a pipe
+        # that fills up (64 KB of log lines in a long profile) would block the server
+        self._stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "dyadic.engine.cli", "serve", "--port", "0",
-                                      "--ice-loopback", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=None if env is None else {**os.environ, **env})
+                                      "--ice-loopback", *args], stdout=subprocess.PIPE, stderr=self._stderr,
+                                     text=True)
         line = self.proc.stdout.readline()
         match = re.search(r"open (http://127\.0\.0\.1:(\d+)/)", line)
         if not match:
             self.proc.kill()
-            raise RuntimeError(f"dyadic serve did not start: {line!r} {self.proc.stderr.read()[-2000:]}")
+            self.proc.wait()
+            raise RuntimeError(f"dyadic serve did not start: {line!r} {self._read_stderr()[-2000:]}")
         self.url, self.port = match.group(1), int(match.group(2))
         self.ws = f"ws://127.0.0.1:{self.port}/ws"
 
@@ -242,14 +244,22 @@ class ServeProcess:
         """User + system CPU time so far of the server and its render workers (live or exited)."""
         return sum(process_tree_cpu(self.proc.pid).values())
 
+    def _read_stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()
+
     def stop(self) -> str:
-        """Terminate; returns what the server wrote to stderr."""
+        """Terminate; returns what the server wrote to stderr (empty if stopped before)."""
+        if self._stderr.closed:
+            return ""
         self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=10)
+            self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.proc.communicate()
+        err = self._read_stderr()
+        self._stderr.close()
         return err
 
     def __enter__(self) -> "ServeProcess":

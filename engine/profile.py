@@ -4,8 +4,9 @@ profile_run.py runs the engine as in production against real clients and returns
 this module joins them to the server's frame traces, summarises and reports.
 
 A client frame is matched to its server frame through the RTP clock: the sender adds one random
-32-bit origin to every pts, so the origin is the difference that pairs the most frames (exact, on
-the 90 kHz clock). Client marks are put on the server's monotonic clock: the aiortc client shares
+32-bit origin to every pts; the origin is the difference that pairs the most frames, and among
+equals (pts are content times, regular at a steady frame rate) the one whose frames arrive soonest
+after they were sent (`rtp_origin`). Client marks are put on the server's monotonic clock: the aiortc client shares
 it (same machine, CLOCK_MONOTONIC); Chromium's page clock is mapped through the websocket pong with
 the smallest round trip, and on one machine that mapping is checked against the OS's own
 CLOCK_MONOTONIC - CLOCK_REALTIME difference (the page clock is wall time from performance.timeOrigin).
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import frame_id
 from .tracks import TRACE_STAGES
 
 RTP_WRAP = 2 ** 32
@@ -155,7 +157,8 @@ def from_raw(raw) -> ProfileRun:
             off = clock["offset_ms"]
             clock["os_check_ms"] = round(off - raw.os_clock_offset_ms, 3)  # ~0 on one machine
             clocks.append(clock)
-            client = [{"rtp": f["rtp"], "decode_ms": f.get("decode_ms"), "frame_id": f.get("frame_id"),
+            client = [{"rtp": f["rtp"], "decode_ms": f.get("decode_ms"),
+                       **({"frame_id": f.get("frame_id")} if raw.frame_ids else {}),
                        "times": {m: (t + off) / 1e3 for m, t in f["page"].items() if t is not None}}
                       for f in s.frames]
             start = (s.start + off) / 1e3
@@ -181,7 +184,7 @@ def _frame_ids(frames: list[dict]) -> dict | None:
     if not read:
         return None
     checked = [f for f in read if f["frame_id"] is not None]
-    wrong = [f for f in checked if f["frame_id"] != f["index"] % 65536]
+    wrong = [f for f in checked if f["frame_id"] != f["index"] % frame_id.MODULO]
     return {"checked": len(checked), "unreadable": len(read) - len(checked), "mismatched": len(wrong),
             "examples": [{"index": f["index"], "read": f["frame_id"]} for f in wrong[:5]]}
 
@@ -383,10 +386,10 @@ models {html.escape(json.dumps(summary['server'].get('models')))}.</p>
 
 # -- all together -----------------------------------------------------------------------------------
 def run_profile(clip: str | None, data: str | None, seconds: float, sessions: int, client: str,
-                frame_ids: bool = False, extra_args: tuple[str, ...] = ()) -> ProfileRun:
+                frame_ids: bool = False) -> ProfileRun:
     from .profile_run import run_clients
 
-    return from_raw(run_clients(clip, data, seconds, sessions, client, frame_ids, extra_args))
+    return from_raw(run_clients(clip, data, seconds, sessions, client, frame_ids))
 
 
 def write_all(run: ProfileRun, out: Path) -> dict:

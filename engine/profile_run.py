@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from .machine import gpu_usage
 
 WARMUP_S = 2.0
-TAKE_PERIOD_S = 5.0  # how often the page's records are drained (they are bounded in the page)
+TAKE_PERIOD_S = 5.0  # how often the page's records are drained (the page keeps them until then)
 PING_PERIOD_S = 0.25  # extra clock probes while profiling: the best of many has the smallest error
 
 
@@ -34,7 +34,7 @@ PING_PERIOD_S = 0.25  # extra clock probes while profiling: the best of many has
 class ClientSession:
     """What one client recorded: its frames (rtp + page-clock or monotonic marks) and the server's traces."""
 
-    frames: list[dict]  # {"rtp", "times": {mark: s}, optional "decode_ms", "frame_id"}
+    frames: list[dict]  # {"rtp", and "times": {mark: s} (aiortc) or "page": {mark: page ms} (Chromium)}
     traces: list[dict]
     telemetry: dict | None = None
     clock: list[dict] = field(default_factory=list)  # chromium: pongs {"t", "rtt", "offset"} (page ms)
@@ -114,13 +114,13 @@ CLIENTS = {"aiortc": _aiortc_session, "chromium": _chromium_session}
 
 
 def run_clients(clip: str | None, data: str | None, seconds: float, sessions: int, client: str,
-                frame_ids: bool = False, extra_args: tuple[str, ...] = ()) -> RawRun:
+                frame_ids: bool = False) -> RawRun:
     from .probe import ServeProcess
 
     if client not in CLIENTS:
         raise ValueError(f"unknown client {client!r}: one of {', '.join(CLIENTS)}")
     session_fn = CLIENTS[client]
-    args = (*(("--data", data) if data else ()), *extra_args)
+    args = ("--data", data) if data else ()
     with ServeProcess(*args) as server:
         async def clients():
             ready = []

@@ -19,18 +19,20 @@ Client -> server
                                                       order (C = sum of sizes); G optional per-group
                                                       validity (1 valid, 0 masked)
     {"type": "ping", "t": CLIENT_MS}                  clock probe: answered by "pong"
-    {"type": "client-stats", "stats": {...}}          what the page measured (kept for profiling)
     {"type": "trace", "on": bool, "frame_id": bool}   stream per-frame traces (dyadic profile);
                                                       frame_id (optional, default false): draw each
                                                       frame's index into its pixels (frame_id.py)
 
 Server -> client
-    {"type": "welcome", "session": ID, "clips": [{"id", "dataset", "duration", "fps", "playable"}],
+    {"type": "welcome", "session": ID,
+     "clips": [{"id", "dataset", "duration", "fps", "playable", "listener": "model" | "recorded"}],
      "size": [W, H], "model": {...}, "movement": {"dataset", "groups": [{"name", "shape"}], "size"},
-     "limits": {"max_message_bytes": N}}
+     "ice_servers": [RTCIceServer...] (the --stun/--turn given), "limits": {"max_message_bytes": N}}
     {"type": "answer", "sdp": "...", "video_codec": "H264"}  the codec the video is sent in
-    {"type": "state", "source": {...}, "playing": bool, "position": s, "duration": s, "loop": bool, "seed": n}
-    {"type": "telemetry", "fps": x, "frames": n, "dropped": n, "repeated": n, "stages_ms": {stage: median},
+    {"type": "state", "source": {...}, "playing": bool, "position": s, "duration": s, "loop": bool, "seed": n,
+     "listener": "model" | "recorded", "model": {"provider", "dataset"} | null}
+    {"type": "telemetry", "fps": x, "frames": n, "rendered": n, "sent": n, "dropped": n, "repeated": n,
+     "stalls": n, "stages_ms": {stage: median},
      "latency_ms": {"median": x, "p95": x}, "audio_underruns": n, "movement": "pushed" | "recorded" | "none",
      "video_codec": "H264" | "VP8" | null}
     {"type": "pong", "t": CLIENT_MS, "server": SERVER_MONOTONIC_MS, "server_wall": SERVER_TIME_MS}
@@ -49,8 +51,7 @@ from typing import Any
 
 MAX_MESSAGE_BYTES = 256 * 1024  # an SDP offer is ~5 KB; a movement frame a few KB
 SOURCE_KINDS = ("clip", "browser-mic", "local-mic")
-KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "client-stats",
-               "trace")
+KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "trace")
 
 
 class ProtocolError(ValueError):
@@ -102,9 +103,6 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
             raise ProtocolError("movement: 'channels' must be an object of channel groups")
     elif kind == "ping":
         _number(body, "t", kind)
-    elif kind == "client-stats":
-        if not isinstance(body.get("stats"), dict):
-            raise ProtocolError("client-stats: 'stats' must be an object")
     elif kind == "trace":
         _flag(body, "on", kind)
         _flag(body, "frame_id", kind, optional=True)

@@ -206,7 +206,6 @@ class Connection:
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task] = []
         self._closed = False
-        self.client_stats: dict = {}
 
     # -- messaging --------------------------------------------------------------------------------
     async def send(self, kind: str, **fields) -> None:
@@ -276,9 +275,6 @@ class Connection:
             await self.send("pong", t=body["t"], server=time.monotonic() * 1e3,
                             server_wall=time.time() * 1e3)
             return
-        elif kind == "client-stats":
-            self.client_stats = body["stats"]
-            return
         elif kind == "trace":
             session.stats.trace(body["on"], body.get("frame_id", False))
             return
@@ -296,8 +292,6 @@ class Connection:
             interaction = await asyncio.get_running_loop().run_in_executor(None, self.engine.load_clip, body["clip"])
             stepper = self.engine.steppers.get(interaction.dataset)
             source = PlaybackSource(interaction, stepper.layout if stepper else None)
-            if "seconds" in body:
-                source.seek(float(body["seconds"]))
         elif kind == "local-mic":
             source = local_microphone(LIVE_FPS)
         else:

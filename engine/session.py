@@ -10,12 +10,13 @@ newest is skinned and rendered: the others are dropped video, counted. The audio
 pushed, never dropped. After a stall of more than MAX_BACKLOG frames the clock is re-anchored so
 latency cannot grow.
 
-The clock thread runs the source, features, model and adapter; the render thread hands the newest
-pair of poses to the session's render worker, a process of its own that skins and renders
-(render_worker.py: own GIL, own GL context), and gives the frame to the video track together with
-the audio of every frame since the last hand-over. Poses submitted while the worker was busy replace
-the waiting ones (dropped video, counted; their audio stays). aiortc converts to YUV and encodes
-in its thread pool; the event loop only moves messages.
+The clock thread runs the source, pushes each frame's audio to the audio track as soon as it is
+read, then runs the features, model and adapter; the render thread hands the newest pair of poses
+to the session's render worker, a process of its own that skins and renders (render_worker.py: own
+GIL, own GL context), and gives the frame to the video track. Poses submitted while the worker was
+busy replace the waiting ones (dropped video, counted). Both tracks carry content time and pace
+their sending after it (tracks.py). aiortc converts to YUV and encodes in its thread pool; the
+event loop only moves messages.
 """
 from __future__ import annotations
 
@@ -136,7 +137,6 @@ class Session:
         self.gl_backend = gl_backend
         self.seed = seed
         self.video_codec: str | None = None  # set by the connection once negotiated
-        self.worker_pid: int | None = None  # the render worker's process, once started
         self.on_failure = on_failure or (lambda msg: None)
         self.video = SessionVideoTrack(loop, IDLE_FPS)
         self.audio = SessionAudioTrack(loop)
@@ -390,7 +390,6 @@ class _RenderStage:
         try:
             worker = RenderWorker(session.size, session.body_model, session.gl_backend,
                                   name=f"dyadic-render-{session.id}")
-            session.worker_pid = worker.pid
             self.ready.set()
             while (job := self._next()) is not None:
                 speaker_pose, listener_pose, trace = job

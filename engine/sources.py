@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +34,6 @@ class SpeakerFrame:
     movement_valid: np.ndarray | None = None  # (G,) 1 valid / 0 masked
     speaker_pose: AvatarPose | None = None  # what the speaker avatar shows (recorded poses)
     position: float | None = None  # seconds into the recording
-    extras: dict = field(default_factory=dict)
 
 
 # -- recorded ---------------------------------------------------------------------------------------
@@ -196,10 +195,14 @@ class MicrophoneSource:
         with self._cond:
             if self._level < n:
                 self._cond.wait_for(lambda: self._level >= n, timeout=self._wait_s)
-            if self._level < n:
+            short = self._level < n
+            if short:
                 self.underruns += 1
             audio = self._take(n)
-            captured = self._last_push or due
+            # the content time of the last sample taken: the newest push's arrival minus what is
+            # still queued behind it (it drives video pts and the audio clock, tracks.py); padded
+            # with silence, the frame simply ends when it is due
+            captured = due if short or self._last_push is None else self._last_push - self._level / AUDIO_RATE
         return SpeakerFrame(audio, captured=captured)
 
     # playback controls do not apply to a live stream
@@ -258,7 +261,6 @@ class MovementInbox:
         self.layout = layout
         self._lock = threading.Lock()
         self._frame: tuple[np.ndarray, np.ndarray, float] | None = None
-        self.received = 0
 
     def describe(self) -> dict:
         return {"dataset": self.layout.spec_name, "size": self.layout.size,
@@ -301,7 +303,6 @@ class MovementInbox:
             raise ValueError("movement: values must be finite")
         with self._lock:
             self._frame = (values, valid, time.monotonic())
-            self.received += 1
 
     def latest(self, now: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         with self._lock:

@@ -2,7 +2,8 @@
 
 aiortc pulls: its sender awaits `recv()` and sends the frame at once, so pacing is the track's job
 (reference/streaming.md section 2.1). Here the session's frame thread paces production on its
-monotonic clock and hands each finished frame over; `recv()` returns it as soon as it exists.
+monotonic clock and hands each frame over; `recv()` returns it at its send time, a fixed delay
+after its content time (AUDIO_SEND_DELAY, VIDEO_SEND_DELAY), or at once if it is later than that.
 
 Both tracks stamp their media with its *content* time on the session's monotonic clock, as RTP
 means timestamps (the sampling instant, RFC 3550 section 5.1): pts / clock rate + `content_epoch`
@@ -83,30 +84,30 @@ class SessionVideoTrack(MediaStreamTrack):
 
     clock_rate = VIDEO_CLOCK
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fps: float, t0: float | None = None):
+    def __init__(self, loop: asyncio.AbstractEventLoop, fps: float):
         super().__init__()
         self._loop = loop
         self._event = asyncio.Event()
         self._lock = threading.Lock()
-        self._slot: tuple[av.VideoFrame, FrameTrace | None] | None = None
+        self._slot: av.VideoFrame | None = None  # its FrameTrace rides in .opaque
         self._last: av.VideoFrame | None = None
         self._last_pts = -1
         self._last_sent_at = 0.0
         self.fps = fps
-        self.t0 = time.monotonic() if t0 is None else t0
-        self.content_epoch = self.t0  # pts 0 on the session clock
+        self.content_epoch = time.monotonic()  # pts 0 on the session clock
         self.sent = self.dropped = self.repeated = 0
         self.on_sent = None  # callback(trace) when a frame leaves for the encoder
 
-    def offer(self, rgb: np.ndarray, trace: FrameTrace | None = None) -> None:
-        """From the frame thread: the newest rendered frame (H, W, 3) uint8."""
+    def offer(self, rgb: np.ndarray, trace: FrameTrace) -> None:
+        """From the frame thread: the newest rendered frame (H, W, 3) uint8; its trace's
+        `captured` mark is its content time."""
         # RGB as rendered: the encoder converts to YUV in aiortc's thread pool, off this thread
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.opaque = trace
         with self._lock:
             if self._slot is not None:
                 self.dropped += 1
-            self._slot = (frame, trace)
+            self._slot = frame
         _notify(self._loop, self._event)
 
     def _stamp(self, frame: av.VideoFrame, captured: float | None) -> av.VideoFrame:
@@ -115,7 +116,7 @@ class SessionVideoTrack(MediaStreamTrack):
         if captured is None:
             pts = self._last_pts + int(round((now - self._last_sent_at) * VIDEO_CLOCK))
         else:
-            pts = int(round((captured - self.t0) * VIDEO_CLOCK))
+            pts = int(round((captured - self.content_epoch) * VIDEO_CLOCK))
         frame.pts = max(pts, self._last_pts + 1)  # RTP time never goes back
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self._last_pts, self._last_sent_at = frame.pts, now
@@ -127,21 +128,20 @@ class SessionVideoTrack(MediaStreamTrack):
         patience = 2.0 / self.fps
         while True:
             with self._lock:
-                item, self._slot = self._slot, None
+                frame, self._slot = self._slot, None
                 self._event.clear()
-            if item is not None:
-                frame, trace = item
-                captured = None if trace is None else trace.times.get("captured")
-                if captured is not None and (wait := captured + VIDEO_SEND_DELAY - time.monotonic()) > 0:
+            if frame is not None:
+                trace = frame.opaque
+                captured = trace.times["captured"]
+                if (wait := captured + VIDEO_SEND_DELAY - time.monotonic()) > 0:
                     await asyncio.sleep(wait)
                 self._last = frame
                 self.sent += 1
-                self._stamp(frame, time.monotonic() if captured is None else captured)
-                if trace is not None:
-                    trace.mark("sent")
-                    trace.pts = frame.pts
-                    if self.on_sent is not None:
-                        self.on_sent(trace)
+                self._stamp(frame, captured)
+                trace.mark("sent")
+                trace.pts = frame.pts
+                if self.on_sent is not None:
+                    self.on_sent(trace)
                 return frame
             try:
                 await asyncio.wait_for(self._event.wait(), patience)
@@ -287,6 +287,7 @@ class ContentClockSender:
     _report_media_ts: int | None = None
     _send_ntp = 0
     _report_rtp = 0
+    _wall_minus_monotonic: float | None = None  # taken once, so every report uses one mapping
 
     async def _next_encoded_frame(self, codec):
         encoded = await super()._next_encoded_frame(codec)
@@ -310,8 +311,10 @@ class ContentClockSender:
         rate = getattr(track, "clock_rate", None)
         if epoch is None or rate is None or self._report_media_ts is None:
             return self._send_ntp
+        if self._wall_minus_monotonic is None:
+            self._wall_minus_monotonic = time.time() - time.monotonic()
         content = epoch + self._report_media_ts / rate  # session (monotonic) clock
-        return _ntp64(content + time.time() - time.monotonic())
+        return _ntp64(content + self._wall_minus_monotonic)
 
     @_RTCRtpSender__ntp_timestamp.setter
     def _RTCRtpSender__ntp_timestamp(self, value: int) -> None:

@@ -67,8 +67,8 @@ def encoder_for(codec_parameters, default_factory):
 
 
 def preferences(first: str) -> list:
-    """aiortc's video codec capabilities with `first` ("h264" or "vp8") and its RTX ahead of the
-    rest, for RTCRtpTransceiver.setCodecPreferences."""
+    """aiortc's video codec capabilities with `first` ("h264" or "vp8") ahead of the rest, for
+    RTCRtpTransceiver.setCodecPreferences."""
     from aiortc import RTCRtpSender
 
     if first not in CODECS:

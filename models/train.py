@@ -135,7 +135,8 @@ def window_ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 
 
 def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = True,
-               ccc_weight: float = 0.0):
+               with_ccc: bool = False):
+    """(squared error, velocity error, KL, 1 - window concordance or 0 when not `with_ccc`)."""
     audio, spk, spk_valid, prev, target, mask = batch
     mu, logvar = model.encode_latent(target)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
@@ -147,12 +148,19 @@ def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = Tr
     recon = (err ** 2 * mask).sum() / denom
     vel_mask = mask[:, 1:] * mask[:, :-1]
     velocity = ((err[:, 1:] - err[:, :-1]) ** 2 * vel_mask).sum() / vel_mask.sum().clamp(min=1.0)
-    recon = recon + ccc_weight * (1.0 - window_ccc(pred / model.listener_std, target / model.listener_std, mask))
+    discord = (1.0 - window_ccc(pred / model.listener_std, target / model.listener_std, mask) if with_ccc
+               else recon.new_zeros(()))
     kl_per_dim = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).mean(0)
     # free bits: each latent dimension may carry FREE_BITS nats at no cost, which keeps the
     # decoder from ignoring z (posterior collapse) and so keeps the samples diverse
     kl = torch.clamp(kl_per_dim, min=FREE_BITS).sum()
-    return recon, velocity, kl
+    return recon, velocity, kl, discord
+
+
+def _validation_loss(model: ReactionModel, batch, ccc_weight: float) -> float:
+    """What selects the best checkpoint: the training objective without the KL and the sampling."""
+    recon, velocity, _, discord = loss_terms(model, batch, 0.0, sample=False, with_ccc=ccc_weight > 0)
+    return float(recon + velocity + ccc_weight * discord)
 
 
 def _checkpoint(path: Path, model, optimizer, epoch: int, history: list, best: float, opts: TrainOptions,
@@ -212,30 +220,30 @@ def train(opts: TrainOptions, log=print) -> Path:
     for epoch in range(first_epoch, opts.epochs + 1):
         model.train()
         kl_w = opts.kl_weight * min(1.0, epoch / max(1, opts.epochs // 4))  # KL warm-up
-        t0, totals = time.perf_counter(), np.zeros(3)
+        t0, totals = time.perf_counter(), np.zeros(4)
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False,
                    disable=not opts.progress)
         for _ in bar:
             batch = [t.to(device) for t in sampler.batch(opts.batch, opts.drop_movement)]
-            recon, velocity, kl = loss_terms(model, batch, opts.past_noise, ccc_weight=opts.ccc_weight)
-            loss = recon + velocity + kl_w * kl
+            recon, velocity, kl, discord = loss_terms(model, batch, opts.past_noise, with_ccc=opts.ccc_weight > 0)
+            loss = recon + velocity + kl_w * kl + opts.ccc_weight * discord
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            totals += [recon.item(), velocity.item(), kl.item()]
+            totals += [recon.item(), velocity.item(), kl.item(), discord.item()]
             bar.set_postfix(loss=f"{recon.item():.3f}")
         model.eval()
         with torch.no_grad():
-            val = np.mean([sum(t.item() for t in loss_terms(model, [t.to(device) for t in b], 0.0, sample=False,
-                                                             ccc_weight=opts.ccc_weight)[:2])
+            val = np.mean([_validation_loss(model, [t.to(device) for t in b], opts.ccc_weight)
                            for b in val_batches])
         totals /= steps
         history.append({"epoch": epoch, "train_recon": totals[0], "train_velocity": totals[1], "train_kl": totals[2],
-                        "val_loss": float(val), "seconds": time.perf_counter() - t0})
+                        "train_ccc_loss": totals[3], "val_loss": float(val), "seconds": time.perf_counter() - t0})
         improved = val < best
         best = min(best, float(val))
-        log(f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f})  "
+        ccc = f", 1-ccc {totals[3]:.3f}" if opts.ccc_weight > 0 else ""
+        log(f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f}{ccc})  "
             f"val {val:.4f}{'  *' if improved else ''}  {time.perf_counter() - t0:.1f}s")
         model.to("cpu")
         _checkpoint(resume_path, model, optimizer, epoch, history, best, opts, dataset)

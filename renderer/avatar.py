@@ -2,7 +2,8 @@
 
 Body models:
 - the embedded default (no folder given): the generated mannequin (default_avatar.py), loaded by
-  smplx's SMPL-H loader, with its ARKit face rig added to the template before skinning;
+  smplx's SMPL-H loader, with its ARKit face rig; each rig vertex follows one joint rigidly, so the
+  rig's offsets are added after skinning, turned by that joint (the same as adding them first);
 - a real SMPL-H folder: face weights are ignored (SMPL-H has no face);
 - a real SMPL-X folder: `jawOpen` drives jaw_pose (pitch); all other face weights, the expression
   space and eye poses are ignored (SMPL-X's expression basis is not ARKit's).
@@ -12,9 +13,14 @@ joint 15 (head) after the body's own head rotation, in the neck's frame (R = R_e
 Output vertices are in the avatar's body frame: y-up, facing +z, relative to the rest-pose pelvis
 (so every body model shares one frame), plus `pose.transl`.
 
-Threads: skinning runs with torch.set_num_threads(1) by default (stack-probe section 3b: two torch
-threads next to llvmpipe on 2 cores gave 40 ms p95 spikes). That is set once, by the first Avatar
-created with `torch_threads` not None; pass torch_threads=None to leave the caller's setting alone.
+Skinning: models without pose correctives (the mannequin) are skinned by sparse products
+(skinning.py) after the joint chain in numpy (kinematics.py), equal to smplx's lbs(); models with
+them (real SMPL-H/SMPL-X) go through smplx's lbs() itself.
+
+Threads: torch (lbs(), the face rig's product) runs with torch.set_num_threads(1) by default
+(stack-probe section 3b: two torch threads next to llvmpipe on 2 cores gave 40 ms p95 spikes). That
+is set once, by the first Avatar created with `torch_threads` not None; pass torch_threads=None to
+leave the caller's setting alone.
 """
 from __future__ import annotations
 
@@ -162,7 +168,7 @@ class Avatar:
         # The rig's offsets are added after skinning, turned by the one joint each rig vertex
         # follows: the same as adding them to the rest pose, because that joint moves it rigidly.
         rig_weights = self._weights.numpy()[self._rig_ids]
-        if not np.allclose(rig_weights.max(1), 1.0):
+        if not np.allclose(rig_weights.max(1), 1.0):  # a broken generator, not a user's file
             raise BodyModelError(f"{folder / 'face_rig.npz'}: vertex_ids: every face-rig vertex must "
                                  "follow exactly one joint (skinning weight 1)")
         joint_of = rig_weights.argmax(1)

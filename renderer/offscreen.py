@@ -17,8 +17,9 @@ After that each frame is drawn by `_FrameDraw`: the ~20 GL calls this fixed scen
 pyrender's per-frame walk of the scene graph (context update, sorting, uniform lookups by name),
 which costs about 1.4 ms of Python per 640x480 frame on llvmpipe (7.9 -> 6.5 ms, pixel-identical).
 
-The GL context belongs to the thread that created the renderer: call render() and close() from that
-thread only (a dedicated render thread in the engine).
+The GL context is current only inside a call: render() makes it current and releases it again, as
+pyrender does, so a renderer may be created, used and closed from different threads, one call at
+a time (the engine gives each renderer a thread of its own).
 """
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ class DyadRenderer:
             self._draw(ghost=ghost_vertices is not None)
             return self._read_colour()
         finally:
-            platform.make_uncurrent()  # as pyrender leaves it: another thread may close() this renderer
+            platform.make_uncurrent()  # as pyrender leaves it (module docstring)
 
     @property
     def has_ghost(self) -> bool:
@@ -248,9 +249,13 @@ class DyadRenderer:
         """Live GL buffers and vertex arrays among the first 4096 names (a leak check)."""
         from OpenGL.GL import glIsBuffer, glIsVertexArray
 
-        self._offscreen._platform.make_current()
-        return {"buffers": sum(bool(glIsBuffer(i)) for i in range(1, 4097)),
-                "vertex_arrays": sum(bool(glIsVertexArray(i)) for i in range(1, 4097))}
+        platform = self._offscreen._platform
+        platform.make_current()
+        try:
+            return {"buffers": sum(bool(glIsBuffer(i)) for i in range(1, 4097)),
+                    "vertex_arrays": sum(bool(glIsVertexArray(i)) for i in range(1, 4097))}
+        finally:
+            platform.make_uncurrent()
 
     def close(self) -> None:
         if self._offscreen is not None:
@@ -276,7 +281,7 @@ class _FrameDraw:
     Opaque avatars first, then the translucent ghost blended over them, as pyrender orders them.
     """
 
-    UNIFORMS = ("M", "V", "P", "cam_pos", "material.base_color_factor", "material.emissive_factor")
+    UNIFORMS = ("M", "V", "P", "cam_pos", "material.base_color_factor")
 
     def __init__(self, pyrender, renderer, size, background, camera, camera_pose, meshes, ghost):
         self.framebuffer = renderer._main_fb_ms or 0  # 0: OSMesa draws into its own buffer
@@ -301,7 +306,6 @@ class _FrameDraw:
             glUniformMatrix4fv(loc["V"], 1, True, self.view)
             glUniformMatrix4fv(loc["P"], 1, True, self.projection)
             glUniform3fv(loc["cam_pos"], 1, self.cam_pos)
-            glUniform3fv(loc["material.emissive_factor"], 1, np.zeros(3, np.float32))
             glUseProgram(0)
         return (pid, prim._vaid, prim.indices.size, pose.astype(np.float32),
                 np.float32(prim.material.baseColorFactor))

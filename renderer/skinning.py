@@ -45,7 +45,7 @@ class SparseSkinning:
         if not with_normals:
             return verts, None
         normals = self._apply(self._normals, stack[:, :3].reshape(3 * self.num_joints, 3 * b), b)
-        normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+        normals /= np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-12  # as VertexNormals
         return verts, normals
 
     def _apply(self, matrix: sp.csr_matrix, stack: np.ndarray, b: int) -> np.ndarray:

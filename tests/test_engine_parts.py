@@ -75,6 +75,18 @@ def test_microphone_source_bounds_its_backlog_and_counts_underruns():
     assert mic.underruns == 1 and not late.audio.any()
 
 
+def test_microphone_frames_carry_the_capture_time_of_their_last_sample():
+    """A frame's `captured` (the content time of its last sample) is the newest push's arrival
+    minus what still waits behind it, so a burst after a stall gives frames 1/fps apart, not one
+    shared arrival time; a frame padded with silence ends when it is due."""
+    mic = MicrophoneSource("browser-mic", fps=30.0, max_backlog_s=0.2, wait_s=0.0)
+    mic.push(np.ones(4_800, np.float32))  # 0.1 s at once
+    arrived = time.monotonic()
+    frames = [mic.read(50.0) for _ in range(3)]
+    assert [f.captured for f in frames] == pytest.approx([arrived - 2 / 30, arrived - 1 / 30, arrived], abs=2e-3)
+    assert mic.read(50.0).captured == 50.0  # underrun: silence, due time
+
+
 def test_microphone_source_waits_briefly_for_late_audio():
     mic = MicrophoneSource("local-mic", fps=30.0, wait_s=0.5)
     threading.Timer(0.05, lambda: mic.push(np.full(1600, 0.5, np.float32))).start()
@@ -204,29 +216,99 @@ def test_sender_reports_map_rtp_time_to_content_time():
         assert end + AUDIO_SEND_DELAY - 0.002 <= t < end + AUDIO_SEND_DELAY + 0.05, (t - end)
 
 
-def test_tracks_stamp_content_time():
-    """Video pts is the frame's capture time (the end of its audio), whenever it is sent; a repeat
-    ages from it; audio samples stay content time across a gap in the capture (silence fills it)."""
+def test_video_sender_reports_map_rtp_time_to_content_time():
+    """The same for video: frames captured every 1/30 s but rendered late (here: offered 20 ms
+    after capture, 10 ms in a few cases) leave at capture + VIDEO_SEND_DELAY, and the reports pair
+    their RTP time with the capture."""
     import asyncio
 
-    from dyadic.engine.tracks import VIDEO_CLOCK, FrameTrace, SessionAudioTrack, SessionVideoTrack
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+    from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket, is_rtcp
+
+    from dyadic.engine.tracks import (NTP_UNIX_OFFSET, VIDEO_CLOCK, VIDEO_SEND_DELAY, FrameTrace,
+                                      SessionVideoTrack, install_aiortc_hooks)
+
+    install_aiortc_hooks()
+    from aiortc import rtcpeerconnection
+
+    async def send_for(n_frames: int):
+        track = SessionVideoTrack(asyncio.get_running_loop(), fps=30.0)
+        transport = _CapturingTransport()
+        sender = rtcpeerconnection.RTCRtpSender(track, transport)
+        h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=VIDEO_CLOCK, payloadType=102,
+                                     parameters={"packetization-mode": "1", "profile-level-id": "42e01f"})
+        await sender.send(RTCRtpSendParameters(codecs=[h264]))
+        start = time.monotonic() + 0.1
+        for k in range(n_frames):
+            trace = FrameTrace(k)
+            trace.mark("captured", start + k / 30)
+            await asyncio.sleep(max(0.0, start + k / 30 + (0.010 if k % 7 == 0 else 0.020) - time.monotonic()))
+            track.offer(np.full((64, 64, 3), k % 255, np.uint8), trace)
+        await asyncio.sleep(0.2)
+        await sender.stop()
+        return track, transport.sent, start
+
+    track, sent, start = asyncio.run(send_for(66))  # 2.2 s: the first report comes 0.5-1.5 s in
+    media = [(t, RtpPacket.parse(d)) for t, d in sent if not is_rtcp(d)]
+    reports = [p for _, d in sent if is_rtcp(d) for p in RtcpPacket.parse(d) if isinstance(p, RtcpSrPacket)]
+    assert reports
+    frames = {}  # RTP timestamp -> when its first packet left
+    for t, packet in media:
+        frames.setdefault(packet.timestamp, t)
+    first_rtp = min(frames)
+    assert len(frames) >= 60
+    to_wall = time.time() - time.monotonic()
+    for sr in reports:
+        content = start + ((sr.sender_info.rtp_timestamp - first_rtp) % 2 ** 32) / VIDEO_CLOCK
+        reported = sr.sender_info.ntp_timestamp / 2 ** 32 - NTP_UNIX_OFFSET - to_wall
+        assert abs(reported - content) < 0.002, (reported, content)
+    for rtp, t in frames.items():  # every frame left at its capture + VIDEO_SEND_DELAY (+ encode)
+        captured = start + ((rtp - first_rtp) % 2 ** 32) / VIDEO_CLOCK
+        assert VIDEO_SEND_DELAY - 0.002 <= t - captured < VIDEO_SEND_DELAY + 0.05, (t - captured)
+
+
+def test_tracks_stamp_content_time():
+    """Video pts is the frame's capture time (the end of its audio); a frame rendered later than its
+    send time (capture + VIDEO_SEND_DELAY) goes at once; a repeat ages from the last frame by the
+    time since it was sent. Audio samples stay content time across a gap in the capture (silence
+    fills it), and the audio clock moves back when samples run ahead of the capture."""
+    import asyncio
+
+    from dyadic.engine.tracks import (AUDIO_GAP_TOLERANCE, VIDEO_CLOCK, VIDEO_SEND_DELAY, FrameTrace,
+                                      SessionAudioTrack, SessionVideoTrack)
 
     async def run():
         loop = asyncio.get_running_loop()
         video = SessionVideoTrack(loop, fps=30.0)
         trace = FrameTrace(0)
-        trace.mark("captured", video.t0 + 0.5)
+        trace.mark("captured", time.monotonic())
         video.offer(np.zeros((32, 32, 3), np.uint8), trace)
         first = await video.recv()
-        first_pts, sent_late = first.pts, trace.times["sent"] >= trace.times["captured"]
+        first_pts = first.pts
+        held = trace.times["sent"] - trace.times["captured"]
+        late = FrameTrace(1)
+        late.mark("captured", time.monotonic() - 1.0)  # rendered a second after its capture
+        video.offer(np.zeros((32, 32, 3), np.uint8), late)
+        t = time.monotonic()
+        await video.recv()
+        late_wait = time.monotonic() - t
+        late_pts = late.pts
+        t = time.monotonic()
         repeat = await video.recv()  # nothing new for two frame periods: the same frame again
+        repeat_age = time.monotonic() - t
         audio = SessionAudioTrack(loop)
         audio.push(np.zeros(1600, np.float32), captured=10.0)
         audio.push(np.zeros(1600, np.float32), captured=10.0 + 1600 / 48_000 + 0.2)  # 200 ms skipped
-        return first_pts, sent_late, repeat.pts, audio
+        gap = audio.gap_samples
+        audio.push(np.zeros(9600, np.float32), captured=10.0 + 2 * 1600 / 48_000 + 0.2)  # 0.2 s in no time
+        return first_pts, held, late_wait, late_pts, repeat.pts, repeat_age, audio, gap
 
-    first_pts, sent_late, repeat_pts, audio = asyncio.run(run())
-    assert first_pts == int(0.5 * VIDEO_CLOCK) and sent_late
-    assert repeat_pts > first_pts
-    assert audio.content_epoch == pytest.approx(10.0 - 1600 / 48_000)
-    assert audio.gap_samples == pytest.approx(0.2 * 48_000, abs=1)
+    first_pts, held, late_wait, late_pts, repeat_pts, repeat_age, audio, gap = asyncio.run(run())
+    assert VIDEO_SEND_DELAY <= held < VIDEO_SEND_DELAY + 0.03
+    assert late_wait < 0.01 and late_pts == first_pts + 1  # RTP time never goes back
+    assert (repeat_pts - late_pts) / VIDEO_CLOCK == pytest.approx(repeat_age, abs=0.01)
+    assert gap == pytest.approx(0.2 * 48_000, abs=1)
+    # the third push ends 0.2 s + 2 frames after the start but holds 0.2 s more than that: 8000
+    # samples ahead (> AUDIO_GAP_TOLERANCE), so sample 0 is moved that much earlier
+    assert audio.reanchored == 1 and 8000 > AUDIO_GAP_TOLERANCE
+    assert audio.content_epoch == pytest.approx(10.0 - (1600 + 8000) / 48_000, abs=1e-9)

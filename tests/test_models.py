@@ -210,6 +210,23 @@ def test_train_resume_and_checkpoint(sample_root, tmp_path):
     assert model.config.hidden == 16
 
 
+def test_train_with_the_concordance_term(sample_root, tmp_path, capsys):
+    """`dyadic train --ccc-weight W` reaches training: the term is logged per epoch on its own and
+    recorded with the run's options; a negative weight is refused."""
+    from dyadic.engine.cli import build_parser, cmd_train
+
+    args = build_parser().parse_args(["train", "--data", str(sample_root), "--format", "react", "--out",
+                                      str(tmp_path / "run"), "--epochs", "1", "--batch", "4",
+                                      "--ccc-weight", "0.5", "-q"])
+    assert cmd_train(args) == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert 0 < history[0]["train_ccc_loss"] < 2  # 1 - CCC, CCC in [-1, 1]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["options"]["ccc_weight"] == 0.5
+    assert "1-ccc" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--ccc-weight", "-1"])
+
+
 def test_bad_model_files_give_clear_errors(tmp_path):
     from dyadic.models.runtime import ModelFileError, load_runtime
 

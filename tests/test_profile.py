@@ -61,6 +61,11 @@ def test_browser_marks_are_named_by_the_path_and_mapped_through_the_best_pong():
     assert summary["budget"]["glass_to_glass_median_ms"] == {"value": 39.0, "budget": 60.0, "ok": True}
     assert summary["budget"]["latency_end_vs_start_ms"]["value"] == 0.0
     assert "GLASS TO GLASS" in profile.table(summary)
+    # the same run with frame ids off (`--no-frame-id`): no check at all, not N "unreadable"
+    off = RawRun([session], {"server": 1.0}, 1.0, "chromium", {}, [], offset_ms + 0.05, False)
+    for f in page:
+        f["frame_id"] = None  # what the page reports when it draws no ids
+    assert profile.summarize(profile.from_raw(off), {})["frame_ids"] is None
 
 
 def _check_trace(tmp_path, client_marks: set) -> tuple[list[dict], dict]:

@@ -1,6 +1,8 @@
 """The default avatar: generated model file, smplx's SMPL-H loader, skinning and the face rig."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,50 @@ def test_fast_skinning_matches_smplx_lbs(avatar):
     offset = np.stack([p.transl for p in poses])[:, None] - avatar._pelvis
     np.testing.assert_allclose(verts, ref_v.numpy() + offset, atol=1e-5)
     np.testing.assert_allclose(joints, ref_j.numpy() + offset, atol=1e-5)
+
+
+def test_models_with_pose_correctives_go_through_smplx_lbs(avatar, tmp_path):
+    """A real SMPL-H has pose correctives, so it takes smplx's lbs() itself (not the sparse path);
+    its normals then come from the faces (None here)."""
+    import torch
+    from smplx.lbs import lbs
+
+    from dyadic.renderer.idle import idle_pose
+
+    data = dict(np.load(default_avatar.default_model_dir() / default_avatar.SMPLH_FILE))
+    data["posedirs"] = np.random.default_rng(0).normal(0, 1e-3, data["posedirs"].shape)
+    (tmp_path / "smplh").mkdir()
+    np.savez(tmp_path / "smplh" / "SMPLH_NEUTRAL.npz", **data)
+    real = Avatar(tmp_path)
+    assert real.kind == "smplh" and real._skinning is None and not real.has_face_rig
+    poses = [idle_pose(0.7, seed=1), idle_pose(1.9, seed=2)]
+    poses[1].transl = np.array([0.2, 0.0, -0.1], np.float32)
+    verts, normals = real.skin_with_normals(poses)
+    assert normals is None
+    m = real.model
+    with torch.inference_mode():
+        full = torch.from_numpy(real._full_pose(poses).astype(np.float32)).view(2, -1)
+        ref, _ = lbs(torch.zeros(2, m.shapedirs.shape[-1]), full, m.v_template.expand(2, -1, -1),
+                     m.shapedirs, m.posedirs, m.J_regressor, m.parents, m.lbs_weights)
+    offset = np.stack([p.transl for p in poses])[:, None] - real._pelvis
+    np.testing.assert_allclose(verts, ref.numpy() + offset, atol=1e-5)
+    # the correctives do move the surface: the sparse path would have missed them
+    assert np.abs(verts - avatar.skin(poses)[0]).max() > 1e-4
+
+
+def test_face_rig_must_follow_single_joints(avatar, tmp_path, monkeypatch):
+    """The rig is added after skinning, turned by its joint: right only for vertices that follow one
+    joint rigidly and that no joint centre is regressed from. The generated model holds both, and
+    a model that breaks the first is refused with the file and field named."""
+    folder = default_avatar.default_model_dir()
+    rig = np.load(folder / "face_rig.npz")["vertex_ids"]
+    data = dict(np.load(folder / default_avatar.SMPLH_FILE))
+    assert np.all(data["weights"][rig].max(1) == 1.0) and not data["J_regressor"][:, rig].any()
+    broken = tmp_path / folder.name
+    shutil.copytree(folder, broken)
+    data["weights"][rig[0]] = 0.0
+    data["weights"][rig[0], [12, 15]] = 0.5  # shared by the neck and the head
+    np.savez(broken / default_avatar.SMPLH_FILE, **data)
+    monkeypatch.setenv("DYADIC_CACHE", str(tmp_path))
+    with pytest.raises(BodyModelError, match="face_rig.npz: vertex_ids"):
+        Avatar()

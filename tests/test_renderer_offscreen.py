@@ -104,6 +104,15 @@ def test_frame_draw_matches_pyrenders_own_render(avatar, renderer, base):
         finally:
             renderer._ghost.mesh.is_visible = True
         np.testing.assert_array_equal(ours, theirs)
+    # with --msaa the draw goes to the multisampled framebuffer and the read resolves it
+    with DyadRenderer(avatar, size=(320, 240), msaa=True) as smooth:
+        ours = smooth.render(speaker, listener)
+        theirs, _ = smooth._offscreen.render(smooth.scene, pyrender.RenderFlags.FLAT)
+    np.testing.assert_array_equal(ours, theirs)
+    with DyadRenderer(avatar, size=(320, 240)) as plain:
+        aliased = plain.render(speaker, listener)
+    edges = np.abs(ours.astype(np.int16) - aliased).max(axis=2) > 0
+    assert 0 < edges.mean() < 0.1  # smoothed silhouettes, nothing else moved
 
 
 def test_in_place_updates_leave_no_stale_buffers(avatar, renderer, base):

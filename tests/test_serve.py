@@ -122,8 +122,8 @@ def test_chromium_plays_the_page(server):
     # no growing delay: presentation time minus the frame's RTP time (a constant offset plus the
     # delay) over the last 2 s of frames is within 0.25 s of the first 2 s (Chromium's jitter
     # buffer may settle higher under load; slow motion or a backlog would grow by seconds)
-    t = np.array([f["presentationTime"] for f in frames]) / 1e3
-    rtp = np.unwrap(np.array([f["rtpTimestamp"] for f in frames], float), period=2 ** 32)
+    t = np.array([f["presented"] for f in frames]) / 1e3
+    rtp = np.unwrap(np.array([f["rtp"] for f in frames], float), period=2 ** 32)
     lag = t - rtp / 90_000
     lag -= lag[0]
     head, tail = lag[t < t[0] + 2], lag[t > t[-1] - 2]
