@@ -19,12 +19,12 @@
   const EXPORT_LIMIT = 54000;     // frames kept for a profiling script between two take() (30 min)
   const PONGS = 30;
   // engine/tracks.py TRACE_STAGES, then this page's marks; interval names as engine/profile.py
-  const SERVER_MARKS = ['captured', 'model_end', 'worker_start', 'skinned', 'rendered', 'sent',
-    'encode_start', 'encode_end'];
+  const SERVER_MARKS = ['captured', 'model_end', 'worker_start', 'skinned', 'rendered', 'encode_start',
+    'encode_end', 'sent'];
   const CLIENT_MARKS = ['received', 'presented'];
   const INTERVALS = {
     model_end: 'features+model', worker_start: 'queue', skinned: 'skin', rendered: 'render',
-    sent: 'hand-over', encode_start: 'encode queue', encode_end: 'encode', received: 'network',
+    encode_start: 'hand-over', encode_end: 'encode', sent: 'send pacing', received: 'network',
     presented: 'jitter buffer+decode',
   };
   // frame_id.py's layout
@@ -162,7 +162,7 @@
     // One presented frame joined to its server trace: marks in server seconds, or null.
     join(f, offsetMs) {
       const tr = this.traces.get(mod(f.rtp - this.origin));
-      if (!tr || !tr.times || tr.times.encode_end === undefined) return null;
+      if (!tr || !tr.times || tr.times.sent === undefined) return null;
       const times = { ...tr.times };
       if (f.received !== null) times.received = (f.received + offsetMs) / 1000;
       times.presented = (f.presented + offsetMs) / 1000;

@@ -18,12 +18,12 @@ together they add up to the end-to-end time exactly:
     queue                 -> worker_start          (waiting for the render worker)
     skin                  -> skinned
     render                -> rendered
-    hand-over             -> sent                  (copied out, paced to content + 45 ms, taken by aiortc)
-    encode queue          -> encode_start
+    hand-over             -> encode_start          (copied out, taken by aiortc's encoder thread)
     encode                -> encode_end
+    send pacing           -> sent                  (held until content + 45 ms, then its packets go)
     network               -> received              (Chromium: the frame's last packet arrived)
     jitter buffer+decode  -> presented             (Chromium: requestVideoFrameCallback presentationTime)
-    network+decode        encode_end -> decoded    (aiortc: out of its decoder; no display)
+    network+decode        sent -> decoded          (aiortc: out of its decoder; no display)
 
 End to end is "captured" to the last client mark: with Chromium that is glass to glass (the frame
 handed to the compositor), with aiortc only "decoded" (aiortc's receiver also holds each frame
@@ -47,11 +47,11 @@ RTP_WRAP = 2 ** 32
 CLIENT_MARKS = ("received", "decoded", "presented")
 MARKS = TRACE_STAGES + CLIENT_MARKS
 SERVER_INTERVALS = {"model_end": "features+model", "worker_start": "queue", "skinned": "skin",
-                    "rendered": "render", "sent": "hand-over", "encode_start": "encode queue",
-                    "encode_end": "encode"}
-CLIENT_INTERVALS = {("encode_end", "received"): "network", ("received", "presented"): "jitter buffer+decode",
-                    ("encode_end", "presented"): "network+jitter buffer+decode",
-                    ("encode_end", "decoded"): "network+decode"}
+                    "rendered": "render", "encode_start": "hand-over", "encode_end": "encode",
+                    "sent": "send pacing"}
+CLIENT_INTERVALS = {("sent", "received"): "network", ("received", "presented"): "jitter buffer+decode",
+                    ("sent", "presented"): "network+jitter buffer+decode",
+                    ("sent", "decoded"): "network+decode"}
 INTERVAL_ORDER = list(SERVER_INTERVALS.values()) + list(CLIENT_INTERVALS.values())
 # the budget for one 640x480 session with headless Chromium on loopback
 BUDGET = {"glass_to_glass_median_ms": 60.0, "glass_to_glass_p95_ms": 90.0, "av_offset_max_abs_ms": 40.0}
@@ -107,7 +107,7 @@ def join(server_frames: list[dict], client_frames: list[dict]) -> tuple[list[dic
     out, unmatched = [], 0
     for c in client_frames:
         frame = None if origin is None else by_pts.get((c["rtp"] - origin) % RTP_WRAP)
-        if frame is None or "encode_end" not in frame["times"]:
+        if frame is None or "sent" not in frame["times"]:
             unmatched += 1
             continue
         extras = {k: v for k, v in c.items() if k not in ("rtp", "times")}

@@ -11,7 +11,11 @@ pushed, never dropped. After a stall of more than MAX_BACKLOG frames the clock i
 latency cannot grow.
 
 The clock thread runs the source, pushes each frame's audio to the audio track as soon as it is
-read, then runs the features, model and adapter; the render thread hands the newest pair of poses
+read, then runs the features, model and adapter. A recording's audio is known ahead of time, so
+its frames are read AUDIO_LEAD_FRAMES early and their audio pushed then: it reaches the browser
+before the video of the same instant, and the browser's lip sync holds it back to meet the video
+(tracks.py). The model still hears each frame's audio only when the frame falls due; a pause or a
+seek takes effect AUDIO_LEAD_FRAMES later. The render thread hands the newest pair of poses
 to the session's render worker, a process of its own that skins and renders (render_worker.py: own
 GIL, own GL context), and gives the frame to the video track. Poses submitted while the worker was
 busy replace the waiting ones (dropped video, counted). Both tracks carry content time and pace
@@ -33,12 +37,13 @@ from dyadic.renderer.idle import idle_pose
 
 from . import frame_id
 from .render_worker import RenderWorker
-from .sources import MicrophoneSource, MovementInbox, SpeakerFrame
-from .tracks import FrameTrace, SessionAudioTrack, SessionVideoTrack
+from .sources import MicrophoneSource, MovementInbox, PlaybackSource, SpeakerFrame
+from .tracks import AUDIO_LEAD_SEND_DELAY, AUDIO_SEND_DELAY, FrameTrace, SessionAudioTrack, SessionVideoTrack
 
 log = logging.getLogger("dyadic.engine")
 
 IDLE_FPS = 30.0
+AUDIO_LEAD_FRAMES = 3  # a 20 ms audio frame is complete >= 66 ms before its content time
 MAX_BACKLOG = 15  # frames (0.5 s): beyond this the thread was stalled; re-anchor the clock
 STAGES = ("source", "features", "model", "adapter", "skin", "render", "convert")  # + "encode" from traces
 STATS_WINDOW = 90  # frames kept for the telemetry medians
@@ -144,6 +149,7 @@ class Session:
         self.video.on_sent = self.stats.record_sent
         self.inbox = {d: MovementInbox(m.layout) for d, m in models.items()}
         self._source = IdleSource()
+        self._read_ahead: collections.deque[SpeakerFrame] = collections.deque()  # audio pushed
         self._pending_source = None
         self._new_latent = False  # resample(): the frame thread draws the new seed's latents
         self._lock = threading.Lock()
@@ -250,8 +256,13 @@ class Session:
 
     def _for_source(self):
         """(reaction or None, adapter or None, movement inbox or None) for the current source: a
-        fresh reaction state at the source's rate, from the model of the source's dataset."""
+        fresh reaction state at the source's rate, from the model of the source's dataset. Also
+        sets how the tracks send: a recording's audio leads its video (module docstring)."""
         from dyadic.models.runtime import ReactionSession
+
+        leads = self._audio_lead() > 0
+        self.audio.send_delay = AUDIO_LEAD_SEND_DELAY if leads else AUDIO_SEND_DELAY
+        self.video.render_on_arrival = leads
 
         dataset = self.dataset
         model = self.models.get(dataset or "")
@@ -270,6 +281,7 @@ class Session:
             if switched is not None:  # a new source: its rate, its model, a fresh reaction
                 old, self._source = self._source, switched
                 old.close()
+                self._read_ahead.clear()  # the old source's; their audio has gone out
                 fps = self.video.fps = self._source.fps
                 t_anchor, k_anchor = time.monotonic(), k
                 reaction, adapt, inbox = self._for_source()
@@ -307,12 +319,8 @@ class Session:
         """Source, features and model for frame j -> (SpeakerFrame, trace, listener pose or None)."""
         trace = FrameTrace(j)
         t0 = time.monotonic()
-        frame = self._source.read(due)
+        frame = self._read(due)
         trace.mark("captured", frame.captured)
-        # The audio leaves as soon as it is captured, ahead of the model and the renderer: audio
-        # and video both carry content time, and the browser lines them up (tracks.py).
-        silent = isinstance(self._source, MicrophoneSource)  # the user hears themselves already
-        self.audio.push(np.zeros_like(frame.audio) if silent else frame.audio, frame.captured)
         t1 = time.monotonic()
         pushed = inbox.latest(t1) if inbox is not None else None
         if pushed is not None:
@@ -340,6 +348,21 @@ class Session:
             self.stats.stage_ms[stage].append(ms)
         self.stats.frames += 1
         return frame, trace, listener_pose
+
+    def _audio_lead(self) -> int:
+        return AUDIO_LEAD_FRAMES if isinstance(self._source, PlaybackSource) else 0
+
+    def _read(self, due: float) -> SpeakerFrame:
+        """The source's frame due at `due`. Its audio leaves as soon as it is read, ahead of the
+        model and the renderer: audio and video both carry content time, and the browser lines
+        them up (tracks.py). A recording is read `_audio_lead()` frames ahead."""
+        period = 1.0 / self._source.fps
+        while len(self._read_ahead) <= self._audio_lead():
+            frame = self._source.read(due + len(self._read_ahead) * period)
+            silent = isinstance(self._source, MicrophoneSource)  # the user hears themselves already
+            self.audio.push(np.zeros_like(frame.audio) if silent else frame.audio, frame.captured)
+            self._read_ahead.append(frame)
+        return self._read_ahead.popleft()
 
     def _recorded_listener(self, frame: SpeakerFrame, adapt):
         """No model for this dataset: show the recorded listener (as `replay --model none`)."""

@@ -1,9 +1,12 @@
 """aiortc media tracks fed by a session's frame thread, timestamped with content time.
 
-aiortc pulls: its sender awaits `recv()` and sends the frame at once, so pacing is the track's job
-(reference/streaming.md section 2.1). Here the session's frame thread paces production on its
-monotonic clock and hands each frame over; `recv()` returns it at its send time, a fixed delay
-after its content time (AUDIO_SEND_DELAY, VIDEO_SEND_DELAY), or at once if it is later than that.
+aiortc pulls: its sender awaits `recv()`, encodes and sends the frame at once, so pacing is the
+track's job (reference/streaming.md section 2.1). Here the session's frame thread paces production
+on its monotonic clock and hands each frame over; each frame leaves at its send time, a fixed delay
+after its content time, or at once if it is later than that. Audio waits in `recv()`
+(AUDIO_SEND_DELAY; Opus takes a fraction of a millisecond). Video waits after it is encoded, in
+`before_send()`, which `ContentClockSender` calls between the encoder and the packets: then the
+encoder's time does not show in when the frame arrives (VIDEO_SEND_DELAY).
 
 Both tracks stamp their media with its *content* time on the session's monotonic clock, as RTP
 means timestamps (the sampling instant, RFC 3550 section 5.1): pts / clock rate + `content_epoch`
@@ -15,9 +18,17 @@ the audio and the video of the same instant however late each one leaves.
   no new frame comes for two frame periods the last one is sent again (counted as repeated), so
   the stream never stalls. pts = the frame's `captured` mark (the end of its speaker audio).
 - Audio: a FIFO of 48 kHz samples, sent in 20 ms frames with pts = samples sent. The frame thread
-  pushes each frame's audio as soon as it is captured, ahead of its video, which takes the
-  renderer's time; audio is never dropped, and a gap in the capture is filled with silence so
-  that the sample count stays content time.
+  pushes each frame's audio as soon as it is captured (a recording's, a few frames before its
+  content time: session.py), ahead of its video, which takes the renderer's time; audio is never
+  dropped, and a gap in the capture is filled with silence so that the sample count stays content
+  time.
+
+The browser's lip sync delays whichever track arrives sooner until both play the same instant
+together, so the slower path sets the latency. For a recording that is the video, which then asks
+Chromium, through the playout-delay RTP header extension (min 0), to show each frame as soon as it
+is decoded: the sender's pacing already took the renderer's jitter out, and Chromium's own video
+jitter estimator otherwise climbs on the few frames that come late (BENCHMARKS.md, issue 5). For a
+live microphone the audio is the slower path and the video keeps Chromium's usual jitter buffer.
 """
 from __future__ import annotations
 
@@ -28,6 +39,7 @@ import time
 
 import av
 import numpy as np
+from aiortc import rtp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from dyadic.datasets.interaction import AUDIO_RATE
@@ -41,18 +53,29 @@ AUDIO_GAP_TOLERANCE = AUDIO_RATE // 20  # 50 ms: capture jitter, not a gap
 # issue 5). Audio: a 20 ms frame is complete up to 13 ms after its content time (the capture comes
 # in 33 ms video-frame chunks), plus the frame thread's lateness; sent 30 ms after it, it goes out
 # on a steady 20 ms beat and the browser's audio jitter buffer stays at its 20 ms minimum (15 ms
-# let late packets through, and the jitter buffer then settled at ~60 ms). Video: rendering takes
-# 20-50 ms after capture; sending each frame 45 ms after it turns most of that jitter into a
-# constant, which the browser's video jitter estimator otherwise chases upwards. A frame later
-# than that goes at once.
+# let late packets through, and the jitter buffer then settled at ~60 ms). Video: capture to
+# encoded takes ~20 ms (median), ~30 ms (p95) with Chromium on the same 2 cores; sending each
+# frame 35 ms after its capture turns that jitter into a constant. A frame later than that goes
+# at once (and, rendered on arrival, is shown late by that much, alone).
 AUDIO_SEND_DELAY = 0.030
-VIDEO_SEND_DELAY = 0.045
+VIDEO_SEND_DELAY = 0.035
+# A recording's audio is pushed a few frames early (session.py), so every 20 ms frame is complete
+# well before its content time and leaves 40 ms *before* it: it then reaches the browser ahead of
+# the video of the same instant, and the browser holds the audio back to meet the video (its lip
+# sync leaves differences under 30 ms alone, so the audio must not be the later one).
+AUDIO_LEAD_SEND_DELAY = -0.040
+# playout-delay header extension (webrtc.org experiments): min and max in 10 ms units. min 0 and
+# max <= 500 ms is Chromium's "render on arrival" mode; a max above 500 ms is its usual buffering.
+PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+PLAYOUT_DELAY_ON_ARRIVAL = (0, 50)
+PLAYOUT_DELAY_BUFFERED = (0, 0xFFF)
 
 
 # The server side of a frame's path, in order; each is a time.monotonic() mark. "captured" is the
-# end of the frame's audio; "model_end" is absent without a model (recorded listener, idle).
-TRACE_STAGES = ("captured", "model_end", "worker_start", "skinned", "rendered", "sent", "encode_start",
-                "encode_end")
+# end of the frame's audio; "model_end" is absent without a model (recorded listener, idle); "sent"
+# is when its packets go out, after the send pacing.
+TRACE_STAGES = ("captured", "model_end", "worker_start", "skinned", "rendered", "encode_start",
+                "encode_end", "sent")
 
 
 class FrameTrace:
@@ -91,12 +114,14 @@ class SessionVideoTrack(MediaStreamTrack):
         self._lock = threading.Lock()
         self._slot: av.VideoFrame | None = None  # its FrameTrace rides in .opaque
         self._last: av.VideoFrame | None = None
+        self._in_flight: FrameTrace | None = None  # taken by aiortc, not sent yet (None: a repeat)
         self._last_pts = -1
         self._last_sent_at = 0.0
         self.fps = fps
         self.content_epoch = time.monotonic()  # pts 0 on the session clock
         self.sent = self.dropped = self.repeated = 0
-        self.on_sent = None  # callback(trace) when a frame leaves for the encoder
+        self.on_sent = None  # callback(trace) when a frame's packets go out
+        self.render_on_arrival = False  # ask the browser to show frames as soon as decoded
 
     def offer(self, rgb: np.ndarray, trace: FrameTrace) -> None:
         """From the frame thread: the newest rendered frame (H, W, 3) uint8; its trace's
@@ -111,16 +136,29 @@ class SessionVideoTrack(MediaStreamTrack):
         _notify(self._loop, self._event)
 
     def _stamp(self, frame: av.VideoFrame, captured: float | None) -> av.VideoFrame:
-        """pts from the content time `captured`; a repeat (None) ages from the last frame's."""
-        now = time.monotonic()
+        """pts from the content time `captured`; a repeat (None) ages from the last frame's by the
+        time since that one was sent (so it is due at once)."""
         if captured is None:
-            pts = self._last_pts + int(round((now - self._last_sent_at) * VIDEO_CLOCK))
+            pts = self._last_pts + int(round((time.monotonic() - self._last_sent_at) * VIDEO_CLOCK))
         else:
             pts = int(round((captured - self.content_epoch) * VIDEO_CLOCK))
         frame.pts = max(pts, self._last_pts + 1)  # RTP time never goes back
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
-        self._last_pts, self._last_sent_at = frame.pts, now
+        self._last_pts = frame.pts
         return frame
+
+    async def before_send(self) -> None:
+        """From the sender, between encoding the frame `recv()` gave and sending its packets: wait
+        for its send time, VIDEO_SEND_DELAY after its content time (a repeat goes at once)."""
+        trace, self._in_flight = self._in_flight, None
+        if trace is not None:
+            if (wait := trace.times["captured"] + VIDEO_SEND_DELAY - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            trace.mark("sent")
+            self.sent += 1
+            if self.on_sent is not None:
+                self.on_sent(trace)
+        self._last_sent_at = time.monotonic()
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -132,16 +170,10 @@ class SessionVideoTrack(MediaStreamTrack):
                 self._event.clear()
             if frame is not None:
                 trace = frame.opaque
-                captured = trace.times["captured"]
-                if (wait := captured + VIDEO_SEND_DELAY - time.monotonic()) > 0:
-                    await asyncio.sleep(wait)
                 self._last = frame
-                self.sent += 1
-                self._stamp(frame, captured)
-                trace.mark("sent")
+                self._stamp(frame, trace.times["captured"])
                 trace.pts = frame.pts
-                if self.on_sent is not None:
-                    self.on_sent(trace)
+                self._in_flight = trace
                 return frame
             try:
                 await asyncio.wait_for(self._event.wait(), patience)
@@ -151,7 +183,7 @@ class SessionVideoTrack(MediaStreamTrack):
                 if self._last is not None:
                     self.repeated += 1
                     # aiortc encodes one frame at a time, so the same object can go again
-                    self._last.opaque = None
+                    self._last.opaque = self._in_flight = None
                     return self._stamp(self._last, None)
 
 
@@ -172,6 +204,7 @@ class SessionAudioTrack(MediaStreamTrack):
         self.overflow_samples = 0
         self.gap_samples = 0  # silence put in where the capture skipped time
         self.reanchored = 0  # times the content clock moved back to meet the capture clock
+        self.send_delay = AUDIO_SEND_DELAY  # after the content time; AUDIO_LEAD_SEND_DELAY when led
 
     def push(self, samples: np.ndarray, captured: float | None = None) -> None:
         """From the frame thread: the next samples (float32 mono 48 kHz), whose last one was
@@ -220,11 +253,11 @@ class SessionAudioTrack(MediaStreamTrack):
                 await asyncio.wait_for(self._event.wait(), 0.5)
             except asyncio.TimeoutError:
                 continue
-        # Pace: each 20 ms frame leaves AUDIO_SEND_DELAY after its last sample's content time, not
-        # in a burst when its capture chunk lands. The browser's audio jitter buffer (NetEq) sizes
+        # Pace: each 20 ms frame leaves `send_delay` after its last sample's content time, not in a
+        # burst when its capture chunk lands. The browser's audio jitter buffer (NetEq) sizes
         # itself to the arrival jitter and raises its delay after every late packet; a steady
         # stream keeps it small, and A/V sync waits for the video anyway.
-        due = self.content_epoch + (self.samples_sent + AUDIO_FRAME) / AUDIO_RATE + AUDIO_SEND_DELAY
+        due = self.content_epoch + (self.samples_sent + AUDIO_FRAME) / AUDIO_RATE + self.send_delay
         wait = due - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -281,6 +314,10 @@ class ContentClockSender:
     `__rtp_timestamp` after every packet (RTCRtpSender._run_rtp) and reads them for each report
     (_run_rtcp). Python stores those as `_RTCRtpSender__ntp_timestamp` etc., so the properties
     below, defined on the subclass, receive those writes and answer those reads.
+
+    It also gives the track its say between encoding and sending (`before_send`, the video's send
+    pacing), and writes the playout-delay header extension (`PlayoutDelayExtensions`) in place of
+    aiortc's private extension map, which has no entry for it.
     """
 
     _pending_media_ts: int | None = None
@@ -289,9 +326,17 @@ class ContentClockSender:
     _report_rtp = 0
     _wall_minus_monotonic: float | None = None  # taken once, so every report uses one mapping
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._RTCRtpSender__rtp_header_extensions_map = PlayoutDelayExtensions(self)
+
     async def _next_encoded_frame(self, codec):
         encoded = await super()._next_encoded_frame(codec)
-        if encoded is not None:  # the media timestamp (pts in the codec clock) of what goes next
+        if encoded is not None:
+            before_send = getattr(self.track, "before_send", None)
+            if before_send is not None:
+                await before_send()
+            # the media timestamp (pts in the codec clock) of what goes next
             self._pending_media_ts = encoded.timestamp
         return encoded
 
@@ -321,19 +366,55 @@ class ContentClockSender:
         self._send_ntp = value
 
 
+class PlayoutDelayExtensions(rtp.HeaderExtensionsMap):
+    """aiortc's header extension map plus the playout-delay extension, when negotiated: on every
+    packet of a sender whose track asks for it, PLAYOUT_DELAY_ON_ARRIVAL while the track's
+    `render_on_arrival` is set, PLAYOUT_DELAY_BUFFERED otherwise (the browser keeps the last one
+    it got, so switching back has to be said too)."""
+
+    def __init__(self, sender):
+        super().__init__()
+        self._sender = sender
+        self._id: int | None = None
+
+    def configure(self, parameters) -> None:
+        super().configure(parameters)
+        self._id = next((ext.id for ext in parameters.headerExtensions if ext.uri == PLAYOUT_DELAY_URI),
+                        None)
+
+    def set(self, values) -> tuple[int, bytes]:
+        profile, data = super().set(values)
+        on_arrival = getattr(self._sender.track, "render_on_arrival", None)
+        if on_arrival is None or self._id is None:
+            return profile, data
+        low, high = PLAYOUT_DELAY_ON_ARRIVAL if on_arrival else PLAYOUT_DELAY_BUFFERED
+        value = ((low << 12) | high).to_bytes(3, "big")  # two 12-bit fields, 10 ms units
+        if profile in (0, 0xBEDE) and self._id <= 14:  # one-byte form: 4 bytes, still 32-bit aligned
+            return 0xBEDE, bytes([(self._id << 4) | (len(value) - 1)]) + value + data
+        # the two-byte form (an id over 14, or aiortc chose it): re-pack every element
+        elements = list(rtp.unpack_header_extensions(profile, data)) + [(self._id, value)]
+        return rtp.pack_header_extensions(elements)
+
+
 _installed = False
 
 
 def install_aiortc_hooks() -> None:
     """Make aiortc's senders encode H.264 with FastH264Encoder (video_codec.py), time every video
-    encode, and report content time in RTCP (ContentClockSender). aiortc offers no hook for any of
-    these, so its sender's get_encoder is wrapped and its peer connection builds our sender
-    subclass (idempotent); VP8 and audio encoders are aiortc's own."""
+    encode, pace video after encoding, report content time in RTCP and offer the playout-delay
+    header extension (ContentClockSender). aiortc offers no hook for any of these, so its sender's
+    get_encoder is wrapped, its video header extensions get one more, and its peer connection
+    builds our sender subclass (idempotent); VP8 and audio encoders are aiortc's own."""
     global _installed
     if _installed:
         return
+    import aiortc.codecs as codecs
     import aiortc.rtcpeerconnection as peer_connection
     import aiortc.rtcrtpsender as sender
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+
+    # aiortc's own ids are 1-3 and shared with audio under BUNDLE; an answer takes the offer's id
+    codecs.HEADER_EXTENSIONS["video"].append(RTCRtpHeaderExtensionParameters(id=4, uri=PLAYOUT_DELAY_URI))
 
     original = sender.get_encoder
     sender.get_encoder = lambda codec: _TimedEncoder(video_codec.encoder_for(codec, original))

@@ -8,6 +8,12 @@ single saving of CPU per session. aiortc has no option for the preset, so `FastH
 replaces its `_encode_frame` (the workaround streaming.md section 2.2 lists) and keeps aiortc's
 packetisation, bitrate clamp and keyframe handling.
 
+The bitrate follows the receiver's estimate (REMB) as in aiortc, but never above MAX_BITRATE.
+aiortc reopens the encoder, with a keyframe, on every change over 10 %; Chromium's estimate climbs
+from aiortc's 1 Mbit/s start to its 3 Mbit/s ceiling in steps, and on loopback that meant a keyframe
+about every second for 20 s, each a large frame that is slow to encode (BENCHMARKS.md, issue 5).
+The avatar on a plain background needs no more than 1 Mbit/s at 640x480 (about 4 kB a frame).
+
 The codec is chosen per peer connection by codec preferences on the video transceiver, so a client
 that does not offer H.264 still gets VP8.
 """
@@ -28,29 +34,31 @@ X264_OPTIONS = {
     # other stages already keep the second core busy.
     "threads": "1",
 }
+MAX_BITRATE = 1_000_000  # bit/s
 
 
 class FastH264Encoder(H264Encoder):
     """aiortc's H264Encoder with libx264 at `ultrafast` on one thread."""
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
-        # As aiortc: reopen on a size change or a bitrate change over 10 % (REMB); that restarts
-        # with a keyframe.
+        # As aiortc: reopen on a size change or a bitrate change over 10 % (REMB), up to
+        # MAX_BITRATE; that restarts with a keyframe.
+        bitrate = min(self.target_bitrate, MAX_BITRATE)
         if self.codec and (frame.width != self.codec.width or frame.height != self.codec.height
-                           or abs(self.target_bitrate - self.codec.bit_rate) / self.codec.bit_rate > 0.1):
+                           or abs(bitrate - self.codec.bit_rate) / self.codec.bit_rate > 0.1):
             self.codec = None
         frame.pict_type = (av.video.frame.PictureType.I if force_keyframe
                            else av.video.frame.PictureType.NONE)
         if self.codec is None:
-            self.codec = self._open(frame.width, frame.height)
+            self.codec = self._open(frame.width, frame.height, bitrate)
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
         if data:
             yield from self._split_bitstream(data)
 
-    def _open(self, width: int, height: int):
+    def _open(self, width: int, height: int, bitrate: int):
         codec = av.CodecContext.create("libx264", "w")
         codec.width, codec.height = width, height
-        codec.bit_rate = self.target_bitrate
+        codec.bit_rate = bitrate
         codec.pix_fmt = "yuv420p"
         codec.framerate = fractions.Fraction(MAX_FRAME_RATE, 1)
         codec.time_base = fractions.Fraction(1, MAX_FRAME_RATE)

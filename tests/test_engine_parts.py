@@ -64,6 +64,43 @@ def test_playback_source_plays_pauses_seeks_and_loops():
     assert src.playing is False  # stopped at the end
 
 
+def test_a_recordings_audio_leads_its_frames_and_a_microphones_does_not():
+    """A recording's audio goes to the audio track AUDIO_LEAD_FRAMES frames before the frame falls
+    due (stamped with its own content time), to be sent before its content time; the video then
+    asks for render-on-arrival. A live source's audio goes when its frame is read."""
+    import asyncio
+
+    from dyadic.engine.session import AUDIO_LEAD_FRAMES, Session
+    from dyadic.engine.tracks import AUDIO_LEAD_SEND_DELAY, AUDIO_SEND_DELAY
+
+    interaction = load_interaction(_sample(), None)
+    loop = asyncio.new_event_loop()
+    try:
+        session = Session("t", loop, models={}, default_dataset=None)
+        session._source = PlaybackSource(interaction)
+        session._for_source()
+        period, n = 1 / interaction.fps, round(48_000 / interaction.fps)
+        frames = [session._read(10.0 + k * period) for k in range(3)]
+        assert [f.position for f in frames] == pytest.approx([k * period for k in range(3)])
+        assert [f.captured for f in frames] == pytest.approx([10.0 + k * period for k in range(3)])
+        assert session.audio._pushed == (3 + AUDIO_LEAD_FRAMES) * n  # audio up to frame 4 is out
+        assert session.audio.content_epoch == pytest.approx(10.0 - n / 48_000)
+        assert session.audio.send_delay == AUDIO_LEAD_SEND_DELAY < 0 and session.video.render_on_arrival
+        mic = MicrophoneSource("browser-mic")
+        try:
+            session._source = mic
+            session._read_ahead.clear()
+            session._for_source()
+            pushed = session.audio._pushed
+            session._read(10.0 + (3 + AUDIO_LEAD_FRAMES) * period)  # the next content time
+            assert session.audio._pushed == pushed + n  # one frame: nothing ahead
+            assert session.audio.send_delay == AUDIO_SEND_DELAY and not session.video.render_on_arrival
+        finally:
+            mic.close()
+    finally:
+        loop.close()
+
+
 def test_microphone_source_bounds_its_backlog_and_counts_underruns():
     mic = MicrophoneSource("browser-mic", fps=30.0, max_backlog_s=0.1, wait_s=0.0)
     mic.push(np.ones(48_000, np.float32))  # a second arrives at once (a burst after a stall)
@@ -219,13 +256,17 @@ def test_sender_reports_map_rtp_time_to_content_time():
 def test_video_sender_reports_map_rtp_time_to_content_time():
     """The same for video: frames captured every 1/30 s but rendered late (here: offered 20 ms
     after capture, 10 ms in a few cases) leave at capture + VIDEO_SEND_DELAY, and the reports pair
-    their RTP time with the capture."""
+    their RTP time with the capture. Every packet carries the playout-delay header extension next
+    to aiortc's own: "render on arrival" while the track asks for it, the usual buffering after."""
     import asyncio
+    import struct
 
-    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
-    from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket, is_rtcp
+    from aiortc.rtcrtpparameters import (RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters,
+                                         RTCRtpSendParameters)
+    from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket, is_rtcp, unpack_header_extensions
 
-    from dyadic.engine.tracks import (NTP_UNIX_OFFSET, VIDEO_CLOCK, VIDEO_SEND_DELAY, FrameTrace,
+    from dyadic.engine.tracks import (NTP_UNIX_OFFSET, PLAYOUT_DELAY_BUFFERED, PLAYOUT_DELAY_ON_ARRIVAL,
+                                      PLAYOUT_DELAY_URI, VIDEO_CLOCK, VIDEO_SEND_DELAY, FrameTrace,
                                       SessionVideoTrack, install_aiortc_hooks)
 
     install_aiortc_hooks()
@@ -237,9 +278,14 @@ def test_video_sender_reports_map_rtp_time_to_content_time():
         sender = rtcpeerconnection.RTCRtpSender(track, transport)
         h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=VIDEO_CLOCK, payloadType=102,
                                      parameters={"packetization-mode": "1", "profile-level-id": "42e01f"})
-        await sender.send(RTCRtpSendParameters(codecs=[h264]))
+        extensions = [RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                      RTCRtpHeaderExtensionParameters(id=5, uri=PLAYOUT_DELAY_URI)]
+        await sender.send(RTCRtpSendParameters(codecs=[h264], headerExtensions=extensions, muxId="0"))
         start = time.monotonic() + 0.1
+        track.render_on_arrival = True
         for k in range(n_frames):
+            if k == n_frames // 2:
+                track.render_on_arrival = False
             trace = FrameTrace(k)
             trace.mark("captured", start + k / 30)
             await asyncio.sleep(max(0.0, start + k / 30 + (0.010 if k % 7 == 0 else 0.020) - time.monotonic()))
@@ -262,15 +308,27 @@ def test_video_sender_reports_map_rtp_time_to_content_time():
         content = start + ((sr.sender_info.rtp_timestamp - first_rtp) % 2 ** 32) / VIDEO_CLOCK
         reported = sr.sender_info.ntp_timestamp / 2 ** 32 - NTP_UNIX_OFFSET - to_wall
         assert abs(reported - content) < 0.002, (reported, content)
-    for rtp, t in frames.items():  # every frame left at its capture + VIDEO_SEND_DELAY (+ encode)
+    for rtp, t in frames.items():  # every frame left at its capture + VIDEO_SEND_DELAY
         captured = start + ((rtp - first_rtp) % 2 ** 32) / VIDEO_CLOCK
         assert VIDEO_SEND_DELAY - 0.002 <= t - captured < VIDEO_SEND_DELAY + 0.05, (t - captured)
+    delays = []
+    for _, data in sent:
+        if not is_rtcp(data):
+            profile, length = struct.unpack_from("!HH", data, 12)
+            elements = dict(unpack_header_extensions(profile, data[16:16 + 4 * length]))
+            assert elements[9] == b"0"  # aiortc's mid, still there
+            value = int.from_bytes(elements[5], "big")
+            delays.append((value >> 12, value & 0xFFF))
+    changed = delays.index(PLAYOUT_DELAY_BUFFERED)
+    assert changed > 20 and set(delays[:changed]) == {PLAYOUT_DELAY_ON_ARRIVAL}
+    assert set(delays[changed:]) == {PLAYOUT_DELAY_BUFFERED}
 
 
 def test_tracks_stamp_content_time():
-    """Video pts is the frame's capture time (the end of its audio); a frame rendered later than its
-    send time (capture + VIDEO_SEND_DELAY) goes at once; a repeat ages from the last frame by the
-    time since it was sent. Audio samples stay content time across a gap in the capture (silence
+    """Video pts is the frame's capture time (the end of its audio); the sender, once it has encoded
+    a frame, holds it until its send time (capture + VIDEO_SEND_DELAY), and a frame rendered later
+    than that goes at once; a repeat ages from the last frame by the time since it was sent, and
+    goes at once. Audio samples stay content time across a gap in the capture (silence
     fills it), and the audio clock moves back when samples run ahead of the capture."""
     import asyncio
 
@@ -285,27 +343,34 @@ def test_tracks_stamp_content_time():
         video.offer(np.zeros((32, 32, 3), np.uint8), trace)
         first = await video.recv()
         first_pts = first.pts
+        assert "sent" not in trace.times  # not before the sender's before_send
+        await video.before_send()  # what ContentClockSender does once the frame is encoded
         held = trace.times["sent"] - trace.times["captured"]
         late = FrameTrace(1)
         late.mark("captured", time.monotonic() - 1.0)  # rendered a second after its capture
         video.offer(np.zeros((32, 32, 3), np.uint8), late)
         t = time.monotonic()
         await video.recv()
+        await video.before_send()
         late_wait = time.monotonic() - t
         late_pts = late.pts
         t = time.monotonic()
         repeat = await video.recv()  # nothing new for two frame periods: the same frame again
         repeat_age = time.monotonic() - t
+        t = time.monotonic()
+        await video.before_send()
+        late_wait = max(late_wait, time.monotonic() - t)
         audio = SessionAudioTrack(loop)
         audio.push(np.zeros(1600, np.float32), captured=10.0)
         audio.push(np.zeros(1600, np.float32), captured=10.0 + 1600 / 48_000 + 0.2)  # 200 ms skipped
         gap = audio.gap_samples
         audio.push(np.zeros(9600, np.float32), captured=10.0 + 2 * 1600 / 48_000 + 0.2)  # 0.2 s in no time
-        return first_pts, held, late_wait, late_pts, repeat.pts, repeat_age, audio, gap
+        return first_pts, held, late_wait, late_pts, repeat.pts, repeat_age, audio, gap, (video.sent, video.repeated)
 
-    first_pts, held, late_wait, late_pts, repeat_pts, repeat_age, audio, gap = asyncio.run(run())
+    first_pts, held, late_wait, late_pts, repeat_pts, repeat_age, audio, gap, video_counts = asyncio.run(run())
     assert VIDEO_SEND_DELAY <= held < VIDEO_SEND_DELAY + 0.03
     assert late_wait < 0.01 and late_pts == first_pts + 1  # RTP time never goes back
+    assert video_counts == (2, 1)  # sent (the repeat is counted apart), repeated
     assert (repeat_pts - late_pts) / VIDEO_CLOCK == pytest.approx(repeat_age, abs=0.01)
     assert gap == pytest.approx(0.2 * 48_000, abs=1)
     # the third push ends 0.2 s + 2 frames after the start but holds 0.2 s more than that: 8000

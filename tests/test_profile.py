@@ -23,7 +23,7 @@ def test_client_frames_are_matched_through_the_rtp_origin_across_a_wrap():
     server = _server_frames(40, start_pts=5_000)
     origin = 2 ** 32 - 60_000  # the sender's random origin; pts wrap during the run
     received = server[3:37]  # the client missed the first and the last frames
-    client = [{"rtp": (f["pts"] + origin) % 2 ** 32, "times": {"decoded": f["times"]["encode_end"] + 0.02}}
+    client = [{"rtp": (f["pts"] + origin) % 2 ** 32, "times": {"decoded": f["times"]["sent"] + 0.02}}
               for f in received]
     joined, unmatched = profile.join(server, client)
     assert unmatched == 0 and [f["index"] for f in joined] == list(range(3, 37))
@@ -40,8 +40,8 @@ def test_browser_marks_are_named_by_the_path_and_mapped_through_the_best_pong():
     pongs = [{"t": 1.0, "rtt": 9.0, "offset": offset_ms + 4.0}, {"t": 2.0, "rtt": 0.8, "offset": offset_ms},
              {"t": 3.0, "rtt": 3.0, "offset": offset_ms - 1.0}]
     page = [{"rtp": f["pts"] + 77, "decode_ms": 0.9, "frame_id": f["index"],
-             "page": {"received": (f["times"]["encode_end"] + 0.002) * 1e3 - offset_ms,
-                      "presented": (f["times"]["encode_end"] + 0.015) * 1e3 - offset_ms}} for f in server]
+             "page": {"received": (f["times"]["sent"] + 0.002) * 1e3 - offset_ms,
+                      "presented": (f["times"]["sent"] + 0.015) * 1e3 - offset_ms}} for f in server]
     from dyadic.engine.profile_run import ClientSession, RawRun
 
     session = ClientSession(page, server, {"dropped": 0, "repeated": 0}, clock=pongs,
@@ -57,7 +57,7 @@ def test_browser_marks_are_named_by_the_path_and_mapped_through_the_best_pong():
     assert summary["end_mark"] == "presented" and "glass to glass" in summary["what"]
     assert summary["frame_ids"]["checked"] == 8 and summary["frame_ids"]["mismatched"] == 0
     assert summary["av_offset_ms"]["max_abs"] == 12.0 and summary["budget"]["av_offset_max_abs_ms"]["ok"]
-    # captured -> encode_end is 24 ms in _server_frames, presented 15 ms later
+    # captured -> sent is 24 ms in _server_frames, presented 15 ms later
     assert summary["budget"]["glass_to_glass_median_ms"] == {"value": 39.0, "budget": 60.0, "ok": True}
     assert summary["budget"]["latency_end_vs_start_ms"]["value"] == 0.0
     assert "GLASS TO GLASS" in profile.table(summary)
@@ -130,7 +130,7 @@ def test_the_page_names_the_intervals_as_the_profile_does():
     block = re.search(r"const INTERVALS = \{(.*?)\};", js, re.S).group(1)
     names = dict(re.findall(r"(\w+): '([^']+)'", block))
     assert {k: v for k, v in names.items() if k in profile.SERVER_INTERVALS} == profile.SERVER_INTERVALS
-    assert names["received"] == profile.CLIENT_INTERVALS[("encode_end", "received")]
+    assert names["received"] == profile.CLIENT_INTERVALS[("sent", "received")]
     assert names["presented"] == profile.CLIENT_INTERVALS[("received", "presented")]
     stages = re.search(r"const SERVER_MARKS = \[(.*?)\];", js, re.S).group(1)
     assert tuple(re.findall(r"'(\w+)'", stages)) == profile.TRACE_STAGES

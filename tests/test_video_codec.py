@@ -56,16 +56,22 @@ def test_fast_h264_encoder_round_trips_every_frame_at_ultrafast():
     assert decoded[-1].shape == (480, 640, 3) and err < 12, err
 
 
-def test_bitrate_change_reopens_with_the_same_options():
+def test_bitrate_follows_the_estimate_down_but_not_over_the_cap():
+    """A lower estimate (REMB) reopens the encoder with the same options; a higher one above
+    MAX_BITRATE keeps the encoder as it is (no keyframe)."""
     from aiortc.codecs.h264 import h264_depayload
 
     enc = video_codec.FastH264Encoder()
     frames = [f for _, f in _frames(3)]
     enc.encode(frames[0], True)
     first = enc.codec
-    enc.target_bitrate = enc.target_bitrate * 2  # what a REMB report does
-    payloads, _ = enc.encode(frames[1])
-    assert enc.codec is not first and enc.codec.bit_rate == enc.target_bitrate
+    assert first.bit_rate == video_codec.MAX_BITRATE
+    enc.target_bitrate = 3 * video_codec.MAX_BITRATE  # what a rising REMB report does
+    enc.encode(frames[1])
+    assert enc.codec is first
+    enc.target_bitrate = video_codec.MAX_BITRATE // 2  # a falling one
+    payloads, _ = enc.encode(frames[2])
+    assert enc.codec is not first and enc.codec.bit_rate == video_codec.MAX_BITRATE // 2
     assert _x264_settings(b"".join(h264_depayload(p) for p in payloads))["subme"] == "0"
 
 
