@@ -382,13 +382,17 @@ class PlayoutDelayExtensions(rtp.HeaderExtensionsMap):
         self._id = next((ext.id for ext in parameters.headerExtensions if ext.uri == PLAYOUT_DELAY_URI),
                         None)
 
+    # the extension's payload: two 12-bit fields (min, max), 10 ms units
+    _VALUES = {on: ((low << 12) | high).to_bytes(3, "big") for on, (low, high) in
+               ((True, PLAYOUT_DELAY_ON_ARRIVAL), (False, PLAYOUT_DELAY_BUFFERED))}
+
     def set(self, values) -> tuple[int, bytes]:
+        """Called for every packet the sender serialises."""
         profile, data = super().set(values)
         on_arrival = getattr(self._sender.track, "render_on_arrival", None)
         if on_arrival is None or self._id is None:
             return profile, data
-        low, high = PLAYOUT_DELAY_ON_ARRIVAL if on_arrival else PLAYOUT_DELAY_BUFFERED
-        value = ((low << 12) | high).to_bytes(3, "big")  # two 12-bit fields, 10 ms units
+        value = self._VALUES[bool(on_arrival)]
         if profile in (0, 0xBEDE) and self._id <= 14:  # one-byte form: 4 bytes, still 32-bit aligned
             return 0xBEDE, bytes([(self._id << 4) | (len(value) - 1)]) + value + data
         # the two-byte form (an id over 14, or aiortc chose it): re-pack every element

@@ -324,6 +324,39 @@ def test_video_sender_reports_map_rtp_time_to_content_time():
     assert set(delays[changed:]) == {PLAYOUT_DELAY_BUFFERED}
 
 
+def test_playout_delay_extension_in_both_header_forms_and_only_when_asked():
+    """With a negotiated id up to 14 the element goes in the one-byte header form before aiortc's
+    own; with a larger id everything is re-packed in the two-byte form; a track that does not ask
+    (audio: no render_on_arrival) or a connection that did not negotiate it gets aiortc's header."""
+    from types import SimpleNamespace
+
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, unpack_header_extensions
+
+    from dyadic.engine.tracks import PLAYOUT_DELAY_ON_ARRIVAL, PLAYOUT_DELAY_URI, PlayoutDelayExtensions
+
+    def header(track, playout_id):
+        extensions = [RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]
+        if playout_id is not None:
+            extensions.append(RTCRtpHeaderExtensionParameters(id=playout_id, uri=PLAYOUT_DELAY_URI))
+        mapping = PlayoutDelayExtensions(SimpleNamespace(track=track))
+        mapping.configure(RTCRtpParameters(headerExtensions=extensions))
+        return mapping.set(HeaderExtensions(mid="0"))
+
+    video = SimpleNamespace(render_on_arrival=True)
+    low, high = PLAYOUT_DELAY_ON_ARRIVAL
+    expected = ((low << 12) | high).to_bytes(3, "big")
+    for playout_id, form in ((5, 0xBEDE), (15, 0x1000)):
+        profile, data = header(video, playout_id)
+        assert profile == form and dict(unpack_header_extensions(profile, data)) == {1: b"0", playout_id: expected}
+    plain = HeaderExtensionsMap()
+    plain.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]))
+    aiortc_own = plain.set(HeaderExtensions(mid="0"))
+    assert header(SimpleNamespace(), 5) == aiortc_own  # an audio track
+    assert header(video, None) == aiortc_own  # the browser did not offer the extension
+
+
 def test_tracks_stamp_content_time():
     """Video pts is the frame's capture time (the end of its audio); the sender, once it has encoded
     a frame, holds it until its send time (capture + VIDEO_SEND_DELAY), and a frame rendered later
