@@ -40,6 +40,9 @@ WS_FRAME_LIMIT = 4 * 1024 * 1024  # above protocol.MAX_MESSAGE_BYTES, so that we
 TELEMETRY_PERIOD_S = 1.0
 LIVE_FPS = 30.0
 SWITCH_INTERVAL_S = 0.001
+# A reloaded page connects again before its old session has freed its render worker (~1 s): a
+# new connection waits this long for sessions that are already closing before it is refused.
+CLOSING_WAIT_S = 5.0
 
 
 def client_dir() -> Path:
@@ -114,6 +117,7 @@ class Server:
         self.engine = Engine(options)
         self.sessions: dict[str, "Connection"] = {}
         self._ids = itertools.count(1)
+        self._freed = asyncio.Condition()  # notified when a session has gone
         self._server = None
         self.started = time.monotonic()
 
@@ -171,8 +175,24 @@ class Server:
         return Response(200, "OK", headers, body)
 
     # -- websocket ------------------------------------------------------------------------------
+    async def _has_room(self) -> bool:
+        """Whether one more session fits, at once or once sessions that are already closing have
+        gone (within CLOSING_WAIT_S)."""
+        limit, loop = self.options.max_sessions, asyncio.get_running_loop()
+        deadline = loop.time() + CLOSING_WAIT_S
+        async with self._freed:
+            while len(self.sessions) >= limit:
+                staying = sum(not conn.closing for conn in self.sessions.values())
+                if staying >= limit or loop.time() >= deadline:
+                    return False
+                try:
+                    await asyncio.wait_for(self._freed.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    return False
+        return True
+
     async def _handle(self, ws: ServerConnection) -> None:
-        if len(self.sessions) >= self.options.max_sessions:
+        if not await self._has_room():
             log.warning("refused a session: %d of %d in use", len(self.sessions), self.options.max_sessions)
             await ws.send(protocol.encode("refused", message=f"the server is full ({self.options.max_sessions} "
                                                              "sessions, --max-sessions); try again later"))
@@ -188,6 +208,8 @@ class Server:
             await conn.close()
             self.sessions.pop(sid, None)
             log.info("session %s closed (%d live)", sid, len(self.sessions))
+            async with self._freed:
+                self._freed.notify_all()
 
 
 class Connection:
@@ -365,6 +387,10 @@ class Connection:
             if frames:
                 await self.send("trace", frames=frames)
             await self.send("state", **self.session.state())
+
+    @property
+    def closing(self) -> bool:
+        return self._closed
 
     async def close(self) -> None:
         if self._closed:
