@@ -220,8 +220,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"dyadic profile: {args.sessions} session(s), {args.client} client, {args.seconds:.0f} s ...",
           file=sys.stderr, flush=True)
+    if args.mic and args.clip:
+        raise UserError("profile: give a clip or --mic, not both")
     run = run_profile(args.clip, args.data, args.seconds, args.sessions, args.client,
-                      frame_ids=args.client == "chromium" and not args.no_frame_id)
+                      frame_ids=args.client == "chromium" and not args.no_frame_id, microphone=args.mic)
     summary = write_all(run, out)
     print(table(summary))
     print(f"wrote {out / 'trace.jsonl'}, {out / 'summary.json'}, {out / 'report.html'}")
@@ -360,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--client", choices=("chromium", "aiortc"), default="chromium",
                     help="the receiving client (default: chromium, the engine's page in headless Chromium: "
                          "glass to glass, A/V offset; aiortc: no display, to the decoded frame)")
+    pf.add_argument("--mic", action="store_true",
+                    help="listen to the client's microphone instead of a recording (Chromium's fake capture "
+                         "device, a beep; aiortc: a tone): the live path's latency")
     pf.add_argument("--no-frame-id", action="store_true",
                     help="chromium: do not draw frame ids into the picture to cross-check the RTP mapping")
     pf.add_argument("--out", default="report", metavar="DIR", help="where trace.jsonl, summary.json and "

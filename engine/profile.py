@@ -224,6 +224,7 @@ def summarize(run: ProfileRun, machine: dict) -> dict:
         "unmatched_client_frames": run.unmatched_client_frames,
         "dropped": sum(t.get("dropped", 0) for t in run.telemetry),
         "repeated": sum(t.get("repeated", 0) for t in run.telemetry),
+        "audio_underruns": sum(t.get("audio_underruns", 0) for t in run.telemetry),
         "cpu_cores": {p: round(s / run.seconds, 3) for p, s in run.cpu_seconds.items()},
         "gpu": _gpu(run.gpu),
         "clock": run.clock or None,
@@ -280,7 +281,8 @@ def table(summary: dict) -> str:
     lines.insert(1, "-" * len(lines[0]))
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in summary["cpu_cores"].items())
     lines.append(f"FPS per session {summary['fps']}; frames {summary['frames']}; dropped {summary['dropped']}, "
-                 f"repeated {summary['repeated']}; latency first/last third "
+                 f"repeated {summary['repeated']}, audio underruns {summary.get('audio_underruns', 0)}; "
+                 f"latency first/last third "
                  f"{summary['end_to_end_first_third_median_ms']}/{summary['end_to_end_last_third_median_ms']} ms")
     lines.append(f"CPU cores: {cpu}; GPU: {summary['gpu'] or summary['machine'].get('gpu', 'none')}")
     for c in summary.get("clock") or []:
@@ -386,10 +388,12 @@ models {html.escape(json.dumps(summary['server'].get('models')))}.</p>
 
 # -- all together -----------------------------------------------------------------------------------
 def run_profile(clip: str | None, data: str | None, seconds: float, sessions: int, client: str,
-                frame_ids: bool = False) -> ProfileRun:
+                frame_ids: bool = False, microphone: bool = False) -> ProfileRun:
+    """`microphone`: the session listens to the client's microphone (Chromium's fake capture
+    device, or the aiortc probe's tone) instead of playing `clip`."""
     from .profile_run import run_clients
 
-    return from_raw(run_clients(clip, data, seconds, sessions, client, frame_ids))
+    return from_raw(run_clients(clip, data, seconds, sessions, client, frame_ids, microphone))
 
 
 def write_all(run: ProfileRun, out: Path) -> dict:

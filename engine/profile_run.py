@@ -55,7 +55,8 @@ class RawRun:
     frame_ids: bool
 
 
-async def _aiortc_session(server, seconds: float, clip: str | None, frame_ids: bool, started) -> ClientSession:
+async def _aiortc_session(server, seconds: float, clip: str | None, frame_ids: bool, started,
+                          microphone: bool = False) -> ClientSession:
     from .probe import probe
 
     if frame_ids:
@@ -67,20 +68,24 @@ async def _aiortc_session(server, seconds: float, clip: str | None, frame_ids: b
         asyncio.get_running_loop().call_later(WARMUP_S, started)
 
     # probe's seconds count from its first frame
-    r = await probe(server.ws, seconds=WARMUP_S + seconds, clip=clip, trace=True, on_first_frame=on_first_frame)
+    r = await probe(server.ws, seconds=WARMUP_S + seconds, clip=clip, trace=True, on_first_frame=on_first_frame,
+                    microphone=microphone)
     start = first[0] + WARMUP_S if first else 0.0
     frames = [{"rtp": pts, "times": {"decoded": t}} for t, pts in zip(r.video_times, r.video_pts)]
     return ClientSession(frames, r.traces, r.telemetry[-1] if r.telemetry else None, start=start)
 
 
-async def _chromium_session(server, seconds: float, clip: str | None, frame_ids: bool, started) -> ClientSession:
+async def _chromium_session(server, seconds: float, clip: str | None, frame_ids: bool, started,
+                            microphone: bool = False) -> ClientSession:
     from .browser import ChromiumPage
     from .probe import TRACE_SETTLE_S
 
     url = server.url + ("?frameid=1" if frame_ids else "")
     async with ChromiumPage(url) as page:
         await page.wait_connected()
-        if clip:
+        if microphone:  # as a user picks it; Chromium's fake capture device beeps
+            await page.page.click("#src-browser-mic")
+        elif clip:
             await page.evaluate("(c) => window.dyadic.send({type: 'source', kind: 'clip', clip: c})", clip)
         await page.page.wait_for_function("() => window.dyadic.frames().length > 0", timeout=60_000)
         await asyncio.sleep(WARMUP_S)
@@ -114,7 +119,7 @@ CLIENTS = {"aiortc": _aiortc_session, "chromium": _chromium_session}
 
 
 def run_clients(clip: str | None, data: str | None, seconds: float, sessions: int, client: str,
-                frame_ids: bool = False) -> RawRun:
+                frame_ids: bool = False, microphone: bool = False) -> RawRun:
     from .probe import ServeProcess
 
     if client not in CLIENTS:
@@ -124,7 +129,8 @@ def run_clients(clip: str | None, data: str | None, seconds: float, sessions: in
     with ServeProcess(*args) as server:
         async def clients():
             ready = []
-            tasks = [asyncio.create_task(session_fn(server, seconds, clip, frame_ids, lambda: ready.append(1)))
+            tasks = [asyncio.create_task(session_fn(server, seconds, clip, frame_ids, lambda: ready.append(1),
+                                                    microphone))
                      for _ in range(sessions)]
             while len(ready) < sessions and not any(t.done() for t in tasks):
                 await asyncio.sleep(0.05)

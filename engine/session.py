@@ -15,7 +15,10 @@ read, then runs the features, model and adapter. A recording's audio is known ah
 its frames are read AUDIO_LEAD_FRAMES early and their audio pushed then: it reaches the browser
 before the video of the same instant, and the browser's lip sync holds it back to meet the video
 (tracks.py). The model still hears each frame's audio only when the frame falls due; a pause or a
-seek takes effect AUDIO_LEAD_FRAMES later. The render thread hands the newest pair of poses
+seek takes effect AUDIO_LEAD_FRAMES later. A live source's audio cannot be read early, but the
+browser gets silence for it (the user hears themselves already), and silence can be sent for a
+time not yet captured: it is stamped AUDIO_LEAD_FRAMES ahead, so the audio leads for every source
+and the video is shown as soon as it arrives. The render thread hands the newest pair of poses
 to the session's render worker, a process of its own that skins and renders (render_worker.py: own
 GIL, own GL context), and gives the frame to the video track. Poses submitted while the worker was
 busy replace the waiting ones (dropped video, counted). Both tracks carry content time and pace
@@ -37,8 +40,8 @@ from dyadic.renderer.idle import idle_pose
 
 from . import frame_id
 from .render_worker import RenderWorker
-from .sources import MicrophoneSource, MovementInbox, PlaybackSource, SpeakerFrame
-from .tracks import AUDIO_LEAD_SEND_DELAY, AUDIO_SEND_DELAY, FrameTrace, SessionAudioTrack, SessionVideoTrack
+from .sources import MovementInbox, PlaybackSource, SpeakerFrame
+from .tracks import AUDIO_LEAD_SEND_DELAY, FrameTrace, SessionAudioTrack, SessionVideoTrack
 
 log = logging.getLogger("dyadic.engine")
 
@@ -145,6 +148,10 @@ class Session:
         self.on_failure = on_failure or (lambda msg: None)
         self.video = SessionVideoTrack(loop, IDLE_FPS)
         self.audio = SessionAudioTrack(loop)
+        # every source's audio leads its video (_read), so the browser can show each video frame
+        # as soon as it has decoded it: lip sync holds the audio back instead
+        self.audio.send_delay = AUDIO_LEAD_SEND_DELAY
+        self.video.render_on_arrival = True
         self.stats = SessionStats()
         self.video.on_sent = self.stats.record_sent
         self.inbox = {d: MovementInbox(m.layout) for d, m in models.items()}
@@ -256,13 +263,8 @@ class Session:
 
     def _for_source(self):
         """(reaction or None, adapter or None, movement inbox or None) for the current source: a
-        fresh reaction state at the source's rate, from the model of the source's dataset. Also
-        sets how the tracks send: a recording's audio leads its video (module docstring)."""
+        fresh reaction state at the source's rate, from the model of the source's dataset."""
         from dyadic.models.runtime import ReactionSession
-
-        leads = self._audio_lead() > 0
-        self.audio.send_delay = AUDIO_LEAD_SEND_DELAY if leads else AUDIO_SEND_DELAY
-        self.video.render_on_arrival = leads
 
         dataset = self.dataset
         model = self.models.get(dataset or "")
@@ -355,12 +357,15 @@ class Session:
     def _read(self, due: float) -> SpeakerFrame:
         """The source's frame due at `due`. Its audio leaves as soon as it is read, ahead of the
         model and the renderer: audio and video both carry content time, and the browser lines
-        them up (tracks.py). A recording is read `_audio_lead()` frames ahead."""
+        them up (tracks.py). A recording is read `_audio_lead()` frames ahead; a live source's
+        silence is stamped as many frames ahead."""
         period = 1.0 / self._source.fps
         while len(self._read_ahead) <= self._audio_lead():
             frame = self._source.read(due + len(self._read_ahead) * period)
-            silent = isinstance(self._source, MicrophoneSource)  # the user hears themselves already
-            self.audio.push(np.zeros_like(frame.audio) if silent else frame.audio, frame.captured)
+            if isinstance(self._source, PlaybackSource):
+                self.audio.push(frame.audio, frame.captured)
+            else:  # a microphone (the user hears themselves already) or nothing yet
+                self.audio.push(np.zeros_like(frame.audio), frame.captured + AUDIO_LEAD_FRAMES * period)
             self._read_ahead.append(frame)
         return self._read_ahead.popleft()
 

@@ -125,10 +125,12 @@ class MicrophoneSource:
 
     The capture and the session clock run on different crystals, so the backlog drifts: it is held
     under `max_backlog_s` by trimming the oldest samples (counted), so the latency of a live source
-    cannot grow. When the capture is late, read() waits up to `wait_s` and then pads with silence
-    (counted as an underrun) rather than stall the frame."""
+    cannot grow. What stays queued after a read is latency: the default holds one frame (33 ms)
+    and a browser's 20 ms audio packet (it was 150 ms, which kept ~100 ms queued: BENCHMARKS.md,
+    issue 4, session 8). When the capture is late, read() waits up to `wait_s` and then pads
+    with silence (counted as an underrun) rather than stall the frame."""
 
-    def __init__(self, kind: str, fps: float = 30.0, max_backlog_s: float = 0.15, wait_s: float = 0.02,
+    def __init__(self, kind: str, fps: float = 30.0, max_backlog_s: float = 0.055, wait_s: float = 0.02,
                  close=None):
         self.kind = kind
         self.fps = fps

@@ -64,37 +64,42 @@ def test_playback_source_plays_pauses_seeks_and_loops():
     assert src.playing is False  # stopped at the end
 
 
-def test_a_recordings_audio_leads_its_frames_and_a_microphones_does_not():
+def test_audio_leads_its_frames_for_a_recording_and_a_microphone():
     """A recording's audio goes to the audio track AUDIO_LEAD_FRAMES frames before the frame falls
-    due (stamped with its own content time), to be sent before its content time; the video then
-    asks for render-on-arrival. A live source's audio goes when its frame is read."""
+    due (stamped with its own content time), to be sent before its content time; a live source's
+    audio (silence: the user hears themselves) goes when its frame is read, stamped as many frames
+    ahead. The video always asks for render-on-arrival."""
     import asyncio
 
     from dyadic.engine.session import AUDIO_LEAD_FRAMES, Session
-    from dyadic.engine.tracks import AUDIO_LEAD_SEND_DELAY, AUDIO_SEND_DELAY
+    from dyadic.engine.tracks import AUDIO_GAP_TOLERANCE, AUDIO_LEAD_SEND_DELAY
 
     interaction = load_interaction(_sample(), None)
     loop = asyncio.new_event_loop()
     try:
         session = Session("t", loop, models={}, default_dataset=None)
+        assert session.audio.send_delay == AUDIO_LEAD_SEND_DELAY < 0 and session.video.render_on_arrival
         session._source = PlaybackSource(interaction)
-        session._for_source()
         period, n = 1 / interaction.fps, round(48_000 / interaction.fps)
         frames = [session._read(10.0 + k * period) for k in range(3)]
         assert [f.position for f in frames] == pytest.approx([k * period for k in range(3)])
         assert [f.captured for f in frames] == pytest.approx([10.0 + k * period for k in range(3)])
-        assert session.audio._pushed == (3 + AUDIO_LEAD_FRAMES) * n  # audio up to frame 4 is out
+        assert session.audio._pushed == (3 + AUDIO_LEAD_FRAMES) * n  # audio up to frame 5 is out
         assert session.audio.content_epoch == pytest.approx(10.0 - n / 48_000)
-        assert session.audio.send_delay == AUDIO_LEAD_SEND_DELAY < 0 and session.video.render_on_arrival
-        mic = MicrophoneSource("browser-mic")
+        mic = MicrophoneSource("browser-mic", wait_s=0.0)
         try:
             session._source = mic
             session._read_ahead.clear()
-            session._for_source()
             pushed = session.audio._pushed
-            session._read(10.0 + (3 + AUDIO_LEAD_FRAMES) * period)  # the next content time
-            assert session.audio._pushed == pushed + n  # one frame: nothing ahead
-            assert session.audio.send_delay == AUDIO_SEND_DELAY and not session.video.render_on_arrival
+            # nothing captured yet: the frame is silence that ends when it is due, right after
+            # the recording's last audio; stamped AUDIO_LEAD_FRAMES ahead, the track fills the
+            # frames in between with silence
+            due = 10.0 + (3 + AUDIO_LEAD_FRAMES) * period
+            assert session._read(due).captured == due and mic.underruns == 1
+            gap = AUDIO_LEAD_FRAMES * n
+            assert gap > AUDIO_GAP_TOLERANCE
+            assert session.audio._pushed == pushed + n + gap and session.audio.gap_samples == gap
+            assert not np.concatenate(session.audio._chunks)[-(n + gap):].any()  # silence goes out
         finally:
             mic.close()
     finally:
