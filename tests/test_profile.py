@@ -103,6 +103,14 @@ def test_short_real_run_writes_a_complete_consistent_report(tmp_path):
     assert summary["budget"] is None  # the budget is for glass to glass, which aiortc cannot see
 
 
+def test_microphone_run_profiles_the_live_path(tmp_path):
+    run = profile.run_profile(None, None, seconds=4.0, sessions=1, client="aiortc", microphone=True)
+    summary = profile.write_all(run, tmp_path)
+    assert summary["fps"][0] > 15 and summary["frames"] > 60
+    assert run.telemetry[0]["movement"] == "none"  # a clip would play its recorded movement
+    assert summary["audio_underruns"] < 0.1 * summary["frames"]  # the probe's tone keeps arriving
+
+
 def test_chromium_run_measures_glass_to_glass_and_checks_its_mappings(tmp_path):
     run = profile.run_profile(None, None, seconds=6.0, sessions=1, client="chromium", frame_ids=True)
     profile.write_all(run, tmp_path)
