@@ -59,7 +59,8 @@ AUDIO_GAP_TOLERANCE = AUDIO_RATE // 20  # 50 ms: capture jitter, not a gap
 # at once (and, rendered on arrival, is shown late by that much, alone).
 AUDIO_SEND_DELAY = 0.030
 VIDEO_SEND_DELAY = 0.035
-# A recording's audio is pushed a few frames early (session.py), so every 20 ms frame is complete
+# A session's audio is pushed a few frames early (session.py: a recording's read ahead, a live
+# source's silence stamped ahead), so every 20 ms frame is complete
 # well before its content time and leaves 40 ms *before* it: it then reaches the browser ahead of
 # the video of the same instant, and the browser holds the audio back to meet the video (its lip
 # sync leaves differences under 30 ms alone, so the audio must not be the later one).
