@@ -106,8 +106,9 @@ class ToneTrack(AudioStreamTrack):
         return out
 
 
-async def probe(url: str, seconds: float = 10.0, clip: str | None = None, connect_timeout: float = 20.0, loopback: bool = True, microphone: bool = False,
-                trace: bool = False, on_first_frame: Callable[[], None] | None = None) -> ProbeResult:
+async def probe(url: str, seconds: float = 10.0, clip: str | None = None, connect_timeout: float = 20.0,
+                loopback: bool = True, microphone: bool = False, trace: bool = False,
+                on_first_frame: Callable[[], None] | None = None) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
     `microphone`: send a tone as the browser microphone and pick that source instead of a clip.

@@ -20,7 +20,7 @@ together they add up to the end-to-end time exactly:
     render                -> rendered
     hand-over             -> encode_start          (copied out, taken by aiortc's encoder thread)
     encode                -> encode_end
-    send pacing           -> sent                  (held until content + 45 ms, then its packets go)
+    send pacing           -> sent                  (held until content + 35 ms, then its packets go)
     network               -> received              (Chromium: the frame's last packet arrived)
     jitter buffer+decode  -> presented             (Chromium: requestVideoFrameCallback presentationTime)
     network+decode        sent -> decoded          (aiortc: out of its decoder; no display)

@@ -351,18 +351,16 @@ class Session:
         self.stats.frames += 1
         return frame, trace, listener_pose
 
-    def _audio_lead(self) -> int:
-        return AUDIO_LEAD_FRAMES if isinstance(self._source, PlaybackSource) else 0
-
     def _read(self, due: float) -> SpeakerFrame:
         """The source's frame due at `due`. Its audio leaves as soon as it is read, ahead of the
         model and the renderer: audio and video both carry content time, and the browser lines
-        them up (tracks.py). A recording is read `_audio_lead()` frames ahead; a live source's
+        them up (tracks.py). A recording is read AUDIO_LEAD_FRAMES frames ahead; a live source's
         silence is stamped as many frames ahead."""
         period = 1.0 / self._source.fps
-        while len(self._read_ahead) <= self._audio_lead():
+        recording = isinstance(self._source, PlaybackSource)
+        while len(self._read_ahead) <= (AUDIO_LEAD_FRAMES if recording else 0):
             frame = self._source.read(due + len(self._read_ahead) * period)
-            if isinstance(self._source, PlaybackSource):
+            if recording:
                 self.audio.push(frame.audio, frame.captured)
             else:  # a microphone (the user hears themselves already) or nothing yet
                 self.audio.push(np.zeros_like(frame.audio), frame.captured + AUDIO_LEAD_FRAMES * period)

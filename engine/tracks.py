@@ -18,17 +18,19 @@ the audio and the video of the same instant however late each one leaves.
   no new frame comes for two frame periods the last one is sent again (counted as repeated), so
   the stream never stalls. pts = the frame's `captured` mark (the end of its speaker audio).
 - Audio: a FIFO of 48 kHz samples, sent in 20 ms frames with pts = samples sent. The frame thread
-  pushes each frame's audio as soon as it is captured (a recording's, a few frames before its
-  content time: session.py), ahead of its video, which takes the renderer's time; audio is never
+  pushes each frame's audio a few frames before its content time (a recording's read ahead, a live
+  source's silence stamped ahead: session.py), ahead of its video, which takes the renderer's
+  time; audio is never
   dropped, and a gap in the capture is filled with silence so that the sample count stays content
   time.
 
 The browser's lip sync delays whichever track arrives sooner until both play the same instant
-together, so the slower path sets the latency. For a recording that is the video, which then asks
-Chromium, through the playout-delay RTP header extension (min 0), to show each frame as soon as it
-is decoded: the sender's pacing already took the renderer's jitter out, and Chromium's own video
-jitter estimator otherwise climbs on the few frames that come late (BENCHMARKS.md, issue 5). For a
-live microphone the audio is the slower path and the video keeps Chromium's usual jitter buffer.
+together, so the slower path sets the latency. The session sends its audio ahead, so that is the
+video, which then asks Chromium, through the playout-delay RTP header extension (min 0), to show
+each frame as soon as it is decoded (`render_on_arrival`): the sender's pacing already took the
+renderer's jitter out, and Chromium's own video jitter estimator otherwise climbs on the few
+frames that come late (BENCHMARKS.md, issue 5). A track with `render_on_arrival` False asks for
+Chromium's usual buffering instead.
 """
 from __future__ import annotations
 
@@ -59,11 +61,12 @@ AUDIO_GAP_TOLERANCE = AUDIO_RATE // 20  # 50 ms: capture jitter, not a gap
 # at once (and, rendered on arrival, is shown late by that much, alone).
 AUDIO_SEND_DELAY = 0.030
 VIDEO_SEND_DELAY = 0.035
-# A session's audio is pushed a few frames early (session.py: a recording's read ahead, a live
-# source's silence stamped ahead), so every 20 ms frame is complete
-# well before its content time and leaves 40 ms *before* it: it then reaches the browser ahead of
-# the video of the same instant, and the browser holds the audio back to meet the video (its lip
-# sync leaves differences under 30 ms alone, so the audio must not be the later one).
+# AUDIO_SEND_DELAY is the track's default, for audio pushed when it is captured. A session pushes
+# its audio a few frames early instead (session.py: a recording's read ahead, a live source's
+# silence stamped ahead), so every 20 ms frame is complete well before its content time and leaves
+# 40 ms *before* it: it then reaches the browser ahead of the video of the same instant, and the
+# browser holds the audio back to meet the video (its lip sync leaves differences under 30 ms
+# alone, so the audio must not be the later one).
 AUDIO_LEAD_SEND_DELAY = -0.040
 # playout-delay header extension (webrtc.org experiments): min and max in 10 ms units. min 0 and
 # max <= 500 ms is Chromium's "render on arrival" mode; a max above 500 ms is its usual buffering.

@@ -117,6 +117,17 @@ def test_microphone_source_bounds_its_backlog_and_counts_underruns():
     assert mic.underruns == 1 and not late.audio.any()
 
 
+def test_microphone_keeps_little_audio_queued_behind_a_frame():
+    """By default what stays queued after a read (latency every frame waits behind) is at most a
+    browser's 20 ms packet and a little jitter: 55 ms held, one 33 ms frame read."""
+    mic = MicrophoneSource("browser-mic", fps=30.0, wait_s=0.0)
+    mic.push(np.ones(9_600, np.float32))  # 0.2 s at once (a backlog built up before the first read)
+    arrived = time.monotonic()
+    frame = mic.read(0.0)
+    assert arrived - frame.captured <= 0.055 - 1 / 30 + 2e-3
+    assert mic.underruns == 0 and len(frame.audio) == 1600
+
+
 def test_microphone_frames_carry_the_capture_time_of_their_last_sample():
     """A frame's `captured` (the content time of its last sample) is the newest push's arrival
     minus what still waits behind it, so a burst after a stall gives frames 1/fps apart, not one
