@@ -1,7 +1,8 @@
 """Skinning and rendering cost per frame: `python bench/render.py [--frames 300] [--json FILE]`.
 
 Skinning: one avatar, and the two avatars of a dyad in one batched call. Rendering: DyadRenderer at
-640x480 and 1280x720 (EGL; OSMesa too with --osmesa, in a subprocess since one process can hold
+640x480 and 1280x720, with the full mesh (replay) and, rendering in software, the live render's
+decimated bodies (`_live`, renderer/lod.py), timed in alternating blocks of frames (EGL; OSMesa too with --osmesa, in a subprocess since one process can hold
 only one GL platform). Poses and faces change every frame; warm-up frames are excluded.
 Budget (DESIGN.md section 5): skinning + render <= 15 ms per frame at 640x480 on 2 CPU cores,
 measured as one sequential step per frame (skin both avatars, then render), not as a sum of medians.
@@ -39,6 +40,22 @@ def _timed(fn, frames: int, warmup: int) -> dict[str, float]:
     return _stats(samples)
 
 
+def _timed_alternating(fns: dict, frames: int, warmup: int, block: int = 30) -> dict[str, dict[str, float]]:
+    """Like _timed for several variants at once, in alternating blocks of frames, so that the
+    machine's slow spells fall on every variant alike and their ratio is measured fairly."""
+    for fn in fns.values():
+        for k in range(warmup):
+            fn(k)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for start in range(warmup, warmup + frames, block):
+        for name, fn in fns.items():
+            for k in range(start, min(start + block, warmup + frames)):
+                t0 = time.perf_counter()
+                fn(k)
+                samples[name].append(time.perf_counter() - t0)
+    return {name: _stats(s) for name, s in samples.items()}
+
+
 def run(frames: int, warmup: int, backend: str, sizes: list[tuple[int, int]],
         body_model: str | None = None) -> dict:
     import torch
@@ -66,10 +83,16 @@ def run(frames: int, warmup: int, backend: str, sizes: list[tuple[int, int]],
 
     info = {}
     for w, h in sizes:
-        with DyadRenderer(avatar, size=(w, h), backend=backend) as r:
-            results[f"render_{w}x{h}"] = _timed(lambda k: render(r, k), frames, warmup)
-            results[f"skin+render_{w}x{h}"] = _timed(lambda k: step(r, k), frames, warmup)
-            info = {"backend": r.backend, "gl_renderer": r.gl_renderer, "gl_version": r.gl_version}
+        # the full mesh (dyadic replay) and the live render's (dyadic serve: decimate="auto")
+        with DyadRenderer(avatar, size=(w, h), backend=backend) as r, \
+                DyadRenderer(avatar, size=(w, h), backend=backend, decimate="auto") as live:
+            variants = {f"render_{w}x{h}": lambda k: render(r, k), f"skin+render_{w}x{h}": lambda k: step(r, k)}
+            if live.decimate > 0:
+                variants[f"render_{w}x{h}_live"] = lambda k: render(live, k)
+                variants[f"skin+render_{w}x{h}_live"] = lambda k: step(live, k)
+            results.update(_timed_alternating(variants, frames, warmup))
+            info = {"backend": r.backend, "gl_renderer": r.gl_renderer, "gl_version": r.gl_version,
+                    "live_decimate": live.decimate, "live_faces": live.triangles}
     return {"results": results, **info, "torch_threads": torch.get_num_threads(),
             "body_model": avatar.kind, "num_vertices": avatar.num_vertices,
             "num_faces": len(avatar.faces)}
@@ -102,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['body_model']} body model, {report['num_vertices']} vertices and "
           f"{report['num_faces']} triangles per avatar, torch threads {report['torch_threads']}, "
           f"{report['backend']}: {report['gl_renderer']} | {report['machine']['cpu']} x{report['machine']['cores']}")
+    print(f"_live: the live render (dyadic serve, --decimate auto): decimate {report['live_decimate']:g}, "
+          f"{report['live_faces']} triangles per avatar")
     print(f"{'stage':<28}{'median ms':>10}{'p95 ms':>10}")
     rows = [(k, v) for k, v in res.items()] + [
         (f"osmesa {k}", v) for k, v in report.get("osmesa", {}).get("results", {}).items() if k.startswith("render")]

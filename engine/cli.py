@@ -41,6 +41,18 @@ def positive_float(text: str) -> float:
     return v
 
 
+def parse_decimate(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a number") from None
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and less than 1")
+    return v
+
+
 def non_negative_float(text: str) -> float:
     try:
         v = float(text)
@@ -240,7 +252,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(data=root, models=serve_models(args.model, root), host=args.host, port=args.port,
                            size=args.size, max_sessions=args.max_sessions, ice_loopback=args.ice_loopback,
                            stun=args.stun or [], turn=args.turn or [], body_model=args.body_model,
-                           gl_backend=args.gl, device=args.device, video_codec=args.video_codec)
+                           gl_backend=args.gl, decimate=args.decimate, device=args.device,
+                           video_codec=args.video_codec)
 
     def ready(server) -> None:
         models = ", ".join(f"{d}: {s.provider}" for d, s in server.engine.steppers.items()) or "none"
@@ -349,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "browser does not offer it)")
     sv.add_argument("--body-model", metavar="DIR", help="a real SMPL-H or SMPL-X model folder; default: the embedded avatar")
     sv.add_argument("--gl", choices=("auto", "egl", "osmesa"), default="auto", help="headless GL platform")
+    sv.add_argument("--decimate", type=parse_decimate, default="auto", metavar="F|auto",
+                    help="fraction of each body's triangles left out of the live render, the head always whole "
+                         "(default: auto, 0.5 when GL renders on the CPU, 0 on a GPU)")
     sv.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     sv.add_argument("-v", "--verbose", action="store_true", help="log sessions and requests")
     sv.set_defaults(func=cmd_serve)

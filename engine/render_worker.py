@@ -50,18 +50,18 @@ class RenderWorker:
     """The server side of one worker: render(speaker, listener) -> frame; close()."""
 
     def __init__(self, size: tuple[int, int], body_model: str | None = None, gl_backend: str = "auto",
-                 name: str = "dyadic-render"):
+                 name: str = "dyadic-render", decimate: float | str = 0.0):
         ctx = mp.get_context("spawn")
         self.size = (int(size[0]), int(size[1]))
         self._conn, child = ctx.Pipe()
         shared = ctx.RawArray(ctypes.c_uint8, self.size[0] * self.size[1] * 3)
         self._frame = _frame_view(shared, self.size)
-        self._proc = ctx.Process(target=_serve, args=(child, self.size, body_model, gl_backend, shared),
+        self._proc = ctx.Process(target=_serve, args=(child, self.size, body_model, gl_backend, decimate, shared),
                                  name=name, daemon=True)
         self._proc.start()
         child.close()  # only the worker holds it now: its exit shows up here as EOF
         try:
-            self.info = self._expect("ready", START_TIMEOUT_S)[0]  # backend, GL renderer, vertices
+            self.info = self._expect("ready", START_TIMEOUT_S)[0]  # backend, GL renderer, mesh sizes
         except RenderWorkerError:
             self.close()
             raise
@@ -116,7 +116,8 @@ def _frame_view(shared, size: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(shared, np.uint8).reshape(h, w, 3)
 
 
-def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str, shared) -> None:
+def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str, decimate: float | str,
+           shared) -> None:
     """The worker process: build the avatar and renderer, then one frame per request."""
     frame = _frame_view(shared, size)
     try:
@@ -127,12 +128,13 @@ def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str,
         from dyadic.renderer.offscreen import DyadRenderer
 
         avatar = Avatar(body_model)
-        renderer = DyadRenderer(avatar, size=size, backend=gl_backend)
+        renderer = DyadRenderer(avatar, size=size, backend=gl_backend, decimate=decimate)
     except BaseException as exc:  # noqa: BLE001 - reported to the server, which names the session
         conn.send(("error", f"could not start: {type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", {"backend": renderer.backend, "gl_renderer": renderer.gl_renderer,
-                         "vertices": avatar.num_vertices}))
+                         "vertices": avatar.num_vertices, "triangles": renderer.triangles,
+                         "decimate": renderer.decimate}))
     try:
         while True:
             try:

@@ -71,6 +71,7 @@ class ServeOptions:
     turn: list[str] = field(default_factory=list)
     body_model: str | None = None
     gl_backend: str = "auto"
+    decimate: float | str = "auto"  # body triangles left out in software rendering: renderer/lod.py
     device: str = "auto"
     video_codec: str = "h264"  # preferred; video_codec.CODECS
 
@@ -223,7 +224,7 @@ class Connection:
         self.session = Session(sid, self.loop, models=self.engine.steppers,
                                default_dataset=self.engine.default_dataset, size=opts.size,
                                body_model=opts.body_model, gl_backend=self.engine.gl_backend,
-                               on_failure=self._failed_threadsafe)
+                               decimate=opts.decimate, on_failure=self._failed_threadsafe)
         self.pc = None
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task] = []

@@ -135,7 +135,7 @@ class Session:
     are called from the event loop; the frame thread picks the changes up between frames."""
 
     def __init__(self, sid: str, loop, *, models: dict, default_dataset: str | None, size=(640, 480),
-                 body_model=None, gl_backend: str = "auto", seed: int = 0,
+                 body_model=None, gl_backend: str = "auto", decimate: float | str = 0.0, seed: int = 0,
                  on_failure: Callable[[str], None] | None = None):
         self.id = sid
         self.models = models  # dataset -> SharedStepper
@@ -143,6 +143,7 @@ class Session:
         self.size = size
         self.body_model = body_model
         self.gl_backend = gl_backend
+        self.decimate = decimate  # of the render worker's meshes: renderer/lod.py
         self.seed = seed
         self.video_codec: str | None = None  # set by the connection once negotiated
         self.on_failure = on_failure or (lambda msg: None)
@@ -415,7 +416,7 @@ class _RenderStage:
         session, worker = self.session, None
         try:
             worker = RenderWorker(session.size, session.body_model, session.gl_backend,
-                                  name=f"dyadic-render-{session.id}")
+                                  name=f"dyadic-render-{session.id}", decimate=session.decimate)
             self.ready.set()
             while (job := self._next()) is not None:
                 speaker_pose, listener_pose, trace = job

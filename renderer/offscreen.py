@@ -17,6 +17,9 @@ After that each frame is drawn by `_FrameDraw`: the ~20 GL calls this fixed scen
 pyrender's per-frame walk of the scene graph (context update, sorting, uniform lookups by name),
 which costs about 1.4 ms of Python per 640x480 frame on llvmpipe (7.9 -> 6.5 ms, pixel-identical).
 
+A live renderer may draw each body with fewer triangles (`decimate`, renderer/lod.py): the same
+vertices, a shorter index buffer.
+
 The GL context is current only inside a call: render() makes it current and releases it again, as
 pyrender does, so a renderer may be created, used and closed from different threads, one call at
 a time (the engine gives each renderer a thread of its own).
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import gl
+from . import gl, lod
 from .avatar import Avatar
 from .normals import VertexNormals
 
@@ -101,12 +104,14 @@ class DyadRenderer:
     """Renders speaker (left) and listener (right) to an (H, W, 3) uint8 image."""
 
     def __init__(self, avatar: Avatar, size: tuple[int, int] = (640, 480), backend: str = "auto",
-                 msaa: bool = False, ghost: bool = False):
+                 msaa: bool = False, ghost: bool = False, decimate: float | str = 0.0):
+        """`decimate`: the fraction of each body's triangles left out of the drawing (lod.py; the
+        head is always whole), or "auto": lod.DECIMATE_AUTO when GL renders in software, else 0."""
         self.size = (int(size[0]), int(size[1]))
         with gl.context_lock:
-            self._create(avatar, backend, msaa, ghost)
+            self._create(avatar, backend, msaa, ghost, decimate)
 
-    def _create(self, avatar: Avatar, backend: str, msaa: bool, ghost: bool) -> None:
+    def _create(self, avatar: Avatar, backend: str, msaa: bool, ghost: bool, decimate: float | str) -> None:
         pyrender = gl.import_pyrender(backend)
         self._offscreen, info = gl.create_offscreen(*self.size, backend=backend, msaa=msaa)
         self.backend, self.gl_renderer, self.gl_version = info.backend, info.renderer, info.version
@@ -114,9 +119,11 @@ class DyadRenderer:
         self._offscreen._renderer._program_cache = pyrender.shader_program.ShaderProgramCache(
             shader_dir=str(SHADER_DIR))
 
-        faces = avatar.faces
         rest = avatar.vertices(_rest_pose())
-        normals = VertexNormals(faces, avatar.num_vertices)
+        normals = VertexNormals(avatar.faces, avatar.num_vertices)  # smooth normals of the whole mesh
+        self.decimate = lod.resolve_fraction(decimate, info.renderer)
+        faces = self._drawn_faces(avatar, rest)
+        self.triangles = len(faces)  # per avatar
         aspect = self.size[0] / self.size[1]
         seat_x = SEAT_OFFSET_X * max(1.0, min(aspect / (4 / 3), 1.25))
         self.speaker_pose = _placement(-seat_x, TURN_DEG)
@@ -157,6 +164,13 @@ class DyadRenderer:
         finally:
             platform.make_uncurrent()
         self._read_colour = self._colour_reader()
+
+    def _drawn_faces(self, avatar: Avatar, rest: np.ndarray) -> np.ndarray:
+        if self.decimate == 0.0:
+            return avatar.faces
+        _, regions = np.unique(avatar.vertex_colors, axis=0, return_inverse=True)  # colour regions
+        return lod.decimate_faces(rest, avatar.faces, self.decimate, regions=regions.ravel(),
+                                  keep=avatar.head_vertex_mask)
 
     # ------------------------------------------------------------------------------------------
     def _place_camera(self, pyrender, aspect: float, seat_x: float) -> None:

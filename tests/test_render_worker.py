@@ -13,12 +13,13 @@ from dyadic.renderer.idle import idle_pose
 
 @pytest.fixture(scope="module")
 def worker():
-    w = RenderWorker((160, 120))
+    w = RenderWorker((160, 120), decimate="auto")  # as `dyadic serve` starts them
     yield w
     w.close()
 
 
 def test_worker_renders_what_the_renderer_renders_in_process(worker):
+    from dyadic.renderer import lod
     from dyadic.renderer.avatar import Avatar
     from dyadic.renderer.offscreen import DyadRenderer
 
@@ -27,8 +28,10 @@ def test_worker_renders_what_the_renderer_renders_in_process(worker):
     assert worker.pid != os.getpid() and worker.info["backend"] in ("egl", "osmesa")
     avatar = Avatar()
     verts, normals = avatar.skin_with_normals([speaker, listener])
-    with DyadRenderer(avatar, size=(160, 120), backend=worker.info["backend"]) as r:
+    with DyadRenderer(avatar, size=(160, 120), backend=worker.info["backend"], decimate="auto") as r:
         here = r.render(verts[0], verts[1], normals=(normals[0], normals[1]))
+        assert (worker.info["decimate"], worker.info["triangles"]) == (r.decimate, r.triangles)
+    assert worker.info["decimate"] == lod.resolve_fraction("auto", worker.info["gl_renderer"])
     assert rgb.shape == (120, 160, 3) and np.array_equal(rgb, here)
     # the worker's clock is the server's: its stage times are in order and just passed
     assert times.start <= times.skinned <= times.rendered <= time.monotonic()

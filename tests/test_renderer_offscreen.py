@@ -115,6 +115,17 @@ def test_frame_draw_matches_pyrenders_own_render(avatar, renderer, base):
     assert 0 < edges.mean() < 0.1  # smoothed silhouettes, nothing else moved
 
 
+def test_decimated_bodies_look_the_same_with_a_third_fewer_triangles(avatar, renderer, base):
+    speaker, listener, full = base
+    with DyadRenderer(avatar, size=(640, 480), decimate=0.5) as lean:
+        image = lean.render(speaker, listener)
+        assert lean.triangles < 0.7 * len(avatar.faces)
+    full_mask, lean_mask = foreground(full), foreground(image)
+    assert (full_mask & lean_mask).sum() / (full_mask | lean_mask).sum() > 0.98  # same silhouettes
+    diff = np.abs(image.astype(np.int16) - full).max(axis=2)
+    assert diff.mean() < 1.5 and (diff > 16).mean() < 0.01  # and shading: a few edge pixels differ
+
+
 def test_in_place_updates_leave_no_stale_buffers(avatar, renderer, base):
     speaker, listener, image_a = base
     counts = renderer.gl_object_counts()
