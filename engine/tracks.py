@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import threading
 import time
 
@@ -416,14 +417,24 @@ class PlayoutDelayExtensions(rtp.HeaderExtensionsMap):
         return rtp.pack_header_extensions(elements)
 
 
+def audio_level_dbov(frame: av.AudioFrame) -> int:
+    """aiortc's rtp.compute_audio_level_dbov (RFC 6465 Appendix A, on the s16 samples of the
+    first plane) in numpy: the same number, without a Python loop over every sample (0.12 ms per
+    20 ms frame there, 0.3 ms of the server's CPU per video frame)."""
+    samples = np.frombuffer(frame.planes[0], np.int16).astype(np.float64)
+    rms = math.sqrt(float(np.dot(samples, samples)) / (frame.samples * 32767 * 32767))
+    return round(min(max(20 * math.log10(rms), -127), 0)) if rms > 0 else -127
+
+
 _installed = False
 
 
 def install_aiortc_hooks() -> None:
     """Make aiortc's senders encode H.264 with FastH264Encoder (video_codec.py), time every video
     encode, pace video after encoding, report content time in RTCP and offer the playout-delay
-    header extension (ContentClockSender). aiortc offers no hook for any of these, so its sender's
-    get_encoder is wrapped, its video header extensions get one more, and its peer connection
+    header extension (ContentClockSender), and measure audio levels in numpy (audio_level_dbov).
+    aiortc offers no hook for any of these, so its sender's get_encoder is wrapped, its video
+    header extensions get one more, its audio level function is replaced and its peer connection
     builds our sender subclass (idempotent); VP8 and audio encoders are aiortc's own."""
     global _installed
     if _installed:
@@ -436,6 +447,7 @@ def install_aiortc_hooks() -> None:
     # aiortc's own ids are 1-3 and shared with audio under BUNDLE; an answer takes the offer's id
     codecs.HEADER_EXTENSIONS["video"].append(RTCRtpHeaderExtensionParameters(id=4, uri=PLAYOUT_DELAY_URI))
 
+    rtp.compute_audio_level_dbov = audio_level_dbov  # looked up as rtp.<name> by the sender
     original = sender.get_encoder
     sender.get_encoder = lambda codec: _TimedEncoder(video_codec.encoder_for(codec, original))
     peer_connection.RTCRtpSender = type("ContentClockRTCRtpSender",

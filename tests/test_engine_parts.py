@@ -438,3 +438,24 @@ def test_rgb_frame_holds_the_pixels_it_was_given(size):
     rgb[:] = 0  # a copy: the render buffer is reused for the next frame
     assert frame.format.name == "rgb24" and (frame.width, frame.height) == (w, h)
     assert np.array_equal(frame.to_ndarray(), np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def test_audio_level_is_rfc_6465s_as_aiortc_computes_it():
+    import math
+    import struct
+
+    import av
+
+    from dyadic.engine.tracks import audio_level_dbov
+
+    def reference(frame):  # aiortc's loop over the first plane's samples, written out
+        total = sum(s * s for (s,) in struct.iter_unpack("h", bytes(frame.planes[0])))
+        rms = math.sqrt(total / (frame.samples * 32767 * 32767))
+        return round(min(max(20 * math.log10(rms), -127), 0)) if rms > 0 else -127
+
+    rng = np.random.default_rng(1)
+    for scale in (0, 2, 300, 3000, 40000):
+        for layout, channels in (("mono", 1), ("stereo", 2)):
+            pcm = np.clip(rng.normal(size=(1, 960 * channels)) * scale, -32768, 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout=layout)
+            assert audio_level_dbov(frame) == reference(frame)
