@@ -5,10 +5,10 @@ that the test's own client does not share its GIL. Every peer gathers 127.0.0.1 
 
 Frame rates: one session is held to the issue's 30 +/- 1 FPS (aiortc client) and 280 frames decoded
 in 10 s (Chromium, on the same 2 cores as the server). Two sessions at once with this test's two
-decoding clients need ~1.75 of the 2 cores when the machine is quick: their 8 s runs gave 29-30 FPS
-each then, but 24.5-28.0 in this machine's slow spells (BENCHMARKS.md, issue 4, session 8), so
-their test asserts a steady stream above TWO_SESSIONS_FPS_FLOOR and bench/serve.py tracks the
-30 FPS budget. Tests that are about something else (controls, microphone) use FPS_FLOOR.
+decoding clients keep the 2 cores 1.5-1.8 busy: 42 of their 8 s runs held 29.0-30.2 FPS each
+(BENCHMARKS.md, issue 4, session 9), but this machine has slow spells in which the same work costs
+30-50 % more CPU (24.5-28.0 FPS in session 8, before the live render was decimated), so their test
+asserts a steady stream above TWO_SESSIONS_FPS_FLOOR and bench/serve.py tracks the 30 FPS budget. Tests that are about something else (controls, microphone) use FPS_FLOOR.
 """
 from __future__ import annotations
 
