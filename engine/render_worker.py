@@ -13,9 +13,11 @@ Contract (one request at a time, over a multiprocessing pipe):
     worker -> parent   ("frame", t_start, t_skinned, t_rendered)   the frame is in the shared buffer
                        ("error", text)                             when skinning or rendering failed
 
-The (H, W, 3) uint8 frame itself does not cross the pipe: the worker writes it into a buffer both
-processes map (multiprocessing's RawArray), before it answers. Through the pipe, 1 MB a frame went
-in 64 kB chunks, each a wake-up of the other side, and was copied three times on the way.
+The frame itself does not cross the pipe: GL reads it straight into a buffer both processes map
+(multiprocessing's RawArray), as RGBA rows bottom first, before the worker answers; the server sees
+it through a top-down (H, W, 4) view, and the track's copy into the video frame does the flip.
+Through the pipe, 1 MB a frame went in 64 kB chunks, each a wake-up of the other side, and was
+copied three times on the way.
 
 Times are time.monotonic() of the worker, which on Linux is the same clock as the server's
 (CLOCK_MONOTONIC), so they go into the frame's trace as they are. The worker is started with
@@ -54,8 +56,8 @@ class RenderWorker:
         ctx = mp.get_context("spawn")
         self.size = (int(size[0]), int(size[1]))
         self._conn, child = ctx.Pipe()
-        shared = ctx.RawArray(ctypes.c_uint8, self.size[0] * self.size[1] * 3)
-        self._frame = _frame_view(shared, self.size)
+        shared = ctx.RawArray(ctypes.c_uint8, self.size[0] * self.size[1] * 4)
+        self._frame = _gl_rows(shared, self.size)[::-1]  # top-down view
         self._proc = ctx.Process(target=_serve, args=(child, self.size, body_model, gl_backend, decimate, shared),
                                  name=name, daemon=True)
         self._proc.start()
@@ -71,8 +73,8 @@ class RenderWorker:
         return self._proc.pid
 
     def render(self, speaker_pose, listener_pose) -> tuple[np.ndarray, FrameTimes]:
-        """Skin both avatars and render them: the (H, W, 3) uint8 frame (valid until the next call)
-        and the worker's stage times."""
+        """Skin both avatars and render them: the (H, W, 4) uint8 RGBA frame, a top-down view of
+        the shared buffer (valid until the next call), and the worker's stage times."""
         try:
             self._conn.send((speaker_pose, listener_pose))
         except (BrokenPipeError, OSError) as exc:
@@ -111,15 +113,16 @@ class RenderWorker:
         self._conn.close()
 
 
-def _frame_view(shared, size: tuple[int, int]) -> np.ndarray:
+def _gl_rows(shared, size: tuple[int, int]) -> np.ndarray:
+    """The shared buffer as GL fills it: (H, W, 4) RGBA, bottom row first."""
     w, h = size
-    return np.frombuffer(shared, np.uint8).reshape(h, w, 3)
+    return np.frombuffer(shared, np.uint8).reshape(h, w, 4)
 
 
 def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str, decimate: float | str,
            shared) -> None:
     """The worker process: build the avatar and renderer, then one frame per request."""
-    frame = _frame_view(shared, size)
+    frame = _gl_rows(shared, size)
     try:
         from dyadic.renderer import gl
 
@@ -147,9 +150,8 @@ def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str,
                 t0 = time.monotonic()
                 verts, normals = avatar.skin_with_normals(list(job))
                 t1 = time.monotonic()
-                rgb = renderer.render(verts[0], verts[1],
-                                      normals=None if normals is None else (normals[0], normals[1]))
-                np.copyto(frame, rgb)
+                renderer.render_rgba(frame, verts[0], verts[1],
+                                     normals=None if normals is None else (normals[0], normals[1]))
                 t2 = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - the server fails the session with this text
                 conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))

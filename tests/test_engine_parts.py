@@ -429,15 +429,20 @@ def test_tracks_stamp_content_time():
 
 
 @pytest.mark.parametrize("size", [(640, 480), (161, 121)])  # 161: rows padded in the frame's plane
-def test_rgb_frame_holds_the_pixels_it_was_given(size):
-    from dyadic.engine.tracks import rgb_frame
+@pytest.mark.parametrize("channels", [3, 4])
+def test_video_frame_holds_the_pixels_it_was_given(size, channels):
+    from dyadic.engine.tracks import video_frame
 
     w, h = size
-    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    frame = rgb_frame(rgb)
-    rgb[:] = 0  # a copy: the render buffer is reused for the next frame
-    assert frame.format.name == "rgb24" and (frame.width, frame.height) == (w, h)
-    assert np.array_equal(frame.to_ndarray(), np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    pixels = np.random.default_rng(0).integers(0, 256, (h, w, channels), dtype=np.uint8)
+    expected = pixels.copy()
+    frame = video_frame(pixels)
+    pixels[:] = 0  # a copy: the render buffer is reused for the next frame
+    assert frame.format.name == {3: "rgb24", 4: "rgba"}[channels] and (frame.width, frame.height) == (w, h)
+    assert np.array_equal(frame.to_ndarray(), expected)
+    # the render worker's buffer holds GL's rows bottom first and is offered as a top-down view
+    gl_rows = np.ascontiguousarray(expected[::-1])
+    assert np.array_equal(video_frame(gl_rows[::-1]).to_ndarray(), expected)
 
 
 def test_audio_level_is_rfc_6465s_as_aiortc_computes_it():

@@ -32,7 +32,7 @@ def test_worker_renders_what_the_renderer_renders_in_process(worker):
         here = r.render(verts[0], verts[1], normals=(normals[0], normals[1]))
         assert (worker.info["decimate"], worker.info["triangles"]) == (r.decimate, r.triangles)
     assert worker.info["decimate"] == lod.resolve_fraction("auto", worker.info["gl_renderer"])
-    assert rgb.shape == (120, 160, 3) and np.array_equal(rgb, here)
+    assert rgb.shape == (120, 160, 4) and np.array_equal(rgb[..., :3], here)  # RGBA, top-down
     # the worker's clock is the server's: its stage times are in order and just passed
     assert times.start <= times.skinned <= times.rendered <= time.monotonic()
     assert time.monotonic() - times.start < 5

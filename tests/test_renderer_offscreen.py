@@ -126,6 +126,16 @@ def test_decimated_bodies_look_the_same_with_a_third_fewer_triangles(avatar, ren
     assert diff.mean() < 1.5 and (diff > 16).mean() < 0.01  # and shading: a few edge pixels differ
 
 
+def test_render_rgba_is_the_same_frame_in_gls_row_order(renderer, base):
+    speaker, listener, image = base
+    out = np.zeros((480, 640, 4), np.uint8)
+    top_down = renderer.render_rgba(out, speaker, listener)
+    assert np.shares_memory(top_down, out) and np.array_equal(top_down[..., :3], image)
+    assert np.array_equal(out[::-1, :, :3], image) and (out[..., 3] == 255).all()
+    with pytest.raises(ValueError, match="C-contiguous"):
+        renderer.render_rgba(np.zeros((480, 640, 3), np.uint8), speaker, listener)
+
+
 def test_in_place_updates_leave_no_stale_buffers(avatar, renderer, base):
     speaker, listener, image_a = base
     counts = renderer.gl_object_counts()
