@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = ["render.py", "replay.py", "model.py", "serve.py", "profile.py"]
+# (script, its arguments): glass to glass is measured for a recording and for the live microphone
+BENCHMARKS = [("render.py",), ("replay.py",), ("model.py",), ("serve.py",), ("profile.py",), ("profile.py", "--mic")]
 
 
 def fmt(v) -> str:
@@ -24,16 +25,17 @@ def fmt(v) -> str:
 def main() -> int:
     rows, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for script in BENCHMARKS:
-            out = Path(tmp) / (script + ".json")
-            print(f"== bench/{script}", flush=True)
-            proc = subprocess.run([sys.executable, str(BENCH / script), "--json", str(out)])
+        for k, (script, *args) in enumerate(BENCHMARKS):
+            label = " ".join([script.removesuffix(".py"), *args])
+            out = Path(tmp) / f"{k}-{script}.json"
+            print(f"== bench/{script} {' '.join(args)}".rstrip(), flush=True)
+            proc = subprocess.run([sys.executable, str(BENCH / script), *args, "--json", str(out)])
             if proc.returncode != 0 or not out.exists():
-                failed.append(script)
+                failed.append(label)
                 continue
             data = json.loads(out.read_text())
             for r in data["results"]:
-                rows.append((script.removesuffix(".py"), r["name"], fmt(r.get("median")), fmt(r.get("p95")),
+                rows.append((label, r["name"], fmt(r.get("median")), fmt(r.get("p95")),
                              r.get("unit", ""), str(r.get("budget", "-")),
                              {True: "ok", False: "OVER"}.get(r.get("ok"), "-")))
     header = ("bench", "measure", "median", "p95", "unit", "budget", "")
