@@ -140,6 +140,45 @@ def test_chromium_plays_the_page(server):
     assert "glass to glass" in panel and "render" in panel
 
 
+def test_chromium_follows_a_switch_to_its_microphone_and_back(server):
+    """The page's source buttons, as a user clicks them: a recording, the browser microphone, a
+    recording again. Each switch re-anchors the audio clock (session.py); the page must keep
+    decoding video and playing audio through both, with no growing delay."""
+    from dyadic.engine.browser import ChromiumPage
+
+    async def phase(page, seconds: float) -> tuple[dict, dict, str]:
+        before = await page.stats()
+        await asyncio.sleep(seconds)
+        after = await page.stats()
+        return before, after, await page.evaluate("() => window.dyadic.state.source.kind")
+
+    async def browse():
+        async with ChromiumPage(server.url) as page:
+            await page.wait_connected()
+            deadline = time.monotonic() + 15
+            while ((await page.stats())["framesDecoded"] or 0) < 10 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            phases = [await phase(page, 3.0)]
+            for button in ("#src-browser-mic", "#clip-list .clip"):
+                await page.evaluate("(sel) => document.querySelector(sel).click()", button)
+                await asyncio.sleep(1.0)  # the switch itself
+                phases.append(await phase(page, 3.0))
+            frames = await page.evaluate("() => window.dyadic.frames()")
+            return phases, frames, page.console
+
+    phases, frames, console = run(browse())
+    assert [kind for _, _, kind in phases] == ["clip", "browser-mic", "clip"]
+    for before, after, kind in phases:
+        assert after["framesDecoded"] - before["framesDecoded"] >= 3.0 * FPS_FLOOR, (kind, before, after)
+        assert after["audioTotalSamplesReceived"] - before["audioTotalSamplesReceived"] > 2.5 * 48_000, kind
+    t = np.array([f["presented"] for f in frames]) / 1e3
+    rtp = np.unwrap(np.array([f["rtp"] for f in frames], float), period=2 ** 32)
+    lag = t - rtp / 90_000
+    head, tail = lag[t < t[0] + 2], lag[t > t[-1] - 2]
+    assert (np.median(tail) - np.median(head)) < 0.25, (float(np.median(head)), float(np.median(tail)))
+    assert not [c for c in console if c.startswith("error")], console
+
+
 # -- sessions come and go -------------------------------------------------------------------------
 def test_vanished_client_is_cleaned_up(server):
     code = ("import asyncio; from dyadic.engine.probe import probe; "
