@@ -5,6 +5,11 @@ receives (tests, bench/serve.py, profiling); and ServeProcess, a server in its o
         stats = asyncio.run(probe(server.ws, seconds=10, clip=None))
 
 Frames are decoded (aiortc decodes H.264 or VP8 as a browser would), counted and timed on arrival.
+
+`probe_at_low_priority` runs several probes in a process of their own at a lower CPU priority:
+stand-ins for browsers on other machines, which on a small test machine should take only the CPU
+the server leaves. `python -m dyadic.engine.probe URL [--sessions N] [--seconds S] [--nice K]`
+does the same from a shell and prints the results as JSON.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import av
@@ -189,6 +194,40 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, connec
         return result
 
 
+def probe_at_low_priority(url: str, sessions: int = 1, seconds: float = 10.0, nice: int = 10,
+                          timeout: float = 120.0) -> list[ProbeResult]:
+    """`sessions` probes of `url` at once, in a child process at niceness +`nice`, each receiving
+    for `seconds`. When the cores are busy, the server's threads then run first and the clients
+    catch up in what is left, as if they ran elsewhere; a client that falls behind still times
+    each frame when it gets to it, so the server's rate is what it measures."""
+    cmd = [sys.executable, "-m", "dyadic.engine.probe", url, "--sessions", str(sessions),
+           "--seconds", str(seconds), "--nice", str(nice)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise RuntimeError(f"probe clients failed ({out.returncode}): {out.stderr[-2000:]}")
+    return [ProbeResult(**r) for r in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dyadic.engine.probe",
+                                 description="aiortc clients of a running `dyadic serve`; prints JSON")
+    ap.add_argument("url", help="the server's websocket, ws://HOST:PORT/ws")
+    ap.add_argument("--sessions", type=int, default=1, help="clients at once (default: 1)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="receive time after the first frame (default: 10)")
+    ap.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by K (default: 0)")
+    args = ap.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
+
+    async def clients() -> list[ProbeResult]:
+        return await asyncio.gather(*(probe(args.url, seconds=args.seconds) for _ in range(args.sessions)))
+
+    print(json.dumps([asdict(r) for r in asyncio.run(clients())]))
+    return 0
+
+
 def process_tree_cpu(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) of `pid` and each live descendant, by pid, read from /proc.
     Each includes the time of its children that have exited (cutime, cstime)."""
@@ -268,3 +307,7 @@ class ServeProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

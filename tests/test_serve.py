@@ -4,11 +4,13 @@ The server runs as its own process (`dyadic serve --port 0 --ice-loopback`), as 
 that the test's own client does not share its GIL. Every peer gathers 127.0.0.1 candidates only.
 
 Frame rates: one session is held to the issue's 30 +/- 1 FPS (aiortc client) and 280 frames decoded
-in 10 s (Chromium, on the same 2 cores as the server). Two sessions at once with this test's two
-decoding clients keep the 2 cores 1.5-1.8 busy: 42 of their 8 s runs held 29.0-30.2 FPS each
-(BENCHMARKS.md, issue 4, session 9), but this machine has slow spells in which the same work costs
-30-50 % more CPU (24.5-28.0 FPS in session 8, before the live render was decimated), so their test
-asserts a steady stream above TWO_SESSIONS_FPS_FLOOR and bench/serve.py tracks the 30 FPS budget. Tests that are about something else (controls, microphone) use FPS_FLOOR.
+in 10 s (Chromium, on the same 2 cores as the server). Two sessions at once are held to 29 FPS each
+too. Their two clients stand in for browsers on other machines: they run in a process of their
+own at nice +10 (probe_at_low_priority), so that the server's two sessions, which need ~1.3 of the
+2 cores (BENCHMARKS.md, issue 4, session 9), get the cores first. This machine has slow spells in
+which the same work costs 30-50 % more CPU, so the measurement is repeated, up to
+TWO_SESSIONS_ATTEMPTS times, before the test fails. Tests that are about something else (controls,
+microphone) use FPS_FLOOR.
 """
 from __future__ import annotations
 
@@ -23,11 +25,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dyadic.engine.probe import ServeProcess, probe
+from dyadic.engine.probe import ServeProcess, probe, probe_at_low_priority
 
 SESSION_FPS = 29.0  # the issue's 30 +/- 1, one session
 BROWSER_FRAMES_10S = 280  # the issue's Chromium figure
-TWO_SESSIONS_FPS_FLOOR = 20.0  # see the module docstring; the budget (30) is tracked by bench/serve.py
+TWO_SESSIONS_ATTEMPTS = 3  # 8 s measurements of two sessions; see the module docstring
 FPS_FLOOR = 15.0  # tests of other things: a steady stream
 
 
@@ -88,14 +90,28 @@ def test_aiortc_client_receives_video_and_audio_in_real_time(server):
 
 
 def test_two_sessions_at_once(server):
-    async def both():
-        return await asyncio.gather(probe(server.ws, seconds=8.0), probe(server.ws, seconds=8.0))
-
-    results = run(both())
+    attempts = []
+    for _ in range(TWO_SESSIONS_ATTEMPTS):
+        results = probe_at_low_priority(server.ws, sessions=2, seconds=8.0)
+        for r in results:
+            assert not r.errors, r.errors
+        attempts.append([r.fps() for r in results])
+        if min(attempts[-1]) >= SESSION_FPS:
+            break
+        server.wait_sessions(0, 10)
+    assert min(attempts[-1]) >= SESSION_FPS, attempts
     for r in results:
-        assert not r.errors
-        assert r.fps() >= TWO_SESSIONS_FPS_FLOOR, [x.fps() for x in results]
         assert _delay_growth_ms(r) < 100.0
+
+
+def test_low_priority_clients_say_why_when_there_is_no_server():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RuntimeError, match="probe clients failed"):
+        probe_at_low_priority(f"ws://127.0.0.1:{port}/ws", sessions=1, seconds=1.0, timeout=60)
 
 
 def test_chromium_plays_the_page(server):
