@@ -31,11 +31,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def positive_float(text: str) -> float:
+def _parsed(text: str, kind=float, what: str = "a number"):
     try:
-        v = float(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_float(text: str) -> float:
+    v = _parsed(text)
     if not v > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return v
@@ -44,30 +48,21 @@ def positive_float(text: str) -> float:
 def parse_decimate(text: str) -> float | str:
     if text == "auto":
         return text
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither 'auto' nor a number") from None
+    v = _parsed(text, what="'auto' or a number")
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 0 and less than 1")
     return v
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    v = _parsed(text)
     if not v >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return v
 
 
 def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    v = _parsed(text, int, "a whole number")
     if v < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return v

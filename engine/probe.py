@@ -211,15 +211,17 @@ def probe_at_low_priority(url: str, sessions: int = 1, seconds: float = 10.0, ni
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from .cli import positive_float, positive_int
+
     ap = argparse.ArgumentParser(prog="python -m dyadic.engine.probe",
                                  description="aiortc clients of a running `dyadic serve`; prints JSON")
     ap.add_argument("url", help="the server's websocket, ws://HOST:PORT/ws")
-    ap.add_argument("--sessions", type=int, default=1, help="clients at once (default: 1)")
-    ap.add_argument("--seconds", type=float, default=10.0, help="receive time after the first frame (default: 10)")
-    ap.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by K >= 0 (default: 0)")
+    ap.add_argument("--sessions", type=positive_int, default=1, help="clients at once (default: 1)")
+    ap.add_argument("--seconds", type=positive_float, default=10.0,
+                    help="receive time after the first frame (default: 10)")
+    ap.add_argument("--nice", type=int, choices=range(20), default=0, metavar="0..19",
+                    help="lower this process's CPU priority by K (default: 0)")
     args = ap.parse_args(argv)
-    if args.sessions < 1 or args.seconds <= 0 or args.nice < 0:
-        ap.error("--sessions must be at least 1, --seconds more than 0 and --nice at least 0")
     if args.nice:
         os.nice(args.nice)
 
