@@ -1,5 +1,6 @@
 """What every benchmark records with its numbers: the machine (described by the package, which the
 profiler reports too) and the JSON file that bench/run_all.py reads."""
+
 import json
 
 from dyadic.engine.machine import machine_info  # noqa: F401 (re-exported for the benchmarks)

@@ -7,6 +7,7 @@ provider (and torch on CUDA when this torch has it) at batch 1..256. The inputs 
 of the embedded sample's first interaction, fed back step by step as the engine does.
 Budget (issue 3): median <= 1 ms per step at batch 1 on CPU through ONNX Runtime.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import machine_info, write_json  # noqa: E402
+from machine import machine_info, write_json
 
 BUDGET_MS = 1.0
 
@@ -38,8 +39,12 @@ def time_steps(runtime, batch: int, steps: int, warmup: int) -> dict:
         if k >= warmup:
             samples.append(time.perf_counter() - t0)
     ms = np.array(samples) * 1e3
-    return {"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)), "steps": steps,
-            "per_session_us": float(np.median(ms)) * 1e3 / batch}
+    return {
+        "median_ms": float(np.median(ms)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "steps": steps,
+        "per_session_us": float(np.median(ms)) * 1e3 / batch,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from dyadic.models.runtime import OnnxRuntime, TorchRuntime
     from dyadic.models.reaction import ReactionModel
-    from dyadic.models.weights import default_model_path
+    from dyadic.models.runtime import OnnxRuntime, TorchRuntime
+    from dyadic.models.shipped import default_model_path
 
     torch.set_num_threads(1)
     path = args.model or str(default_model_path("seamless"))
@@ -67,28 +72,47 @@ def main(argv: list[str] | None = None) -> int:
         onnx_gpu = OnnxRuntime(path, device="cuda")
         runs.append(("onnxruntime", "cuda", onnx_gpu, (1, 8, 32, 64, 128, 256)))
         if torch.cuda.is_available():
-            runs.append(("torch", "cuda", TorchRuntime(ReactionModel(onnx_cpu.config), device="cuda"),
-                         (1, 8, 32, 64, 128, 256)))
+            runs.append(
+                ("torch", "cuda", TorchRuntime(ReactionModel(onnx_cpu.config), device="cuda"), (1, 8, 32, 64, 128, 256))
+            )
     rows = []
-    print(f"model {path}: hidden {onnx_cpu.config.hidden}, {onnx_cpu.layout.size} channels | "
-          f"{machine_info()['cpu']} x{os.cpu_count()}")
+    print(
+        f"model {path}: hidden {onnx_cpu.config.hidden}, {onnx_cpu.layout.size} channels | "
+        f"{machine_info()['cpu']} x{os.cpu_count()}"
+    )
     print(f"{'runtime':<14}{'device':<8}{'batch':>6}{'median ms':>11}{'p99 ms':>9}{'us/session':>12}")
     for runtime_name, device, runtime, batches in runs:
         for b in batches:
             r = time_steps(runtime, b, args.steps, args.warmup)
             rows.append({"runtime": runtime_name, "device": device, "batch": b, **r})
-            print(f"{runtime_name:<14}{device:<8}{b:>6}{r['median_ms']:>11.3f}{r['p99_ms']:>9.3f}{r['per_session_us']:>12.1f}")
+            print(
+                f"{runtime_name:<14}{device:<8}{b:>6}{r['median_ms']:>11.3f}{r['p99_ms']:>9.3f}{r['per_session_us']:>12.1f}"
+            )
     cpu1 = next(r for r in rows if r["runtime"] == "onnxruntime" and r["device"] == "cpu" and r["batch"] == 1)
     ok = cpu1["median_ms"] <= BUDGET_MS
-    print(f"ONNX Runtime CPU batch 1: median {cpu1['median_ms']:.3f} ms (budget {BUDGET_MS:g} ms): "
-          f"{'OK' if ok else 'OVER BUDGET'}")
+    print(
+        f"ONNX Runtime CPU batch 1: median {cpu1['median_ms']:.3f} ms (budget {BUDGET_MS:g} ms): "
+        f"{'OK' if ok else 'OVER BUDGET'}"
+    )
     if args.json:
-        report = {"benchmark": "model", "machine": machine_info(), "model": path, "runs": rows,
-                  "results": [{"name": f"step {r['runtime']} {r['device']} batch {r['batch']}",
-                               "median": round(r["median_ms"], 3), "p95": None, "p99": round(r["p99_ms"], 3),
-                               "unit": "ms",
-                               "budget": f"<= {BUDGET_MS:g}" if r is cpu1 else "-",
-                               "ok": ok if r is cpu1 else None} for r in rows]}
+        report = {
+            "benchmark": "model",
+            "machine": machine_info(),
+            "model": path,
+            "runs": rows,
+            "results": [
+                {
+                    "name": f"step {r['runtime']} {r['device']} batch {r['batch']}",
+                    "median": round(r["median_ms"], 3),
+                    "p95": None,
+                    "p99": round(r["p99_ms"], 3),
+                    "unit": "ms",
+                    "budget": f"<= {BUDGET_MS:g}" if r is cpu1 else "-",
+                    "ok": ok if r is cpu1 else None,
+                }
+                for r in rows
+            ],
+        }
         write_json(args.json, report)
     return 0
 

@@ -8,6 +8,7 @@ model's steps and a third, translucent avatar).
 
     python bench/replay.py [--seconds 10] [--repeats 3] [--size 640x480] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info, write_json  # noqa: E402
+from machine import machine_info, write_json
 
-from dyadic.datasets import default_sample_root, load_interaction  # noqa: E402
-from dyadic.engine.cli import parse_size  # noqa: E402
-from dyadic.engine.replay import replay  # noqa: E402
-from dyadic.renderer.avatar import Avatar  # noqa: E402
-from dyadic.renderer.offscreen import DyadRenderer  # noqa: E402
+from dyadic.datasets import default_sample_root, load_interaction
+from dyadic.engine.cli import parse_size
+from dyadic.engine.replay import replay
+from dyadic.renderer.avatar import Avatar
+from dyadic.renderer.offscreen import DyadRenderer
 
 BUDGET_SPEED = 2.0
 # name -> (the reaction model drives the listener, the real listener drawn as a ghost)
@@ -34,15 +35,16 @@ def _speeds(interaction, avatar, args, tmp: Path, use_model: bool, ghost: bool):
     model = None
     if use_model:
         from dyadic.models.runtime import load_runtime
-        from dyadic.models.weights import default_model_path
+        from dyadic.models.shipped import default_model_path
 
         model = load_runtime(default_model_path(interaction.dataset), device="cpu")
     speeds = []
     with DyadRenderer(avatar, size=args.size, backend=args.gl, ghost=ghost) as renderer:
         replay(interaction, tmp / "warmup.mp4", avatar=avatar, renderer=renderer, seconds=1.0, model=model)
         for i in range(args.repeats):
-            r = replay(interaction, tmp / f"run{i}.mp4", avatar=avatar, renderer=renderer,
-                       seconds=args.seconds, model=model)
+            r = replay(
+                interaction, tmp / f"run{i}.mp4", avatar=avatar, renderer=renderer, seconds=args.seconds, model=model
+            )
             speeds.append(r.speed)
             print(f"  run {i}: {r.frames} frames in {r.wall_seconds:.2f} s = {r.speed:.2f}x real time", flush=True)
         return speeds, renderer.backend, renderer.gl_renderer
@@ -68,16 +70,37 @@ def main() -> int:
             median = statistics.median(speeds)
             runs[name] = speeds
             budgeted = name == "recorded listener"  # issue 2's budget: the two avatars of a dyad
-            print(f"replay {w}x{h}, {name} [{backend}: {gl_renderer}]: median {median:.2f}x real time over "
-                  f"{args.repeats} runs of {args.seconds:g} s"
-                  + (f" (budget >= {BUDGET_SPEED:g}x): {'OK' if median >= BUDGET_SPEED else 'OVER BUDGET'}"
-                     if budgeted else ""), flush=True)
-            results.append({"name": f"replay {w}x{h} speed, {name} (x real time)", "median": median,
-                            "budget": f">= {BUDGET_SPEED:g}" if budgeted else "-",
-                            "ok": (median >= BUDGET_SPEED) if budgeted else None})
-    write_json(args.json, {
-            "benchmark": "replay", "machine": machine_info(), "gl": backend, "gl_renderer": gl_renderer,
-            "size": f"{w}x{h}", "seconds": args.seconds, "speeds": runs, "results": results})
+            print(
+                f"replay {w}x{h}, {name} [{backend}: {gl_renderer}]: median {median:.2f}x real time over "
+                f"{args.repeats} runs of {args.seconds:g} s"
+                + (
+                    f" (budget >= {BUDGET_SPEED:g}x): {'OK' if median >= BUDGET_SPEED else 'OVER BUDGET'}"
+                    if budgeted
+                    else ""
+                ),
+                flush=True,
+            )
+            results.append(
+                {
+                    "name": f"replay {w}x{h} speed, {name} (x real time)",
+                    "median": median,
+                    "budget": f">= {BUDGET_SPEED:g}" if budgeted else "-",
+                    "ok": (median >= BUDGET_SPEED) if budgeted else None,
+                }
+            )
+    write_json(
+        args.json,
+        {
+            "benchmark": "replay",
+            "machine": machine_info(),
+            "gl": backend,
+            "gl_renderer": gl_renderer,
+            "size": f"{w}x{h}",
+            "seconds": args.seconds,
+            "speeds": runs,
+            "results": results,
+        },
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ rows: name, median, p95, unit, budget, ok); this script runs them one after anot
 parallel: they would measure each other) and prints the rows together. BENCHMARKS.md records the
 numbers with the machine, the command and the date.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,17 @@ def main() -> int:
                 continue
             data = json.loads(out.read_text())
             for r in data["results"]:
-                rows.append((label, r["name"], fmt(r.get("median")), fmt(r.get("p95")),
-                             r.get("unit", ""), str(r.get("budget", "-")),
-                             {True: "ok", False: "OVER"}.get(r.get("ok"), "-")))
+                rows.append(
+                    (
+                        label,
+                        r["name"],
+                        fmt(r.get("median")),
+                        fmt(r.get("p95")),
+                        r.get("unit", ""),
+                        str(r.get("budget", "-")),
+                        {True: "ok", False: "OVER"}.get(r.get("ok"), "-"),
+                    )
+                )
     header = ("bench", "measure", "median", "p95", "unit", "budget", "")
     table = [header] + rows
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]

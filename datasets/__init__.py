@@ -8,6 +8,7 @@
 Both formats are detected under one root and may coexist. Heavy modules (PyAV, scipy) are imported
 on first use so that importing this package stays cheap.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,8 +23,19 @@ from .errors import DatasetError
 from .interaction import AUDIO_RATE, Interaction, InteractionInfo, MotionSpec, ParticipantTrack, Segment, audio_sample
 
 __all__ = [
-    "AUDIO_RATE", "Catalog", "DatasetError", "Interaction", "InteractionInfo", "MotionSpec", "ParticipantTrack",
-    "Segment", "audio_sample", "default_sample_root", "find_interactions", "load_interaction", "scan",
+    "AUDIO_RATE",
+    "Catalog",
+    "DatasetError",
+    "Interaction",
+    "InteractionInfo",
+    "MotionSpec",
+    "ParticipantTrack",
+    "Segment",
+    "audio_sample",
+    "default_sample_root",
+    "find_interactions",
+    "load_interaction",
+    "scan",
 ]
 
 SAMPLE_VERSION = "sample-v1"

@@ -5,6 +5,7 @@ from the previous to the next valid rotation); before the first and after the la
 nearest valid value is held. Axis-angle inputs need not be wrapped to norm <= pi (Seamless's are
 not): interpolation goes through rotations, never through raw vector differences.
 """
+
 from __future__ import annotations
 
 import numpy as np

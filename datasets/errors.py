@@ -1,4 +1,5 @@
 """Errors the dataset readers raise when one file, asked for explicitly, cannot be used."""
+
 from __future__ import annotations
 
 

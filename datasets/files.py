@@ -3,6 +3,7 @@
 Tar members are read in place through a bounded window on the tar file, so listing a 1 GB shard
 reads only headers, and the NPZ/MP4 readers can seek inside a member as in a file.
 """
+
 from __future__ import annotations
 
 import io

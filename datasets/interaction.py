@@ -10,11 +10,12 @@ Conventions (DESIGN.md, section 3):
   array (held/interpolated from the nearest valid frames) so that a renderer never draws garbage,
   and the mask says which frames were bridged. A missing group is absent, not zero-filled.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -3,12 +3,14 @@
 Every reader accepts a path or a seekable binary file object (a tar member), so extracted files and
 webdataset tars go through the same code.
 """
+
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -52,7 +54,7 @@ def write_wav(target: Source, audio: np.ndarray, rate: int = AUDIO_RATE) -> None
         stream = out.add_stream("pcm_s16le", rate=rate, layout="mono")
         block = 4096
         for start in range(0, len(pcm), block):
-            frame = av.AudioFrame.from_ndarray(pcm[None, start:start + block], format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(pcm[None, start : start + block], format="s16", layout="mono")
             frame.sample_rate = rate
             frame.pts = start
             for packet in stream.encode(frame):
@@ -85,9 +87,17 @@ def _box(kind: bytes, payload: bytes) -> bytes:
 def empty_mp4_bytes() -> bytes:
     """A 261-byte MP4 with a movie header and no tracks, like the dataset's empty placeholders."""
     ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41")
-    mvhd = _box(b"mvhd", bytes(4) + bytes(8) + struct.pack(">II", 1000, 0) + struct.pack(">IH", 0x10000, 0x100)
-                + bytes(10) + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000) + bytes(24)
-                + struct.pack(">I", 1))
+    mvhd = _box(
+        b"mvhd",
+        bytes(4)
+        + bytes(8)
+        + struct.pack(">II", 1000, 0)
+        + struct.pack(">IH", 0x10000, 0x100)
+        + bytes(10)
+        + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+        + bytes(24)
+        + struct.pack(">I", 1),
+    )
     head = ftyp + _box(b"free", b"") + _box(b"mdat", b"")
     pad = 261 - len(head) - 8 - len(mvhd) - 8
     return head + _box(b"moov", mvhd + _box(b"udta", b"\0" * pad))

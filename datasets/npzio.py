@@ -4,6 +4,7 @@ The released Seamless NPZs are DEFLATE-compressed (reference/seamless.md 1.4), s
 memory-mapped; reading only each member's .npy header (a few hundred bytes of inflated stream) is
 what keeps `find_interactions` cheap on large files.
 """
+
 from __future__ import annotations
 
 import io

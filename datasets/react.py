@@ -4,6 +4,7 @@ plus `{split}/audio/...wav` and `{split}/video-face-crop/...mp4` (reference/reac
 Speaker and listener are paired by split + session + file name; 30 fps; audio resampled to 48 kHz.
 REACT has no validity flags: rows with NaN/inf are the invalid frames, bridged like Seamless's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ def index(root: str | Path) -> tuple[list[ReactEntry], list[str]]:
             continue
         split, kind, role, session, name = located
         kind = {"audio": "audio", "video-face-crop": "video"}.get(kind, kind)
-        if kind in FEATURE_FILES and path.suffix == ".npy" or kind in ("audio", "video") and path.suffix != ".npy":
+        if (kind in FEATURE_FILES and path.suffix == ".npy") or (kind in ("audio", "video") and path.suffix != ".npy"):
             pairs.setdefault((split, session, name), {}).setdefault(role, {})[kind] = path
     entries, problems = [], []
     for (split, session, name), roles in sorted(pairs.items()):
@@ -108,8 +109,9 @@ def index(root: str | Path) -> tuple[list[ReactEntry], list[str]]:
         groups = [g for kind in FEATURE_FILES if kind in kinds for g in FEATURE_FILES[kind][1]]
         counts = [n for r in ROLES for n in frames[r].values()]
         if len(set(counts)) > 1:
-            entry_problems.append(f"{clip}: frame counts differ ({', '.join(map(str, counts))}): "
-                                  f"the first {min(counts)} are used")
+            entry_problems.append(
+                f"{clip}: frame counts differ ({', '.join(map(str, counts))}): the first {min(counts)} are used"
+            )
         info = InteractionInfo(clip, DATASET, list(ROLES), min(counts), FPS, groups, entry_problems)
         entries.append(ReactEntry(info, roles, frames))
     return entries, problems
@@ -132,8 +134,10 @@ def load_track(entry: ReactEntry, role: str) -> ParticipantTrack:
         array = _load_features(files[kind], width, n)
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
-            problems.append(f"{files[kind].name} ({role} {kind}): {int((~finite).sum())} frame(s) with NaN/inf: "
-                            "bridged" + ("" if finite.any() else ", no valid frame: neutral values"))
+            problems.append(
+                f"{files[kind].name} ({role} {kind}): {int((~finite).sum())} frame(s) with NaN/inf: "
+                "bridged" + ("" if finite.any() else ", no valid frame: neutral values")
+            )
         for group, columns in slices.items():
             channels[group] = bridge(array[:, columns], finite, REACT_SPEC[group].kind)
             valid[group] = finite.copy()

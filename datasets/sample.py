@@ -5,6 +5,7 @@
 real data's quirks (see SEAMLESS_CLIPS) and `react/` with two sessions. The behaviour comes from
 `synth.py`; this module only turns it into each dataset's arrays and files.
 """
+
 from __future__ import annotations
 
 import io
@@ -52,15 +53,33 @@ SEAMLESS_CLIPS = (
     # First in sorted order: the demo. V00, 30/1, clean, lots of turn-taking.
     SeamlessClip("V00_S0809_I00000582", ("P0602A", "P0947"), Fraction(30), (f"{IMPROV}/0000", f"{IMPROV}/0000")),
     # 29.97 fps, invalid bursts with the translation sentinel, movement blocks, pair split across archives.
-    SeamlessClip("V00_S0809_I00000583", ("P0602A", "P0947"), Fraction(30000, 1001),
-                 (f"{IMPROV}/0000", f"{IMPROV}/0001"), smplh_bursts=True, movement_blocks=True),
+    SeamlessClip(
+        "V00_S0809_I00000583",
+        ("P0602A", "P0947"),
+        Fraction(30000, 1001),
+        (f"{IMPROV}/0000", f"{IMPROV}/0001"),
+        smplh_bursts=True,
+        movement_blocks=True,
+    ),
     # A webdataset tar with a duplicated .json member (the last one is the correct one); 45000/1501.
-    SeamlessClip("V00_S0811_I00000601", ("P0383", "P1281A"), Fraction(45000, 1501),
-                 (f"{IMPROV}/0002.tar", f"{IMPROV}/0002.tar"), movement_blocks=True, duplicate_json=True,
-                 hypernet_floor=True),
+    SeamlessClip(
+        "V00_S0811_I00000601",
+        ("P0383", "P1281A"),
+        Fraction(45000, 1501),
+        (f"{IMPROV}/0002.tar", f"{IMPROV}/0002.tar"),
+        movement_blocks=True,
+        duplicate_json=True,
+        hypernet_floor=True,
+    ),
     # A non-V00 vendor: no movement keys; 29.97 fps.
-    SeamlessClip("V01_S0346_I00000725", ("P1690", "P1691"), Fraction(30000, 1001),
-                 (f"{NATURAL}/0000", f"{NATURAL}/0000"), movement=False, smplh_bursts=True),
+    SeamlessClip(
+        "V01_S0346_I00000725",
+        ("P1690", "P1691"),
+        Fraction(30000, 1001),
+        (f"{NATURAL}/0000", f"{NATURAL}/0000"),
+        movement=False,
+        smplh_bursts=True,
+    ),
 )
 PLACEHOLDER_ID = "V01_S0346_I00000726_P1694"  # an empty bundle (N = 0), as in the real data
 PLACEHOLDER_FOLDER = f"{NATURAL}/0000"
@@ -88,8 +107,15 @@ class Dyad:
     extras: dict = field(default_factory=dict)
 
 
-def make_dyad(rng: np.random.Generator, seconds: float, fps: Fraction, rates=(AUDIO_RATE, AUDIO_RATE),
-              primary: int | None = None, primary_floor=(3.0, 6.0), secondary_floor=(1.0, 2.5)) -> Dyad:
+def make_dyad(
+    rng: np.random.Generator,
+    seconds: float,
+    fps: Fraction,
+    rates=(AUDIO_RATE, AUDIO_RATE),
+    primary: int | None = None,
+    primary_floor=(3.0, 6.0),
+    secondary_floor=(1.0, 2.5),
+) -> Dyad:
     primary = int(rng.integers(2)) if primary is None else primary
     plan = plan_dyad(rng, seconds, primary, primary_floor=primary_floor, secondary_floor=secondary_floor)
     n = int(round(seconds * fps))
@@ -148,13 +174,23 @@ def smplh_arrays(rng: np.random.Generator, m: Motion, base: np.ndarray) -> dict[
     left = np.zeros((n, 15, 3))
     left[:, :, 2] = -(curl + 0.15 * m.gesture[:, None])
     right = -left + 0.003 * rng.standard_normal(left.shape)
-    pelvis = Rotation.from_euler("x", (np.pi + 0.08 + 0.3 * lean)[:, None]) * Rotation.from_euler("y", (0.5 * yaw)[:, None])
-    translation = np.stack([base[0] + 0.4 * shift + 0.01 * np.sin(t / 40),
-                            base[1] + 0.03 * lean + 0.002 * m.breathing,
-                            base[2] + 1.5 * np.sin(2 * np.pi * t / (n + 1) + base[0])], 1)
+    pelvis = Rotation.from_euler("x", (np.pi + 0.08 + 0.3 * lean)[:, None]) * Rotation.from_euler(
+        "y", (0.5 * yaw)[:, None]
+    )
+    translation = np.stack(
+        [
+            base[0] + 0.4 * shift + 0.01 * np.sin(t / 40),
+            base[1] + 0.03 * lean + 0.002 * m.breathing,
+            base[2] + 1.5 * np.sin(2 * np.pi * t / (n + 1) + base[0]),
+        ],
+        1,
+    )
     return {
-        "smplh:body_pose": body, "smplh:left_hand_pose": left, "smplh:right_hand_pose": right,
-        "smplh:global_orient": _continuous_rotvec(pelvis), "smplh:translation": translation,
+        "smplh:body_pose": body,
+        "smplh:left_hand_pose": left,
+        "smplh:right_hand_pose": right,
+        "smplh:global_orient": _continuous_rotvec(pelvis),
+        "smplh:translation": translation,
         "smplh:is_valid": np.ones(n, bool),
     }
 
@@ -163,11 +199,22 @@ def fau_values(rng: np.random.Generator, m: Motion, partner: Motion) -> np.ndarr
     """(N, 24) AU intensities in [0, 2], in SEAMLESS_FAU_ORDER."""
     listening = (~m.speaking & partner.speaking).astype(float)
     au = {
-        "AU01": 1.2 * m.brow_raise, "AU02": 0.9 * m.brow_raise, "AU04": 1.5 * m.brow_frown,
-        "AU05": 0.3 * m.brow_raise, "AU06": 1.4 * m.smile, "AU07": 0.4 * m.smile + 0.2 * m.brow_frown,
-        "AU10": 0.4 * m.jaw, "AU12": 1.8 * m.smile, "AU13": 0.1 * m.smile, "AU14": 0.3 * listening,
-        "AU16": 0.3 * m.jaw, "AU17": 0.4 * listening, "AU24": 0.25 * listening,
-        "AU25": 1.6 * m.jaw + 0.1, "AU26": 1.4 * m.jaw, "AU43": 2.0 * m.blink,
+        "AU01": 1.2 * m.brow_raise,
+        "AU02": 0.9 * m.brow_raise,
+        "AU04": 1.5 * m.brow_frown,
+        "AU05": 0.3 * m.brow_raise,
+        "AU06": 1.4 * m.smile,
+        "AU07": 0.4 * m.smile + 0.2 * m.brow_frown,
+        "AU10": 0.4 * m.jaw,
+        "AU12": 1.8 * m.smile,
+        "AU13": 0.1 * m.smile,
+        "AU14": 0.3 * listening,
+        "AU16": 0.3 * m.jaw,
+        "AU17": 0.4 * listening,
+        "AU24": 0.25 * listening,
+        "AU25": 1.6 * m.jaw + 0.1,
+        "AU26": 1.4 * m.jaw,
+        "AU43": 2.0 * m.blink,
     }
     n = len(m.jaw)
     values = np.stack([au.get(name, np.zeros(n)) for name in SEAMLESS_FAU_ORDER], 1)
@@ -177,13 +224,21 @@ def fau_values(rng: np.random.Generator, m: Motion, partner: Motion) -> np.ndarr
 
 
 def emotion_logits(m: Motion) -> dict[str, np.ndarray]:
-    return {"happiness": 3 * m.smile - 1, "neutral": 1.2 - 2 * m.smile, "surprise": 1.5 * m.brow_raise - 1,
-            "anger": 1.2 * m.brow_frown - 1.5, "sadness": -1.2 + 0 * m.smile, "contempt": -1.5 + 0 * m.smile,
-            "disgust": -1.6 + 0 * m.smile, "fear": -1.7 + 0 * m.smile}
+    return {
+        "happiness": 3 * m.smile - 1,
+        "neutral": 1.2 - 2 * m.smile,
+        "surprise": 1.5 * m.brow_raise - 1,
+        "anger": 1.2 * m.brow_frown - 1.5,
+        "sadness": -1.2 + 0 * m.smile,
+        "contempt": -1.5 + 0 * m.smile,
+        "disgust": -1.6 + 0 * m.smile,
+        "fear": -1.7 + 0 * m.smile,
+    }
 
 
-def movement_arrays(rng: np.random.Generator, m: Motion, partner: Motion, encoder: dict, identity: np.ndarray,
-                    hypernet_floor: bool) -> dict[str, np.ndarray]:
+def movement_arrays(
+    rng: np.random.Generator, m: Motion, partner: Motion, encoder: dict, identity: np.ndarray, hypernet_floor: bool
+) -> dict[str, np.ndarray]:
     """The V00 Imitator features: FAUs, head rotation, expression latents, emotion, gaze."""
     n = len(m.jaw)
     fau = fau_values(rng, m, partner)
@@ -198,15 +253,21 @@ def movement_arrays(rng: np.random.Generator, m: Motion, partner: Motion, encode
         "movement:FAUToken": np.argmax(fau @ encoder["token"], 1)[:, None].astype(float),
         "movement:expression": features @ encoder["expression"] + 0.02 * rng.standard_normal((n, 128)),
         "movement:frame_latent": features @ encoder["latent"] + 0.02 * rng.standard_normal((n, 64)),
-        "movement:emotion_valence": valence[:, None], "movement:emotion_arousal": arousal[:, None],
+        "movement:emotion_valence": valence[:, None],
+        "movement:emotion_arousal": arousal[:, None],
         "movement:emotion_scores": scores,
         "movement:EmotionValenceToken": np.round((valence + 1) * 5)[:, None],
         "movement:EmotionArousalToken": np.round((arousal + 1) * 5)[:, None],
-        "movement:gaze_encodings": m.gaze @ encoder["gaze"], "movement:head_encodings": m.head @ encoder["head"],
+        "movement:gaze_encodings": m.gaze @ encoder["gaze"],
+        "movement:head_encodings": m.head @ encoder["head"],
         "movement:alignment_head_rotation": m.head.copy(),
-        "movement:alignment_translation": np.stack([np.stack([m.posture[:, 2], 0.02 * m.posture[:, 0],
-                                                              0.01 * m.breathing], 1),
-                                                    np.tile([1.0, 0.0, 0.0], (n, 1))], 1),
+        "movement:alignment_translation": np.stack(
+            [
+                np.stack([m.posture[:, 2], 0.02 * m.posture[:, 0], 0.01 * m.breathing], 1),
+                np.tile([1.0, 0.0, 0.0], (n, 1)),
+            ],
+            1,
+        ),
         "movement:hypernet_features": identity[None] + 0.01 * rng.standard_normal((rows, HYPERNET_DIM)),
         "movement:is_valid": np.ones((n, 1)),
     }
@@ -224,8 +285,11 @@ def keypoint_arrays(rng: np.random.Generator, translation: np.ndarray, template:
     size = (box[:, 2:] - box[:, :2])[:, None, :]
     xy = box[:, None, :2] + template[None] * size + 0.4 * rng.standard_normal((len(box), 133, 2))
     score = np.clip(0.85 + 0.1 * rng.standard_normal((len(box), 133, 1)), 0.2, 1.2055)
-    return {"boxes_and_keypoints:box": box, "boxes_and_keypoints:keypoints": np.concatenate([xy, score], 2),
-            "boxes_and_keypoints:is_valid_box": np.ones(len(box), bool)}
+    return {
+        "boxes_and_keypoints:box": box,
+        "boxes_and_keypoints:keypoints": np.concatenate([xy, score], 2),
+        "boxes_and_keypoints:is_valid_box": np.ones(len(box), bool),
+    }
 
 
 def add_smplh_bursts(rng: np.random.Generator, arrays: dict) -> None:
@@ -255,7 +319,7 @@ def add_movement_blocks(rng: np.random.Generator, arrays: dict) -> None:
             if key.startswith("movement:") and key != "movement:hypernet_features":
                 value[rows] = 0
         hyper = arrays["movement:hypernet_features"]
-        hyper[int(block) * 4: int(block) * 4 + 4] = 0
+        hyper[int(block) * 4 : int(block) * 4 + 4] = 0
 
 
 def _cast(arrays: dict) -> dict:
@@ -266,8 +330,9 @@ def _cast(arrays: dict) -> dict:
 # --- video -------------------------------------------------------------------------------------
 
 
-def face_frames(m: Motion, translation: np.ndarray, colour: tuple[int, int, int], size: int = VIDEO_SIZE,
-                chunk: int = 150):
+def face_frames(
+    m: Motion, translation: np.ndarray, colour: tuple[int, int, int], size: int = VIDEO_SIZE, chunk: int = 150
+):
     """A simple moving face: head disc following position and nods, eyes that blink, a mouth
     that opens with the jaw and widens with the smile. Drawn `chunk` frames at a time."""
     yy, xx = (g[None].astype(np.float32) for g in np.mgrid[0:size, 0:size])
@@ -290,8 +355,9 @@ def face_frames(m: Motion, translation: np.ndarray, colour: tuple[int, int, int]
 # --- writing files -----------------------------------------------------------------------------
 
 
-def _json_bytes(file_id: str, plan: DyadPlan, person: int, rng: np.random.Generator, stale: bool = False,
-                annotations: bool = False) -> bytes:
+def _json_bytes(
+    file_id: str, plan: DyadPlan, person: int, rng: np.random.Generator, stale: bool = False, annotations: bool = False
+) -> bytes:
     """The per-participant JSON of seamless.md 3: WhisperX-like transcript (a few null word times),
     10 ms VAD. `stale`: the earlier copy of a tar's rewritten member, before metadata was filled."""
     utterances = plan.of(person)
@@ -302,8 +368,14 @@ def _json_bytes(file_id: str, plan: DyadPlan, person: int, rng: np.random.Genera
             if rng.random() < 0.01:  # WhisperX leaves ~0.2-1% of words unaligned
                 words.append({"word": w.text, "start": None, "end": None})
             else:
-                words.append({"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-                              "score": round(float(rng.uniform(0.5, 1.0)), 3)})
+                words.append(
+                    {
+                        "word": w.text,
+                        "start": round(w.start, 3),
+                        "end": round(w.end, 3),
+                        "score": round(float(rng.uniform(0.5, 1.0)), 3),
+                    }
+                )
         transcript.append({"start": round(u.start, 3), "end": round(u.end, 3), "transcript": u.text, "words": words})
         vad.append({"start": round(u.start, 2), "end": round(u.end, 2)})
     data = {"id": file_id, "metadata:transcript": [] if stale else transcript, "metadata:vad": [] if stale else vad}
@@ -358,8 +430,13 @@ def _encoder(seed: int) -> dict[str, np.ndarray]:
     """Fixed random projections standing in for Imitator's encoders (one model for everyone)."""
     rng = np.random.default_rng([seed, 7])
     dims = 24 + 3 + 2
-    return {"expression": rng.normal(0, 0.3, (dims, 128)), "latent": rng.normal(0, 0.3, (dims, 64)),
-            "token": rng.normal(0, 1, (24, 16)), "gaze": rng.normal(0, 1, (2, 2)), "head": rng.normal(0, 1, (3, 3))}
+    return {
+        "expression": rng.normal(0, 0.3, (dims, 128)),
+        "latent": rng.normal(0, 0.3, (dims, 64)),
+        "token": rng.normal(0, 1, (24, 16)),
+        "gaze": rng.normal(0, 1, (2, 2)),
+        "head": rng.normal(0, 1, (3, 3)),
+    }
 
 
 def write_seamless_clip(sink: _Sink, clip: SeamlessClip, rng: np.random.Generator, seconds: float, seed: int) -> None:
@@ -385,42 +462,67 @@ def write_seamless_clip(sink: _Sink, clip: SeamlessClip, rng: np.random.Generato
             sink.put(location, f"{file_id}.json", _json_bytes(file_id, dyad.plan, person, rng, stale=True))
         sink.put(location, f"{file_id}.wav", _wav_bytes(dyad.audio[person], AUDIO_RATE))
         sink.put(location, f"{file_id}.mp4", _mp4_bytes(face_frames(m, clean_translation, colours[person]), clip.rate))
-        sink.put(location, f"{file_id}.json", _json_bytes(file_id, dyad.plan, person, rng,
-                                                          annotations=clip.duplicate_json))
+        sink.put(
+            location, f"{file_id}.json", _json_bytes(file_id, dyad.plan, person, rng, annotations=clip.duplicate_json)
+        )
 
 
 def write_placeholder(sink: _Sink, file_id: str, location: str) -> None:
     """An empty bundle like V01_S0346_I00000726_P1694: N = 0 arrays, a 261-byte MP4 without
     streams, a 58-byte WAV header, empty JSON lists."""
-    empty = {"smplh:body_pose": np.zeros((0, 21, 3), np.float32), "smplh:global_orient": np.zeros((0, 3), np.float32),
-             "smplh:left_hand_pose": np.zeros((0, 15, 3), np.float32),
-             "smplh:right_hand_pose": np.zeros((0, 15, 3), np.float32),
-             "smplh:translation": np.zeros((0, 3), np.float32), "smplh:is_valid": np.zeros(0, bool),
-             "boxes_and_keypoints:box": np.zeros((0, 4), np.float32),
-             "boxes_and_keypoints:is_valid_box": np.zeros(0, bool),
-             "boxes_and_keypoints:keypoints": np.zeros((0, 133, 3), np.float32)}
+    empty = {
+        "smplh:body_pose": np.zeros((0, 21, 3), np.float32),
+        "smplh:global_orient": np.zeros((0, 3), np.float32),
+        "smplh:left_hand_pose": np.zeros((0, 15, 3), np.float32),
+        "smplh:right_hand_pose": np.zeros((0, 15, 3), np.float32),
+        "smplh:translation": np.zeros((0, 3), np.float32),
+        "smplh:is_valid": np.zeros(0, bool),
+        "boxes_and_keypoints:box": np.zeros((0, 4), np.float32),
+        "boxes_and_keypoints:is_valid_box": np.zeros(0, bool),
+        "boxes_and_keypoints:keypoints": np.zeros((0, 133, 3), np.float32),
+    }
     sink.put(location, f"{file_id}.npz", npz_bytes(empty))
     sink.put(location, f"{file_id}.mp4", media.empty_mp4_bytes())
     sink.put(location, f"{file_id}.wav", media.empty_wav_bytes())
-    sink.put(location, f"{file_id}.json",
-             json.dumps({"id": file_id, "metadata:transcript": [], "metadata:vad": []}).encode())
+    sink.put(
+        location, f"{file_id}.json", json.dumps({"id": file_id, "metadata:transcript": [], "metadata:vad": []}).encode()
+    )
 
 
 def _extra_clip(i: int) -> SeamlessClip:
     """Interactions beyond the quirk set: plain V00 clips cycling through the three frame rates."""
     rates = (Fraction(30), Fraction(30000, 1001), Fraction(45000, 1501))
-    return SeamlessClip(f"V00_S0900_I{i:08d}", ("P1001", "P1002A"), rates[i % 3],
-                        (f"{IMPROV}/{i % 4:04d}", f"{IMPROV}/{(i + 1) % 4:04d}"))
+    return SeamlessClip(
+        f"V00_S0900_I{i:08d}",
+        ("P1001", "P1002A"),
+        rates[i % 3],
+        (f"{IMPROV}/{i % 4:04d}", f"{IMPROV}/{(i + 1) % 4:04d}"),
+    )
 
 
-def write_react_session(root: Path, split: str, session: str, name: str, listener_rate: int,
-                        rng: np.random.Generator, seconds: float, nan_burst: bool) -> None:
+def write_react_session(
+    root: Path,
+    split: str,
+    session: str,
+    name: str,
+    listener_rate: int,
+    rng: np.random.Generator,
+    seconds: float,
+    nan_burst: bool,
+) -> None:
     """REACT 2025 layout: facial-attributes (T, 25), coefficients (T, 58), audio, video-face-crop;
     the speaker (folder `speaker`) holds the floor most of the time."""
     from dyadic.renderer.pose import BLENDSHAPE_INDEX  # ARKit order of the 52 expression components
 
-    dyad = make_dyad(rng, seconds, REACT_FPS, rates=(REACT_SPEAKER_RATE, listener_rate), primary=0,
-                     primary_floor=(4.0, 8.0), secondary_floor=(0.8, 1.8))
+    dyad = make_dyad(
+        rng,
+        seconds,
+        REACT_FPS,
+        rates=(REACT_SPEAKER_RATE, listener_rate),
+        primary=0,
+        primary_floor=(4.0, 8.0),
+        secondary_floor=(0.8, 1.8),
+    )
     for person, role in enumerate(("speaker", "listener")):
         m, partner = dyad.motion[person], dyad.motion[1 - person]
         n = len(m.jaw)
@@ -434,12 +536,21 @@ def write_react_session(root: Path, split: str, session: str, name: str, listene
         probs = np.exp(raw) / np.exp(raw).sum(1, keepdims=True)
         attributes = np.concatenate([aus, valence[:, None], arousal[:, None], probs], 1)
         expression = np.zeros((n, 52))
-        for shape, value in {"jawOpen": m.jaw, "mouthSmileLeft": m.smile, "mouthSmileRight": 0.95 * m.smile,
-                             "eyeBlinkLeft": m.blink, "eyeBlinkRight": m.blink, "browInnerUp": m.brow_raise,
-                             "browOuterUpLeft": 0.7 * m.brow_raise, "browOuterUpRight": 0.7 * m.brow_raise,
-                             "browDownLeft": m.brow_frown, "browDownRight": m.brow_frown,
-                             "cheekSquintLeft": 0.5 * m.smile, "cheekSquintRight": 0.5 * m.smile,
-                             "mouthClose": 0.2 * (1 - m.jaw)}.items():
+        for shape, value in {
+            "jawOpen": m.jaw,
+            "mouthSmileLeft": m.smile,
+            "mouthSmileRight": 0.95 * m.smile,
+            "eyeBlinkLeft": m.blink,
+            "eyeBlinkRight": m.blink,
+            "browInnerUp": m.brow_raise,
+            "browOuterUpLeft": 0.7 * m.brow_raise,
+            "browOuterUpRight": 0.7 * m.brow_raise,
+            "browDownLeft": m.brow_frown,
+            "browDownRight": m.brow_frown,
+            "cheekSquintLeft": 0.5 * m.smile,
+            "cheekSquintRight": 0.5 * m.smile,
+            "mouthClose": 0.2 * (1 - m.jaw),
+        }.items():
             expression[:, BLENDSHAPE_INDEX[shape]] = value
         translation = np.stack([0.3 * m.posture[:, 2], 0.02 * m.posture[:, 0], 0.01 * m.breathing], 1)
         coefficients = np.concatenate([expression, m.head, translation], 1)
@@ -465,8 +576,14 @@ def write_react_session(root: Path, split: str, session: str, name: str, listene
 MIN_SECONDS = 3.0
 
 
-def generate_sample(out_dir: str | Path, format: str = "seamless", interactions: int = 4, seconds: float = 20.0,
-                    seed: int = 0, quirks: bool = True) -> Path:
+def generate_sample(
+    out_dir: str | Path,
+    format: str = "seamless",
+    interactions: int = 4,
+    seconds: float = 20.0,
+    seed: int = 0,
+    quirks: bool = True,
+) -> Path:
     """Write `interactions` synthetic dyads of `seconds` each in the layout of `format`.
 
     Seamless: the first four are SEAMLESS_CLIPS (with `quirks`, including the N = 0 placeholder
@@ -474,8 +591,10 @@ def generate_sample(out_dir: str | Path, format: str = "seamless", interactions:
     Deterministic: the same arguments give the same arrays, audio, JSON and video bytes.
     """
     if seconds < MIN_SECONDS:
-        raise ValueError(f"sample clips must last at least {MIN_SECONDS:g} s (a turn, a pause and a "
-                         f"mirrored smile need the room), not {seconds:g} s")
+        raise ValueError(
+            f"sample clips must last at least {MIN_SECONDS:g} s (a turn, a pause and a "
+            f"mirrored smile need the room), not {seconds:g} s"
+        )
     if interactions < 1:
         raise ValueError(f"interactions must be at least 1, not {interactions}")
     out = Path(out_dir)
@@ -486,16 +605,24 @@ def generate_sample(out_dir: str | Path, format: str = "seamless", interactions:
         for i in range(interactions):
             clip = SEAMLESS_CLIPS[i] if i < len(SEAMLESS_CLIPS) else _extra_clip(i)
             if not quirks:
-                clip = SeamlessClip(clip.key, clip.participants, clip.rate,
-                                    tuple(loc.replace(".tar", "") for loc in clip.locations), clip.movement)
+                clip = SeamlessClip(
+                    clip.key,
+                    clip.participants,
+                    clip.rate,
+                    tuple(loc.replace(".tar", "") for loc in clip.locations),
+                    clip.movement,
+                )
             write_seamless_clip(sink, clip, rng, seconds, seed)
         if quirks and interactions >= len(SEAMLESS_CLIPS):
             write_placeholder(sink, PLACEHOLDER_ID, PLACEHOLDER_FOLDER)
         sink.close()
     elif format == "react":
         for i in range(interactions):
-            split, session, name, rate = (REACT_SESSIONS[i] if i < len(REACT_SESSIONS) else
-                                          ("val", f"session{i % 23}", f"Camera-2024-08-{i:02d}-100000-100000", 44_100))
+            split, session, name, rate = (
+                REACT_SESSIONS[i]
+                if i < len(REACT_SESSIONS)
+                else ("val", f"session{i % 23}", f"Camera-2024-08-{i:02d}-100000-100000", 44_100)
+            )
             write_react_session(out, split, session, name, rate, rng, seconds, nan_burst=quirks and i == 1)
     else:
         raise ValueError(f"unknown sample format {format!r}: expected 'seamless' or 'react'")

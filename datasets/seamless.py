@@ -6,6 +6,7 @@ The reader walks any root for `*.npz` and `*.tar`, pairs bundles by the interact
 id's prefix before `_P`, across folders and tars), and never lets one bad file stop the others:
 each problem becomes one line naming the file and the field.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,7 @@ def interaction_key(file_id: str) -> str:
 
 def participant_label(file_id: str) -> str:
     cut = file_id.rfind("_P")
-    return file_id[cut + 1:] if cut > 0 else file_id
+    return file_id[cut + 1 :] if cut > 0 else file_id
 
 
 # --- finding bundles -------------------------------------------------------------------------
@@ -93,8 +94,9 @@ def scan(root: str | Path) -> ScanResult:
 
     def add(file_id: str, files: dict[str, FileRef]) -> None:
         if file_id in seen:
-            result.problems.append(f"{files['npz'].name}: file id {file_id} also at {seen[file_id].npz.path}: "
-                                   "second copy ignored")
+            result.problems.append(
+                f"{files['npz'].name}: file id {file_id} also at {seen[file_id].npz.path}: second copy ignored"
+            )
             return
         seen[file_id] = Bundle(file_id, files)
 
@@ -117,8 +119,11 @@ def scan(root: str | Path) -> ScanResult:
             for name in sorted(members):
                 if name.endswith(".npz"):
                     stem = name[:-4]
-                    files = {ext: members[f"{stem}.{ext}"] for ext in ("npz", "json", "wav", "mp4")
-                             if f"{stem}.{ext}" in members}
+                    files = {
+                        ext: members[f"{stem}.{ext}"]
+                        for ext in ("npz", "json", "wav", "mp4")
+                        if f"{stem}.{ext}" in members
+                    }
                     add(stem, files)
     result.bundles = sorted(seen.values(), key=lambda b: b.file_id)
     return result
@@ -171,8 +176,10 @@ def summarize_npz(ref: FileRef) -> NpzSummary:
         if key not in keys and key in headers:
             continue  # already reported as a wrong shape
         if key not in headers:
-            problems.append(f"{ref.name}: {key} missing" + (": all frames taken as valid" if key.endswith("is_valid")
-                                                          else ": group left out"))
+            problems.append(
+                f"{ref.name}: {key} missing"
+                + (": all frames taken as valid" if key.endswith("is_valid") else ": group left out")
+            )
     if any(k.startswith("movement:") for k in headers):  # a V00 file: every movement group expected
         for g in MOVEMENT_GROUPS:
             if g.name not in headers:
@@ -317,8 +324,10 @@ def index(root: str | Path) -> tuple[list[SeamlessEntry], list[str]]:
             continue
         pair_problems, file_problems, rates = [], [], {}
         if len(bundles) > 2:
-            pair_problems.append(f"{key}: {len(bundles)} participant files "
-                                 f"({', '.join(b.file_id for b in bundles)}): the first two are used")
+            pair_problems.append(
+                f"{key}: {len(bundles)} participant files "
+                f"({', '.join(b.file_id for b in bundles)}): the first two are used"
+            )
             bundles = sorted(bundles, key=lambda b: b.file_id)[:2]
         bundles = order_speaker_first(bundles)
         for b in bundles:
@@ -326,18 +335,27 @@ def index(root: str | Path) -> tuple[list[SeamlessEntry], list[str]]:
             file_problems += summaries[b.file_id].problems + rates[b.file_id][1]
         fps_values = [rates[b.file_id][0] for b in bundles]
         if abs(fps_values[0] - fps_values[1]) > 1e-6:
-            pair_problems.append(f"{key}: frame rates differ ({fps_values[0]:.3f} vs {fps_values[1]:.3f}): "
-                                 "the speaker's is used")
+            pair_problems.append(
+                f"{key}: frame rates differ ({fps_values[0]:.3f} vs {fps_values[1]:.3f}): the speaker's is used"
+            )
         frames = [summaries[b.file_id].n_frames for b in bundles]
         if frames[0] != frames[1]:
-            pair_problems.append(f"{key}: frame counts differ ({frames[0]} vs {frames[1]}): "
-                                 f"the first {min(frames)} are paired")
-        groups = [g for g in groups_present(summaries[bundles[0].file_id])
-                  if g in summaries[bundles[1].file_id].keys]
-        info = InteractionInfo(key, DATASET, [participant_label(b.file_id) for b in bundles], min(frames),
-                               fps_values[0], groups, pair_problems + file_problems)
-        entries.append(SeamlessEntry(info, bundles, {b.file_id: summaries[b.file_id] for b in bundles},
-                                     rates, pair_problems))
+            pair_problems.append(
+                f"{key}: frame counts differ ({frames[0]} vs {frames[1]}): the first {min(frames)} are paired"
+            )
+        groups = [g for g in groups_present(summaries[bundles[0].file_id]) if g in summaries[bundles[1].file_id].keys]
+        info = InteractionInfo(
+            key,
+            DATASET,
+            [participant_label(b.file_id) for b in bundles],
+            min(frames),
+            fps_values[0],
+            groups,
+            pair_problems + file_problems,
+        )
+        entries.append(
+            SeamlessEntry(info, bundles, {b.file_id: summaries[b.file_id] for b in bundles}, rates, pair_problems)
+        )
     return entries, problems
 
 
@@ -359,8 +377,12 @@ def _finite_rows(array: np.ndarray) -> np.ndarray:
     return np.isfinite(array.reshape(len(array), -1)).all(axis=1)
 
 
-def load_track(bundle: Bundle, summary: NpzSummary | None = None,
-               rate: tuple[float, list[str]] | None = None, fps: float | None = None) -> ParticipantTrack:
+def load_track(
+    bundle: Bundle,
+    summary: NpzSummary | None = None,
+    rate: tuple[float, list[str]] | None = None,
+    fps: float | None = None,
+) -> ParticipantTrack:
     """Read one participant completely; raises DatasetError if its NPZ is unusable.
 
     `summary` and `rate` are the index's results (recomputed when absent); `fps` overrides the
@@ -385,15 +407,20 @@ def load_track(bundle: Bundle, summary: NpzSummary | None = None,
     movement_valid = np.ones(n, bool)
     if "movement:is_valid" in arrays:
         movement_valid &= arrays["movement:is_valid"][:, 0] > 0.5
-    family_groups = ((SMPLH_GROUPS, smplh_valid, "smplh:is_valid"), (MOVEMENT_GROUPS, movement_valid, "movement:is_valid"))
+    family_groups = (
+        (SMPLH_GROUPS, smplh_valid, "smplh:is_valid"),
+        (MOVEMENT_GROUPS, movement_valid, "movement:is_valid"),
+    )
     channels, valid = {}, {}
     for groups, family_valid, flag in family_groups:
         present = [g for g in groups if g.name in arrays]
         for g in present:  # a non-finite value in any group invalidates the frame for the family
             family_valid &= _finite_rows(arrays[g.name])
         if present and not family_valid.any():
-            problems.append(f"{bundle.npz.name}: {flag}: no valid frame: {', '.join(g.name for g in present)} "
-                            "held at a neutral value")
+            problems.append(
+                f"{bundle.npz.name}: {flag}: no valid frame: {', '.join(g.name for g in present)} "
+                "held at a neutral value"
+            )
         for g in present:
             channels[g.name] = bridge(arrays[g.name], family_valid, g.kind, NEUTRAL.get(g.name, 0.0))
             valid[g.name] = family_valid.copy()
@@ -419,8 +446,9 @@ def load_track(bundle: Bundle, summary: NpzSummary | None = None,
 
 
 def load_entry(entry: SeamlessEntry) -> Interaction:
-    speaker, listener = (load_track(b, entry.summaries[b.file_id], entry.rates[b.file_id], entry.info.fps)
-                         for b in entry.bundles)
+    speaker, listener = (
+        load_track(b, entry.summaries[b.file_id], entry.rates[b.file_id], entry.info.fps) for b in entry.bundles
+    )
     problems = list(entry.pair_problems) + speaker.problems + listener.problems
     return Interaction(entry.info.id, DATASET, SEAMLESS_SPEC, speaker, listener, problems)
 

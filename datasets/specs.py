@@ -4,6 +4,7 @@ Where a dataset does not document what a column means, the order below is this p
 assumption; the sample-data generator writes by it and the face adapters read by it, so both sides
 stay consistent and a user with better knowledge changes it in one place.
 """
+
 from __future__ import annotations
 
 from .interaction import ChannelGroup, MotionSpec
@@ -32,14 +33,43 @@ SEAMLESS_SPEC = MotionSpec("seamless", SMPLH_GROUPS + MOVEMENT_GROUPS)
 # Assumed here: the 24 AUs most face-analysis tools report, in ascending AU number. Columns 16-18
 # (AU20, AU22, AU23 under this assumption) are effectively always zero in the real data.
 SEAMLESS_FAU_ORDER: tuple[str, ...] = (
-    "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU11", "AU12", "AU13", "AU14",
-    "AU15", "AU16", "AU17", "AU18", "AU20", "AU22", "AU23", "AU24", "AU25", "AU26", "AU28", "AU43",
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU05",
+    "AU06",
+    "AU07",
+    "AU09",
+    "AU10",
+    "AU11",
+    "AU12",
+    "AU13",
+    "AU14",
+    "AU15",
+    "AU16",
+    "AU17",
+    "AU18",
+    "AU20",
+    "AU22",
+    "AU23",
+    "AU24",
+    "AU25",
+    "AU26",
+    "AU28",
+    "AU43",
 )
 assert len(SEAMLESS_FAU_ORDER) == 24
 
 # The order of `movement:emotion_scores` is undocumented (issue #33); third parties assume this.
 SEAMLESS_EMOTION_ORDER: tuple[str, ...] = (
-    "anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+    "anger",
+    "contempt",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutral",
+    "sadness",
+    "surprise",
 )
 
 # --- REACT 2025 / MARS (reference/react.md, sections 0 and 8) ----------------------------------
@@ -56,24 +86,46 @@ REACT_GROUPS = (
 )
 REACT_SPEC = MotionSpec("react", REACT_GROUPS)
 REACT_ATTRIBUTE_SLICES = {  # group -> columns of the 25-d facial-attributes file
-    "react:au": slice(0, 15), "react:valence_arousal": slice(15, 17),
+    "react:au": slice(0, 15),
+    "react:valence_arousal": slice(15, 17),
     "react:expression_probs": slice(17, 25),
 }
 REACT_COEFFICIENT_SLICES = {  # group -> columns of the 58-d coefficients file
-    "react:3dmm_expression": slice(0, 52), "react:3dmm_rotation": slice(52, 55),
+    "react:3dmm_expression": slice(0, 52),
+    "react:3dmm_rotation": slice(52, 55),
     "react:3dmm_translation": slice(55, 58),
 }
 
 # No REACT repository names its 15 AUs (react.md, section 1). Assumed: GraphAU's BP4D+DISFA
 # subset most used for reactions, ascending.
 REACT_AU_ORDER: tuple[str, ...] = (
-    "AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17",
-    "AU23", "AU24", "AU25", "AU26",
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU06",
+    "AU07",
+    "AU09",
+    "AU10",
+    "AU12",
+    "AU14",
+    "AU15",
+    "AU17",
+    "AU23",
+    "AU24",
+    "AU25",
+    "AU26",
 )
 assert len(REACT_AU_ORDER) == 15
 # Expression categories of Toisoul et al. (2021), the source of the 8 probabilities.
 REACT_EXPRESSION_ORDER: tuple[str, ...] = (
-    "neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt",
+    "neutral",
+    "happy",
+    "sad",
+    "surprise",
+    "fear",
+    "disgust",
+    "anger",
+    "contempt",
 )
 # FaceVerse v2's 52 expression components are fitted to ARKit's 52 blendshapes; their order is
 # `exp_name_list` in faceverse_simple_v2.npy (a licensed file, not read here). Assumed: ARKit's
@@ -86,9 +138,17 @@ SPECS = {"seamless": SEAMLESS_SPEC, "react": REACT_SPEC}
 # smplh:translation (camera-relative, not metric: it moves with the camera, not the person) and the
 # encodings without a decoder (movement:expression, gaze/head encodings).
 REACTION_GROUPS: dict[str, tuple[str, ...]] = {
-    "seamless": ("smplh:global_orient", "smplh:body_pose", "smplh:left_hand_pose",
-                 "smplh:right_hand_pose", "movement:FAUValue", "movement:alignment_head_rotation",
-                 "movement:emotion_valence", "movement:emotion_arousal", "movement:emotion_scores"),
+    "seamless": (
+        "smplh:global_orient",
+        "smplh:body_pose",
+        "smplh:left_hand_pose",
+        "smplh:right_hand_pose",
+        "movement:FAUValue",
+        "movement:alignment_head_rotation",
+        "movement:emotion_valence",
+        "movement:emotion_arousal",
+        "movement:emotion_scores",
+    ),
     "react": tuple(g.name for g in REACT_GROUPS),
 }
 # The REACT metrics use the 25 facial attributes in three parts, each with its FRDist weight
@@ -97,9 +157,14 @@ REACTION_GROUPS: dict[str, tuple[str, ...]] = {
 # Binary parts are thresholded at 0.5 in predictions before scoring, as the REACT code does.
 METRIC_GROUPS: dict[str, tuple[tuple[tuple[str, ...], float, bool], ...]] = {
     # (groups, FRDist weight, binary)
-    "react": ((("react:au",), 1 / 15, True), (("react:valence_arousal",), 1.0, False),
-              (("react:expression_probs",), 1 / 8, False)),
-    "seamless": ((("movement:FAUValue",), 1 / 24, False),
-                 (("movement:emotion_valence", "movement:emotion_arousal"), 1.0, False),
-                 (("movement:emotion_scores",), 1 / 8, False)),
+    "react": (
+        (("react:au",), 1 / 15, True),
+        (("react:valence_arousal",), 1.0, False),
+        (("react:expression_probs",), 1 / 8, False),
+    ),
+    "seamless": (
+        (("movement:FAUValue",), 1 / 24, False),
+        (("movement:emotion_valence", "movement:emotion_arousal"), 1.0, False),
+        (("movement:emotion_scores",), 1 / 8, False),
+    ),
 }

@@ -6,6 +6,7 @@ listener backchannels ("mm-hm") and nods in the speaker's pauses, mirrors the sp
 300-600 ms later, and looks at the speaker; the speaker's jaw and beat gestures follow their own
 speech envelope. Everything is drawn from one numpy Generator, so a seed fixes the whole sample.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,8 +17,11 @@ from scipy import signal
 CONSONANTS = "bdfgklmnprstvz"
 FRICATIVES = set("fsvz")
 VOWEL_FORMANTS = {  # Hz: F1, F2, F3 of an adult male voice (Peterson & Barney averages)
-    "a": (730, 1090, 2440), "e": (530, 1840, 2480), "i": (270, 2290, 3010),
-    "o": (570, 840, 2410), "u": (300, 870, 2240),
+    "a": (730, 1090, 2440),
+    "e": (530, 1840, 2480),
+    "i": (270, 2290, 3010),
+    "o": (570, 840, 2410),
+    "u": (300, 870, 2240),
 }
 NASAL_FORMANTS = (250, 1100, 2300)  # the "m" murmur of a backchannel
 
@@ -97,8 +101,9 @@ def _backchannel(person: int, start: float) -> Utterance:
     return Utterance(person, start, start + 0.42, [Word("mm-hm", start, start + 0.42, [mm, hm])], True)
 
 
-def plan_dyad(rng: np.random.Generator, seconds: float, primary: int = 0,
-              primary_floor=(3.0, 6.5), secondary_floor=(1.2, 3.2)) -> DyadPlan:
+def plan_dyad(
+    rng: np.random.Generator, seconds: float, primary: int = 0, primary_floor=(3.0, 6.5), secondary_floor=(1.2, 3.2)
+) -> DyadPlan:
     """Alternating floors (the primary holds longer ones) made of inter-pausal units; the other
     person backchannels and nods in the floor holder's pauses."""
     plan = DyadPlan(seconds, [])
@@ -152,8 +157,9 @@ def _glottal_source(rng, n: int, rate: int, voice: Voice) -> np.ndarray:
     return np.diff(tilt, prepend=0.0) + 0.02 * rng.standard_normal(n, dtype=np.float32)
 
 
-def speech_audio(rng: np.random.Generator, utterances: list[Utterance], seconds: float, rate: int,
-                 voice: Voice) -> np.ndarray:
+def speech_audio(
+    rng: np.random.Generator, utterances: list[Utterance], seconds: float, rate: int, voice: Voice
+) -> np.ndarray:
     """One person's voice alone: each syllable a vowel through three formant resonators under a
     raised-cosine envelope, with fricative noise on s/f/v/z onsets."""
     n = int(round(seconds * rate))
@@ -238,7 +244,7 @@ def _steps(rng, n: int, fps: float, every: tuple[float, float], values, ramp_s: 
     k = 0
     while k < n:
         span = int(rng.uniform(*every) * fps)
-        out[k:k + span] = values(rng)
+        out[k : k + span] = values(rng)
         k += span
     return np.stack([_smooth(c, fps, ramp_s) for c in out.reshape(n, -1).T], 1).reshape(out.shape)
 
@@ -254,8 +260,7 @@ def _smile_bump(t, dur, amp):
     return amp * np.where((t > 0) & (t < dur), np.sin(np.pi * np.clip(t / dur, 0, 1)) ** 2, 0.0)
 
 
-def person_motion(rng: np.random.Generator, plan: DyadPlan, person: int, envelope: np.ndarray,
-                  fps: float) -> Motion:
+def person_motion(rng: np.random.Generator, plan: DyadPlan, person: int, envelope: np.ndarray, fps: float) -> Motion:
     n = len(envelope)
     times = np.arange(n) / fps
     speaking = plan.speaking(person, times)
@@ -277,15 +282,18 @@ def person_motion(rng: np.random.Generator, plan: DyadPlan, person: int, envelop
     blink = _events(times, blink_onsets, lambda x: np.clip(1 - np.abs(x - 0.075) / 0.075, 0, 1))
 
     starts = [u.start for u in plan.of(person) if not u.backchannel and rng.random() < 0.5]
-    brow_raise = _events(times, starts, lambda x: 0.6 * np.exp(-((x - 0.2) / 0.25) ** 2))
+    brow_raise = _events(times, starts, lambda x: 0.6 * np.exp(-(((x - 0.2) / 0.25) ** 2)))
     brow_raise += 0.3 * _smooth(envelope, fps, 0.4) * speaking
     frowns = rng.uniform(0, plan.seconds, int(rng.integers(1, 3)))
-    brow_frown = _events(times, frowns, lambda x: 0.5 * np.exp(-((x - 0.5) / 0.5) ** 2))
+    brow_frown = _events(times, frowns, lambda x: 0.5 * np.exp(-(((x - 0.5) / 0.5) ** 2)))
 
     nod_onsets = [t for p, t in plan.nods if p == person]
     freq, cycles = rng.uniform(1.8, 2.4), 2.5
-    nod = _events(times, nod_onsets, lambda x: np.where(
-        (x > 0) & (x < cycles / freq), 0.2 * np.sin(2 * np.pi * freq * x) * np.exp(-x * 1.2), 0.0))
+    nod = _events(
+        times,
+        nod_onsets,
+        lambda x: np.where((x > 0) & (x < cycles / freq), 0.2 * np.sin(2 * np.pi * freq * x) * np.exp(-x * 1.2), 0.0),
+    )
     nod = np.abs(nod) * 0.6 + nod * 0.4  # downward-biased nod
     gaze_away = lambda r: np.array([r.uniform(-0.5, 0.5), r.uniform(-0.3, 0.1)]) if r.random() < 0.35 else np.zeros(2)
     gaze = _steps(rng, n, fps, (0.8, 3.0), gaze_away, 0.06)
@@ -296,8 +304,26 @@ def person_motion(rng: np.random.Generator, plan: DyadPlan, person: int, envelop
     head[:, 2] = 0.04 * np.sin(2 * np.pi * 0.11 * times + rng.uniform(0, 6))
 
     gesture = np.clip(_smooth(envelope * speaking, fps, 0.5) * 1.6, 0, 1)
-    posture = _steps(rng, n, fps, (5.0, 12.0),
-                     lambda r: np.array([r.uniform(0.0, 0.2), r.uniform(-0.2, 0.2), r.uniform(-0.1, 0.1)]), 0.8)
+    posture = _steps(
+        rng,
+        n,
+        fps,
+        (5.0, 12.0),
+        lambda r: np.array([r.uniform(0.0, 0.2), r.uniform(-0.2, 0.2), r.uniform(-0.1, 0.1)]),
+        0.8,
+    )
     breathing = np.sin(2 * np.pi * rng.uniform(0.2, 0.3) * times + rng.uniform(0, 6))
-    return Motion(envelope, speaking, jaw, np.clip(smile, 0, 1), blink, np.clip(brow_raise, 0, 1),
-                  brow_frown, head, gaze, gesture, posture, breathing)
+    return Motion(
+        envelope,
+        speaking,
+        jaw,
+        np.clip(smile, 0, 1),
+        blink,
+        np.clip(brow_raise, 0, 1),
+        brow_frown,
+        head,
+        gaze,
+        gesture,
+        posture,
+        breathing,
+    )

@@ -5,6 +5,7 @@ runtime. Calls that arrive while a batch runs are gathered and run as the next b
 Runtime call for all of them (opportunistic batching: no call ever waits for company, so a lone
 session pays nothing; under load, sessions share calls). The runtime never runs two batches at once.
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,7 +14,7 @@ import numpy as np
 
 
 class _Call:
-    __slots__ = ("inputs", "result", "error", "done")
+    __slots__ = ("done", "error", "inputs", "result")
 
     def __init__(self, inputs):
         self.inputs = inputs
@@ -65,7 +66,7 @@ class SharedStepper:
             hidden = np.concatenate([c.inputs[5] for c in batch], axis=1)  # (layers, B, H)
             listener, hidden_out = self.runtime.step(*stacked, hidden)
             for b, call in enumerate(batch):
-                call.result = (listener[b:b + 1], hidden_out[:, b:b + 1])
+                call.result = (listener[b : b + 1], hidden_out[:, b : b + 1])
         except Exception as exc:  # every caller of this batch gets the error
             for call in batch:
                 call.error = exc

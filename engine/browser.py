@@ -4,6 +4,7 @@ Debian's `chromium` driven by Playwright through `executable_path` (Playwright's
 download is never used). The flags are DESIGN.md section 6's: loopback ICE without mDNS, fake
 media devices, autoplay, no background traffic; Playwright gives each launch a fresh profile.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,10 +13,18 @@ import shutil
 from pathlib import Path
 
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-gpu", "--disable-quic",
+    "--no-sandbox",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+    "--disable-quic",
 ]
 
 
@@ -25,12 +34,17 @@ class BrowserUnavailable(RuntimeError):
 
 def chromium_path() -> str:
     """The system Chromium (scripts/bootstrap.sh installs Debian's package)."""
-    for candidate in (os.environ.get("DYADIC_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
-                      shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("DYADIC_CHROMIUM"),
+        shutil.which("chromium"),
+        "/usr/bin/chromium",
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
-    raise BrowserUnavailable("no Chromium found: install Debian's `chromium` package (make test does) "
-                             "or set DYADIC_CHROMIUM to its path")
+    raise BrowserUnavailable(
+        "no Chromium found: install Debian's `chromium` package (make test does) or set DYADIC_CHROMIUM to its path"
+    )
 
 
 class ChromiumPage:
@@ -42,15 +56,15 @@ class ChromiumPage:
         self._pw = self._browser = self.page = None
         self.console: list[str] = []
 
-    async def __aenter__(self) -> "ChromiumPage":
+    async def __aenter__(self) -> ChromiumPage:
         try:
             from playwright.async_api import async_playwright
         except ImportError as exc:
             raise BrowserUnavailable(f"Playwright is not installed ({exc}); it comes with the 'dev' extra") from None
         self._pw = await async_playwright().start()
         self._browser = await self._pw.chromium.launch(
-            executable_path=chromium_path(), headless=True,
-            args=self.flags)  # Playwright gives every launch a fresh, temporary profile
+            executable_path=chromium_path(), headless=True, args=self.flags
+        )  # Playwright gives every launch a fresh, temporary profile
         context = await self._browser.new_context()
         self.page = await context.new_page()
         self.page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))

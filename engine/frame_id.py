@@ -10,6 +10,7 @@ BITS cells of the index, least significant bit first (white = 1). CELL = 16 puts
 its own H.264 macroblock (480 = 30 x 16), so even ultrafast x264 keeps them far from the 50 %
 threshold; the reader averages the inner half of each cell. Not drawn unless asked: it is visible.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +32,9 @@ def stamp(rgb: np.ndarray, index: int) -> None:
     if not fits(w, h):
         return
     bits = [1, 0] + [(index >> b) & 1 for b in range(BITS)]
-    row = rgb[h - CELL:h]
+    row = rgb[h - CELL : h]
     for i, bit in enumerate(bits):
-        row[:, i * CELL:(i + 1) * CELL] = WHITE if bit else BLACK
+        row[:, i * CELL : (i + 1) * CELL] = WHITE if bit else BLACK
 
 
 def read(rgb: np.ndarray) -> int | None:
@@ -42,8 +43,8 @@ def read(rgb: np.ndarray) -> int | None:
     if not fits(w, h):
         return None
     q = CELL // 4
-    luma = rgb[h - CELL + q:h - q].astype(np.float32).mean(axis=(0, 2))  # the inner rows, per column
-    levels = [luma[i * CELL + q:(i + 1) * CELL - q].mean() for i in range(CELLS)]
+    luma = rgb[h - CELL + q : h - q].astype(np.float32).mean(axis=(0, 2))  # the inner rows, per column
+    levels = [luma[i * CELL + q : (i + 1) * CELL - q].mean() for i in range(CELLS)]
     bits = [level > (WHITE + BLACK) / 2 for level in levels]
     if not bits[0] or bits[1]:
         return None

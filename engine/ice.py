@@ -5,6 +5,7 @@ and aiortc asks Google's STUN server when `iceServers` is None (DESIGN.md sectio
 option for either, so the loopback mode replaces aioice's host-address function, the workaround in
 common use; aioice looks it up as a module global at gathering time.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -62,8 +63,10 @@ def rtc_configuration(stun: list[str] | None = None, turn: list[str] | None = No
 def browser_ice_servers(stun: list[str] | None = None, turn: list[str] | None = None) -> list[dict]:
     """The same servers for the page's RTCPeerConnection."""
     config = rtc_configuration(stun, turn)
-    return [{k: v for k, v in (("urls", s.urls), ("username", s.username), ("credential", s.credential))
-             if v is not None} for s in config.iceServers]
+    return [
+        {k: v for k, v in (("urls", s.urls), ("username", s.username), ("credential", s.credential)) if v is not None}
+        for s in config.iceServers
+    ]
 
 
 def _is_loopback(address: str) -> bool:

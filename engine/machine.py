@@ -1,5 +1,6 @@
 """What a benchmark or a profile ran on: recorded with every result (numbers without a machine mean
 nothing)."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ def cpu_model() -> str:
 
 def gpu_name() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "none"
     except (OSError, subprocess.TimeoutExpired, IndexError):
         return "none"
@@ -42,13 +44,22 @@ def gpu_usage() -> dict | None:
     if shutil.which("nvidia-smi") is None:  # sampled once a second: do not try to spawn it each time
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_gpu_usage(out.stdout) if out.returncode == 0 else None
 
 
 def machine_info() -> dict:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": gpu_name(),
-            "python": platform.python_version(), "os": platform.platform()}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": gpu_name(),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }

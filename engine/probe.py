@@ -11,6 +11,7 @@ stand-ins for browsers on other machines, which on a small test machine should t
 the server leaves. `python -m dyadic.engine.probe URL [--sessions N] [--seconds S] [--nice K]`
 does the same from a shell and prints the results as JSON.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,13 +23,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import av
 import numpy as np
 from aiortc.mediastreams import AudioStreamTrack
-
 
 TRACE_SETTLE_S = 1.8  # the server sends traces once a second, of frames sent >= 0.5 s before
 
@@ -111,9 +111,16 @@ class ToneTrack(AudioStreamTrack):
         return out
 
 
-async def probe(url: str, seconds: float = 10.0, clip: str | None = None, connect_timeout: float = 20.0,
-                loopback: bool = True, microphone: bool = False, trace: bool = False,
-                on_first_frame: Callable[[], None] | None = None) -> ProbeResult:
+async def probe(
+    url: str,
+    seconds: float = 10.0,
+    clip: str | None = None,
+    connect_timeout: float = 20.0,
+    loopback: bool = True,
+    microphone: bool = False,
+    trace: bool = False,
+    on_first_frame: Callable[[], None] | None = None,
+) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
     `microphone`: send a tone as the browser microphone and pick that source instead of a clip.
@@ -177,8 +184,9 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, connec
                 await asyncio.wait_for(first_frame.wait(), connect_timeout)
             except asyncio.TimeoutError:
                 server = result.telemetry[-1] if result.telemetry else "no telemetry"
-                raise TimeoutError(f"connected, but no video frame in {connect_timeout:.0f} s; "
-                                   f"the server said: {server}") from None
+                raise TimeoutError(
+                    f"connected, but no video frame in {connect_timeout:.0f} s; the server said: {server}"
+                ) from None
             result.first_frame_after_s = time.monotonic() - t_offer
             if on_first_frame is not None:
                 on_first_frame()
@@ -194,14 +202,25 @@ async def probe(url: str, seconds: float = 10.0, clip: str | None = None, connec
         return result
 
 
-def probe_at_low_priority(url: str, sessions: int = 1, seconds: float = 10.0, nice: int = 10,
-                          timeout: float = 120.0) -> list[ProbeResult]:
+def probe_at_low_priority(
+    url: str, sessions: int = 1, seconds: float = 10.0, nice: int = 10, timeout: float = 120.0
+) -> list[ProbeResult]:
     """`sessions` probes of `url` at once, in a child process at niceness +`nice`, each receiving
     for `seconds`. When the cores are busy, the server's threads then run first and the clients
     catch up in what is left, as if they ran elsewhere; a client that falls behind still times
     each frame when it gets to it, so the server's rate is what it measures."""
-    cmd = [sys.executable, "-m", "dyadic.engine.probe", url, "--sessions", str(sessions),
-           "--seconds", str(seconds), "--nice", str(nice)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dyadic.engine.probe",
+        url,
+        "--sessions",
+        str(sessions),
+        "--seconds",
+        str(seconds),
+        "--nice",
+        str(nice),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0 or not out.stdout.strip():
         raise RuntimeError(f"probe clients failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -213,14 +232,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from .cli import positive_float, positive_int
 
-    ap = argparse.ArgumentParser(prog="python -m dyadic.engine.probe",
-                                 description="aiortc clients of a running `dyadic serve`; prints JSON")
+    ap = argparse.ArgumentParser(
+        prog="python -m dyadic.engine.probe", description="aiortc clients of a running `dyadic serve`; prints JSON"
+    )
     ap.add_argument("url", help="the server's websocket, ws://HOST:PORT/ws")
     ap.add_argument("--sessions", type=positive_int, default=1, help="clients at once (default: 1)")
-    ap.add_argument("--seconds", type=positive_float, default=10.0,
-                    help="receive time after the first frame (default: 10)")
-    ap.add_argument("--nice", type=int, choices=range(20), default=0, metavar="0..19",
-                    help="lower this process's CPU priority by K (default: 0)")
+    ap.add_argument(
+        "--seconds", type=positive_float, default=10.0, help="receive time after the first frame (default: 10)"
+    )
+    ap.add_argument(
+        "--nice",
+        type=int,
+        choices=range(20),
+        default=0,
+        metavar="0..19",
+        help="lower this process's CPU priority by K (default: 0)",
+    )
     args = ap.parse_args(argv)
     if args.nice:
         os.nice(args.nice)
@@ -261,9 +288,12 @@ class ServeProcess:
         # stderr goes to a file, not a pipe: nobody reads it while the server runs, and a pipe
         # that fills up (64 KB of log lines in a long profile) would block the server
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dyadic.engine.cli", "serve", "--port", "0",
-                                      "--ice-loopback", *args], stdout=subprocess.PIPE, stderr=self._stderr,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dyadic.engine.cli", "serve", "--port", "0", "--ice-loopback", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         match = re.search(r"open (http://127\.0\.0\.1:(\d+)/)", line)
         if not match:
@@ -306,7 +336,7 @@ class ServeProcess:
         self._stderr.close()
         return err
 
-    def __enter__(self) -> "ServeProcess":
+    def __enter__(self) -> ServeProcess:
         return self
 
     def __exit__(self, *exc) -> None:

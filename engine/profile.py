@@ -29,6 +29,7 @@ End to end is "captured" to the last client mark: with Chromium that is glass to
 handed to the compositor), with aiortc only "decoded" (aiortc's receiver also holds each frame
 until the next frame's first packet arrives, so it counts about one frame interval more).
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,15 +44,24 @@ import numpy as np
 from . import frame_id
 from .tracks import TRACE_STAGES
 
-RTP_WRAP = 2 ** 32
+RTP_WRAP = 2**32
 CLIENT_MARKS = ("received", "decoded", "presented")
 MARKS = TRACE_STAGES + CLIENT_MARKS
-SERVER_INTERVALS = {"model_end": "features+model", "worker_start": "queue", "skinned": "skin",
-                    "rendered": "render", "encode_start": "hand-over", "encode_end": "encode",
-                    "sent": "send pacing"}
-CLIENT_INTERVALS = {("sent", "received"): "network", ("received", "presented"): "jitter buffer+decode",
-                    ("sent", "presented"): "network+jitter buffer+decode",
-                    ("sent", "decoded"): "network+decode"}
+SERVER_INTERVALS = {
+    "model_end": "features+model",
+    "worker_start": "queue",
+    "skinned": "skin",
+    "rendered": "render",
+    "encode_start": "hand-over",
+    "encode_end": "encode",
+    "sent": "send pacing",
+}
+CLIENT_INTERVALS = {
+    ("sent", "received"): "network",
+    ("received", "presented"): "jitter buffer+decode",
+    ("sent", "presented"): "network+jitter buffer+decode",
+    ("sent", "decoded"): "network+decode",
+}
 INTERVAL_ORDER = list(SERVER_INTERVALS.values()) + list(CLIENT_INTERVALS.values())
 # the issue's budget for one 640x480 session with headless Chromium on loopback
 BUDGET = {"glass_to_glass_median_ms": 60.0, "glass_to_glass_p95_ms": 90.0, "av_offset_max_abs_ms": 40.0}
@@ -111,8 +121,7 @@ def join(server_frames: list[dict], client_frames: list[dict]) -> tuple[list[dic
             unmatched += 1
             continue
         extras = {k: v for k, v in c.items() if k not in ("rtp", "times")}
-        out.append({"index": frame["index"], "pts": frame["pts"], "times": {**frame["times"], **c["times"]},
-                    **extras})
+        out.append({"index": frame["index"], "pts": frame["pts"], "times": {**frame["times"], **c["times"]}, **extras})
     return out, unmatched
 
 
@@ -132,8 +141,13 @@ def end_to_end_ms(times: dict[str, float]) -> float:
 
 def _stats(values) -> dict[str, float]:
     v = np.asarray(values, float)
-    return {"median": round(float(np.median(v)), 2), "p95": round(float(np.percentile(v, 95)), 2),
-            "p99": round(float(np.percentile(v, 99)), 2), "max": round(float(v.max()), 2), "n": int(len(v))}
+    return {
+        "median": round(float(np.median(v)), 2),
+        "p95": round(float(np.percentile(v, 95)), 2),
+        "p99": round(float(np.percentile(v, 99)), 2),
+        "max": round(float(v.max()), 2),
+        "n": int(len(v)),
+    }
 
 
 # -- from raw client records to a run -------------------------------------------------------------
@@ -157,10 +171,15 @@ def from_raw(raw) -> ProfileRun:
             off = clock["offset_ms"]
             clock["os_check_ms"] = round(off - raw.os_clock_offset_ms, 3)  # ~0 on one machine
             clocks.append(clock)
-            client = [{"rtp": f["rtp"], "decode_ms": f.get("decode_ms"),
-                       **({"frame_id": f.get("frame_id")} if raw.frame_ids else {}),
-                       "times": {m: (t + off) / 1e3 for m, t in f["page"].items() if t is not None}}
-                      for f in s.frames]
+            client = [
+                {
+                    "rtp": f["rtp"],
+                    "decode_ms": f.get("decode_ms"),
+                    **({"frame_id": f.get("frame_id")} if raw.frame_ids else {}),
+                    "times": {m: (t + off) / 1e3 for m, t in f["page"].items() if t is not None},
+                }
+                for f in s.frames
+            ]
             start = (s.start + off) / 1e3
             av += [{"session": k, "t": (a["t"] + off) / 1e3, "ms": a["ms"]} for a in s.av]
         joined, missing = join(s.traces, client)
@@ -169,9 +188,20 @@ def from_raw(raw) -> ProfileRun:
     if frames:  # A/V samples of the profiled window only
         first = min(f["times"]["captured"] for f in frames)
         av = [a for a in av if a["t"] >= first]
-    return ProfileRun(frames, unmatched, [s.telemetry for s in raw.sessions if s.telemetry], raw.cpu_seconds,
-                      raw.seconds, len(raw.sessions), raw.client, raw.server, av=av, clock=clocks,
-                      client_stats=[s.stats for s in raw.sessions if s.stats], gpu=raw.gpu)
+    return ProfileRun(
+        frames,
+        unmatched,
+        [s.telemetry for s in raw.sessions if s.telemetry],
+        raw.cpu_seconds,
+        raw.seconds,
+        len(raw.sessions),
+        raw.client,
+        raw.server,
+        av=av,
+        clock=clocks,
+        client_stats=[s.stats for s in raw.sessions if s.stats],
+        gpu=raw.gpu,
+    )
 
 
 def _thirds(values: list[float]) -> tuple[float, float]:
@@ -185,8 +215,12 @@ def _frame_ids(frames: list[dict]) -> dict | None:
         return None
     checked = [f for f in read if f["frame_id"] is not None]
     wrong = [f for f in checked if f["frame_id"] != f["index"] % frame_id.MODULO]
-    return {"checked": len(checked), "unreadable": len(read) - len(checked), "mismatched": len(wrong),
-            "examples": [{"index": f["index"], "read": f["frame_id"]} for f in wrong[:5]]}
+    return {
+        "checked": len(checked),
+        "unreadable": len(read) - len(checked),
+        "mismatched": len(wrong),
+        "examples": [{"index": f["index"], "read": f["frame_id"]} for f in wrong[:5]],
+    }
 
 
 def summarize(run: ProfileRun, machine: dict) -> dict:
@@ -204,10 +238,12 @@ def summarize(run: ProfileRun, machine: dict) -> dict:
     first, final = _thirds(e2e) if e2e else (None, None)
     av = [a["ms"] for a in sorted(run.av, key=lambda a: a["t"])]
     decode = [f["decode_ms"] for f in frames if f.get("decode_ms") is not None]
-    what = {"presented": "glass to glass: the end of the speaker's audio -> the frame presented by headless "
-                         "Chromium (requestVideoFrameCallback presentationTime)",
-            "decoded": "the end of the speaker's audio -> the frame out of the aiortc client's decoder (no "
-                       "display: not a presented pixel)"}.get(last, "no frame")
+    what = {
+        "presented": "glass to glass: the end of the speaker's audio -> the frame presented by headless "
+        "Chromium (requestVideoFrameCallback presentationTime)",
+        "decoded": "the end of the speaker's audio -> the frame out of the aiortc client's decoder (no "
+        "display: not a presented pixel)",
+    }.get(last, "no frame")
     summary = {
         "what": f"{run.sessions} session(s), {run.client} client, {run.seconds:.0f} s; {what}",
         "machine": machine,
@@ -217,8 +253,9 @@ def summarize(run: ProfileRun, machine: dict) -> dict:
         "end_to_end_last_third_median_ms": final,
         "stages_ms": {n: _stats(per_stage[n]) for n in INTERVAL_ORDER if n in per_stage},
         "decode_ms": _stats(decode) if decode else None,
-        "av_offset_ms": None if not av else {**_stats(av), "min": round(min(av), 2),
-                                             "max_abs": round(max(abs(x) for x in av), 2)},
+        "av_offset_ms": None
+        if not av
+        else {**_stats(av), "min": round(min(av), 2), "max_abs": round(max(abs(x) for x in av), 2)},
         "fps": fps,
         "frames": len(frames),
         "unmatched_client_frames": run.unmatched_client_frames,
@@ -240,18 +277,28 @@ def _gpu(samples: list[dict]) -> dict | None:
     if not samples:
         return None
     util = [s["utilization_pct"] for s in samples]
-    return {"utilization_pct_median": float(np.median(util)), "utilization_pct_max": max(util),
-            "memory_mib_max": max(s["memory_mib"] for s in samples), "samples": len(samples)}
+    return {
+        "utilization_pct_median": float(np.median(util)),
+        "utilization_pct_max": max(util),
+        "memory_mib_max": max(s["memory_mib"] for s in samples),
+        "samples": len(samples),
+    }
 
 
 def _budget(summary: dict) -> dict:
     e, av = summary["end_to_end_ms"], summary["av_offset_ms"]
-    rows = {"glass_to_glass_median_ms": e["median"], "glass_to_glass_p95_ms": e["p95"],
-            "av_offset_max_abs_ms": av["max_abs"] if av else None}
+    rows = {
+        "glass_to_glass_median_ms": e["median"],
+        "glass_to_glass_p95_ms": e["p95"],
+        "av_offset_max_abs_ms": av["max_abs"] if av else None,
+    }
     out = {k: {"value": v, "budget": BUDGET[k], "ok": v is not None and v <= BUDGET[k]} for k, v in rows.items()}
     first, final = summary["end_to_end_first_third_median_ms"], summary["end_to_end_last_third_median_ms"]
-    out["latency_end_vs_start_ms"] = {"value": round(final - first, 2), "budget": GROWTH_TOLERANCE_MS,
-                                      "ok": final - first <= GROWTH_TOLERANCE_MS}
+    out["latency_end_vs_start_ms"] = {
+        "value": round(final - first, 2),
+        "budget": GROWTH_TOLERANCE_MS,
+        "ok": final - first <= GROWTH_TOLERANCE_MS,
+    }
     return out
 
 
@@ -260,8 +307,16 @@ def write_trace(frames: list[dict], path: Path) -> None:
     """trace.jsonl: one line per frame, every mark (monotonic s) and every interval (ms)."""
     with open(path, "w") as f:
         for fr in frames:
-            f.write(json.dumps({**fr, "intervals_ms": {k: round(v, 3) for k, v in intervals(fr["times"]).items()},
-                                "end_to_end_ms": round(end_to_end_ms(fr["times"]), 3)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        **fr,
+                        "intervals_ms": {k: round(v, 3) for k, v in intervals(fr["times"]).items()},
+                        "end_to_end_ms": round(end_to_end_ms(fr["times"]), 3),
+                    }
+                )
+                + "\n"
+            )
 
 
 def table(summary: dict) -> str:
@@ -276,22 +331,27 @@ def table(summary: dict) -> str:
         if summary.get(key):
             rows.append((label, *(f"{summary[key][k]:.2f}" for k in cols)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in summary["cpu_cores"].items())
-    lines.append(f"FPS per session {summary['fps']}; frames {summary['frames']}; dropped {summary['dropped']}, "
-                 f"repeated {summary['repeated']}, audio underruns {summary.get('audio_underruns', 0)}; "
-                 f"latency first/last third "
-                 f"{summary['end_to_end_first_third_median_ms']}/{summary['end_to_end_last_third_median_ms']} ms")
+    lines.append(
+        f"FPS per session {summary['fps']}; frames {summary['frames']}; dropped {summary['dropped']}, "
+        f"repeated {summary['repeated']}, audio underruns {summary.get('audio_underruns', 0)}; "
+        f"latency first/last third "
+        f"{summary['end_to_end_first_third_median_ms']}/{summary['end_to_end_last_third_median_ms']} ms"
+    )
     lines.append(f"CPU cores: {cpu}; GPU: {summary['gpu'] or summary['machine'].get('gpu', 'none')}")
     for c in summary.get("clock") or []:
-        lines.append(f"page clock: offset from the best of {c['pongs']} pongs (round trip {c['rtt_ms']:.2f} ms); "
-                     f"against the OS clocks {c['os_check_ms']:+.2f} ms")
+        lines.append(
+            f"page clock: offset from the best of {c['pongs']} pongs (round trip {c['rtt_ms']:.2f} ms); "
+            f"against the OS clocks {c['os_check_ms']:+.2f} ms"
+        )
     if summary.get("frame_ids"):
         i = summary["frame_ids"]
-        lines.append(f"frame ids read from the pixels: {i['checked']} checked, {i['mismatched']} not the frame "
-                     f"the RTP mapping says, {i['unreadable']} unreadable")
+        lines.append(
+            f"frame ids read from the pixels: {i['checked']} checked, {i['mismatched']} not the frame "
+            f"the RTP mapping says, {i['unreadable']} unreadable"
+        )
     for name, b in (summary.get("budget") or {}).items():
         lines.append(f"budget {name}: {b['value']} (<= {b['budget']}) {'ok' if b['ok'] else 'OVER'}")
     return "\n".join(lines)
@@ -368,18 +428,19 @@ def write_report(run: ProfileRun, summary: dict, path: Path) -> None:
     import html
 
     figs = _figures(run.frames, summary, run.av)
-    body = "".join(f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>"
-                   for t, b in figs)
+    body = "".join(
+        f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{b}'>" for t, b in figs
+    )
     m = summary["machine"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>dyadic profile</title>
 <style>body{{font:14px system-ui,sans-serif;max-width:1000px;margin:2em auto}}pre{{background:#f4f4f4;padding:1em}}
 img{{max-width:100%}}</style></head><body>
 <h1>dyadic profile</h1>
-<p>{html.escape(summary['what'])}.</p>
-<p>Machine: {html.escape(str(m.get('cpu')))}, {m.get('cores')} cores, GPU {html.escape(str(m.get('gpu')))};
-render backend {html.escape(str(summary['server'].get('gl_backend')))} (one render worker per session);
-video codec preferred {html.escape(str(summary['server'].get('video_codec')))};
-models {html.escape(json.dumps(summary['server'].get('models')))}.</p>
+<p>{html.escape(summary["what"])}.</p>
+<p>Machine: {html.escape(str(m.get("cpu")))}, {m.get("cores")} cores, GPU {html.escape(str(m.get("gpu")))};
+render backend {html.escape(str(summary["server"].get("gl_backend")))} (one render worker per session);
+video codec preferred {html.escape(str(summary["server"].get("video_codec")))};
+models {html.escape(json.dumps(summary["server"].get("models")))}.</p>
 <pre>{html.escape(table(summary))}</pre>
 {body}
 </body></html>"""
@@ -387,8 +448,15 @@ models {html.escape(json.dumps(summary['server'].get('models')))}.</p>
 
 
 # -- all together -----------------------------------------------------------------------------------
-def run_profile(clip: str | None, data: str | None, seconds: float, sessions: int, client: str,
-                frame_ids: bool = False, microphone: bool = False) -> ProfileRun:
+def run_profile(
+    clip: str | None,
+    data: str | None,
+    seconds: float,
+    sessions: int,
+    client: str,
+    frame_ids: bool = False,
+    microphone: bool = False,
+) -> ProfileRun:
     """`microphone`: the session listens to the client's microphone (Chromium's fake capture
     device, or the aiortc probe's tone) instead of playing `clip`."""
     from .profile_run import run_clients

@@ -16,6 +16,7 @@ The first WARMUP_S seconds after each session's first frame (jitter buffers sett
 profiled; `seconds` is the profiled window. Each session calls `started()` when its window opens;
 the CPU and GPU of the run are measured once every session's has.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,8 +56,9 @@ class RawRun:
     frame_ids: bool
 
 
-async def _aiortc_session(server, seconds: float, clip: str | None, frame_ids: bool, started,
-                          microphone: bool = False) -> ClientSession:
+async def _aiortc_session(
+    server, seconds: float, clip: str | None, frame_ids: bool, started, microphone: bool = False
+) -> ClientSession:
     from .probe import probe
 
     if frame_ids:
@@ -68,15 +70,22 @@ async def _aiortc_session(server, seconds: float, clip: str | None, frame_ids: b
         asyncio.get_running_loop().call_later(WARMUP_S, started)
 
     # probe's seconds count from its first frame
-    r = await probe(server.ws, seconds=WARMUP_S + seconds, clip=clip, trace=True, on_first_frame=on_first_frame,
-                    microphone=microphone)
+    r = await probe(
+        server.ws,
+        seconds=WARMUP_S + seconds,
+        clip=clip,
+        trace=True,
+        on_first_frame=on_first_frame,
+        microphone=microphone,
+    )
     start = first[0] + WARMUP_S if first else 0.0
     frames = [{"rtp": pts, "times": {"decoded": t}} for t, pts in zip(r.video_times, r.video_pts)]
     return ClientSession(frames, r.traces, r.telemetry[-1] if r.telemetry else None, start=start)
 
 
-async def _chromium_session(server, seconds: float, clip: str | None, frame_ids: bool, started,
-                            microphone: bool = False) -> ClientSession:
+async def _chromium_session(
+    server, seconds: float, clip: str | None, frame_ids: bool, started, microphone: bool = False
+) -> ClientSession:
     from .browser import ChromiumPage
     from .probe import TRACE_SETTLE_S
 
@@ -89,15 +98,18 @@ async def _chromium_session(server, seconds: float, clip: str | None, frame_ids:
             await page.evaluate("(c) => window.dyadic.send({type: 'source', kind: 'clip', clip: c})", clip)
         await page.page.wait_for_function("() => window.dyadic.frames().length > 0", timeout=60_000)
         await asyncio.sleep(WARMUP_S)
-        start = await page.evaluate("() => { window.dyadic.latency.record(); "
-                                    "return performance.timeOrigin + performance.now(); }")
+        start = await page.evaluate(
+            "() => { window.dyadic.latency.record(); return performance.timeOrigin + performance.now(); }"
+        )
         started()
         taken = []
         end = time.monotonic() + seconds
         next_take = time.monotonic() + TAKE_PERIOD_S
         while (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(PING_PERIOD_S, left))
-            await page.evaluate("() => window.dyadic.send({type: 'ping', t: performance.timeOrigin + performance.now()})")
+            await page.evaluate(
+                "() => window.dyadic.send({type: 'ping', t: performance.timeOrigin + performance.now()})"
+            )
             if time.monotonic() >= next_take:
                 taken.append(await page.evaluate("() => window.dyadic.latency.take()"))
                 next_take += TAKE_PERIOD_S
@@ -107,19 +119,41 @@ async def _chromium_session(server, seconds: float, clip: str | None, frame_ids:
         errors = [c for c in page.console if c.startswith("error")]
     if errors:
         raise RuntimeError(f"the page reported errors: {errors[:3]}")
-    frames = [{"rtp": f["rtp"], "page": {"received": f["received"], "presented": f["presented"]},
-               "decode_ms": f["decodeMs"], "frame_id": f["frameId"]}
-              for part in taken for f in part["frames"] if f["presented"] <= start + seconds * 1e3]
-    pick = lambda key: [x for part in taken for x in part[key]]  # noqa: E731
-    return ClientSession(frames, pick("traces"), stats.get("server"), clock=pick("pongs"), av=pick("av"),
-                         stats={k: v for k, v in stats.items() if k != "server"}, start=start)
+    frames = [
+        {
+            "rtp": f["rtp"],
+            "page": {"received": f["received"], "presented": f["presented"]},
+            "decode_ms": f["decodeMs"],
+            "frame_id": f["frameId"],
+        }
+        for part in taken
+        for f in part["frames"]
+        if f["presented"] <= start + seconds * 1e3
+    ]
+    pick = lambda key: [x for part in taken for x in part[key]]
+    return ClientSession(
+        frames,
+        pick("traces"),
+        stats.get("server"),
+        clock=pick("pongs"),
+        av=pick("av"),
+        stats={k: v for k, v in stats.items() if k != "server"},
+        start=start,
+    )
 
 
 CLIENTS = {"aiortc": _aiortc_session, "chromium": _chromium_session}
 
 
-def run_clients(clip: str | None, data: str | None, seconds: float, sessions: int, client: str,
-                frame_ids: bool = False, microphone: bool = False) -> RawRun:
+def run_clients(
+    clip: str | None,
+    data: str | None,
+    seconds: float,
+    sessions: int,
+    client: str,
+    frame_ids: bool = False,
+    microphone: bool = False,
+) -> RawRun:
     from .probe import ServeProcess
 
     if client not in CLIENTS:
@@ -127,11 +161,13 @@ def run_clients(clip: str | None, data: str | None, seconds: float, sessions: in
     session_fn = CLIENTS[client]
     args = ("--data", data) if data else ()
     with ServeProcess(*args) as server:
+
         async def clients():
             ready = []
-            tasks = [asyncio.create_task(session_fn(server, seconds, clip, frame_ids, lambda: ready.append(1),
-                                                    microphone))
-                     for _ in range(sessions)]
+            tasks = [
+                asyncio.create_task(session_fn(server, seconds, clip, frame_ids, lambda: ready.append(1), microphone))
+                for _ in range(sessions)
+            ]
             while len(ready) < sessions and not any(t.done() for t in tasks):
                 await asyncio.sleep(0.05)
             cpu0, t0, gpu = _cpu(server.proc.pid), time.monotonic(), []
@@ -145,8 +181,7 @@ def run_clients(clip: str | None, data: str | None, seconds: float, sessions: in
         results, cpu0, cpu1, window, gpu = asyncio.run(clients())
         status = server.status()
     cpu = {name: cpu1[name] - cpu0.get(name, 0.0) for name in cpu1}
-    return RawRun(list(results), cpu, window, client, status, gpu,
-                  (time.monotonic() - time.time()) * 1e3, frame_ids)
+    return RawRun(list(results), cpu, window, client, status, gpu, (time.monotonic() - time.time()) * 1e3, frame_ids)
 
 
 def _cpu(server_pid: int) -> dict[str, float]:

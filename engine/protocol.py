@@ -43,6 +43,7 @@ Server -> client
     {"type": "error", "message": "...", "request": TYPE or null}
     {"type": "refused", "message": "..."}             sent before closing when --max-sessions is reached
 """
+
 from __future__ import annotations
 
 import json

@@ -24,6 +24,7 @@ Times are time.monotonic() of the worker, which on Linux is the same clock as th
 "spawn" (a fresh interpreter: no inherited GL context, threads or event loop); it exits when asked,
 when the server process closes its end of the pipe, or with the server.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -51,15 +52,22 @@ class FrameTimes:
 class RenderWorker:
     """The server side of one worker: render(speaker, listener) -> frame; close()."""
 
-    def __init__(self, size: tuple[int, int], body_model: str | None = None, gl_backend: str = "auto",
-                 name: str = "dyadic-render", decimate: float | str = 0.0):
+    def __init__(
+        self,
+        size: tuple[int, int],
+        body_model: str | None = None,
+        gl_backend: str = "auto",
+        name: str = "dyadic-render",
+        decimate: float | str = 0.0,
+    ):
         ctx = mp.get_context("spawn")
         self.size = (int(size[0]), int(size[1]))
         self._conn, child = ctx.Pipe()
         shared = ctx.RawArray(ctypes.c_uint8, self.size[0] * self.size[1] * 4)
         self._frame = _gl_rows(shared, self.size)[::-1]  # top-down view
-        self._proc = ctx.Process(target=_serve, args=(child, self.size, body_model, gl_backend, decimate, shared),
-                                 name=name, daemon=True)
+        self._proc = ctx.Process(
+            target=_serve, args=(child, self.size, body_model, gl_backend, decimate, shared), name=name, daemon=True
+        )
         self._proc.start()
         child.close()  # only the worker holds it now: its exit shows up here as EOF
         try:
@@ -119,8 +127,7 @@ def _gl_rows(shared, size: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(shared, np.uint8).reshape(h, w, 4)
 
 
-def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str, decimate: float | str,
-           shared) -> None:
+def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str, decimate: float | str, shared) -> None:
     """The worker process: build the avatar and renderer, then one frame per request."""
     frame = _gl_rows(shared, size)
     try:
@@ -132,12 +139,21 @@ def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str,
 
         avatar = Avatar(body_model)
         renderer = DyadRenderer(avatar, size=size, backend=gl_backend, decimate=decimate)
-    except BaseException as exc:  # noqa: BLE001 - reported to the server, which names the session
+    except BaseException as exc:
         conn.send(("error", f"could not start: {type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", {"backend": renderer.backend, "gl_renderer": renderer.gl_renderer,
-                         "vertices": avatar.num_vertices, "triangles": renderer.triangles,
-                         "decimate": renderer.decimate}))
+    conn.send(
+        (
+            "ready",
+            {
+                "backend": renderer.backend,
+                "gl_renderer": renderer.gl_renderer,
+                "vertices": avatar.num_vertices,
+                "triangles": renderer.triangles,
+                "decimate": renderer.decimate,
+            },
+        )
+    )
     try:
         while True:
             try:
@@ -150,10 +166,11 @@ def _serve(conn, size: tuple[int, int], body_model: str | None, gl_backend: str,
                 t0 = time.monotonic()
                 verts, normals = avatar.skin_with_normals(list(job))
                 t1 = time.monotonic()
-                renderer.render_rgba(frame, verts[0], verts[1],
-                                     normals=None if normals is None else (normals[0], normals[1]))
+                renderer.render_rgba(
+                    frame, verts[0], verts[1], normals=None if normals is None else (normals[0], normals[1])
+                )
                 t2 = time.monotonic()
-            except Exception as exc:  # noqa: BLE001 - the server fails the session with this text
+            except Exception as exc:
                 conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
                 break
             try:

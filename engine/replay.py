@@ -5,15 +5,16 @@ skinning (torch, releases the GIL) runs in a worker thread a few frames ahead, t
 the thread that owns the GL context, and encoding (libx264 through PyAV, which releases the GIL)
 runs in a second worker. Queues between them are bounded, so memory stays flat for any length.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
@@ -51,8 +52,11 @@ def mixed_audio(interaction: Interaction, which: str, n_samples: int) -> np.ndar
     """The chosen participant's audio (or both mixed), cut or zero-padded to n_samples."""
     if which not in AUDIO_SOURCES:
         raise ValueError(f"audio must be one of {AUDIO_SOURCES}, not {which!r}")
-    tracks = {"speaker": [interaction.speaker], "listener": [interaction.listener],
-              "both": [interaction.speaker, interaction.listener]}[which]
+    tracks = {
+        "speaker": [interaction.speaker],
+        "listener": [interaction.listener],
+        "both": [interaction.speaker, interaction.listener],
+    }[which]
     out = np.zeros(n_samples, np.float32)
     for track in tracks:
         a = track.audio()[:n_samples]
@@ -63,8 +67,10 @@ def mixed_audio(interaction: Interaction, which: str, n_samples: int) -> np.ndar
 def track_poses(interaction: Interaction, n_frames: int) -> tuple[list[AvatarPose], list[AvatarPose]]:
     adapt = adapter_for(interaction.dataset)
     spk, lst = interaction.speaker.channels, interaction.listener.channels
-    return ([adapt(frame_channels(spk, k)) for k in range(n_frames)],
-            [adapt(frame_channels(lst, k)) for k in range(n_frames)])
+    return (
+        [adapt(frame_channels(spk, k)) for k in range(n_frames)],
+        [adapt(frame_channels(lst, k)) for k in range(n_frames)],
+    )
 
 
 def model_listener_poses(interaction: Interaction, runtime, n_frames: int, seed: int = 0) -> list[AvatarPose]:
@@ -122,9 +128,18 @@ def _get(q: queue.Queue, stop: threading.Event):
     return _DONE
 
 
-def replay(interaction: Interaction, out_path: str | Path, *, avatar, renderer,
-           seconds: float | None = None, audio: str = "speaker", model=None, seed: int = 0,
-           progress: Callable[[int], None] | None = None) -> ReplayResult:
+def replay(
+    interaction: Interaction,
+    out_path: str | Path,
+    *,
+    avatar,
+    renderer,
+    seconds: float | None = None,
+    audio: str = "speaker",
+    model=None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
     """Render `interaction` to `out_path` (H.264 + AAC in MP4) with a ready avatar and renderer.
 
     With a reaction-model runtime (`model`), the listener is the model's reaction (latent `seed`)
@@ -156,14 +171,16 @@ def replay(interaction: Interaction, out_path: str | Path, *, avatar, renderer,
     def skin() -> None:
         for k0 in range(0, n_frames, SKIN_CHUNK):
             k1 = min(n_frames, k0 + SKIN_CHUNK)
-            verts, normals = avatar.skin_with_normals(
-                speaker_poses[k0:k1] + listener_poses[k0:k1] + ghost_poses[k0:k1])
+            verts, normals = avatar.skin_with_normals(speaker_poses[k0:k1] + listener_poses[k0:k1] + ghost_poses[k0:k1])
             if normals is None:  # models skinned by smplx's full lbs(): the renderer computes them
                 normals = [None] * len(verts)
             n = k1 - k0
-            ghosts = zip(verts[2 * n:], normals[2 * n:]) if ghost_poses else [(None, None)] * n
-            _put(skinned, [(verts[i], verts[n + i], g, normals[i], normals[n + i], gn)
-                           for i, (g, gn) in enumerate(ghosts)], stop)
+            ghosts = zip(verts[2 * n :], normals[2 * n :]) if ghost_poses else [(None, None)] * n
+            _put(
+                skinned,
+                [(verts[i], verts[n + i], g, normals[i], normals[n + i], gn) for i, (g, gn) in enumerate(ghosts)],
+                stop,
+            )
         _put(skinned, _DONE, stop)
 
     container = av.open(str(tmp_path), mode="w", format="mp4")
@@ -209,8 +226,9 @@ def replay(interaction: Interaction, out_path: str | Path, *, avatar, renderer,
     skinner.join()
     container.close()
     tmp_path.replace(out_path)
-    return ReplayResult(out_path, n_frames, fps, n_frames / fps, time.perf_counter() - t_start,
-                        renderer.backend, renderer.gl_renderer)
+    return ReplayResult(
+        out_path, n_frames, fps, n_frames / fps, time.perf_counter() - t_start, renderer.backend, renderer.gl_renderer
+    )
 
 
 def _add_streams(container, size: tuple[int, int], rate: Fraction):
@@ -231,7 +249,7 @@ def _mux_audio(container, stream, sound: np.ndarray, start: int, end: int, flush
     frame_size = stream.codec_context.frame_size or 1024
     pos = start
     while end - pos >= frame_size or (flush and pos < end):
-        chunk = sound[pos: min(end, pos + frame_size)]
+        chunk = sound[pos : min(end, pos + frame_size)]
         frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="fltp", layout="mono")
         frame.sample_rate, frame.pts = AUDIO_RATE, pos
         container.mux(stream.encode(frame))

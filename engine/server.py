@@ -5,6 +5,7 @@ websocket of one session (engine/protocol.py). Media goes over WebRTC (aiortc), 
 the websocket, without trickle ICE. Sessions share one model runtime per dataset (batched).
 A bad message gets an error reply on its own socket; a failing session is closed alone.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,23 +83,32 @@ class Engine:
     def __init__(self, options: ServeOptions):
         from dyadic.datasets import scan
         from dyadic.models.runtime import load_runtime
-
         from dyadic.renderer import gl
 
         self.options = options
         # Resolved once here (the EGL probe is a subprocess); every render worker gets the result.
         self.gl_backend = gl.select_backend(options.gl_backend)
         self.catalog = scan(options.data)
-        self.steppers = {dataset: SharedStepper(load_runtime(path, options.device))
-                         for dataset, path in options.models.items()}
+        self.steppers = {
+            dataset: SharedStepper(load_runtime(path, options.device)) for dataset, path in options.models.items()
+        }
         for dataset, stepper in self.steppers.items():
             if stepper.layout.spec_name != dataset:
-                raise ValueError(f"model {options.models[dataset]} was trained on {stepper.layout.spec_name} "
-                                 f"data, not {dataset}")
+                raise ValueError(
+                    f"model {options.models[dataset]} was trained on {stepper.layout.spec_name} data, not {dataset}"
+                )
         self.default_dataset = "seamless" if "seamless" in self.steppers else next(iter(self.steppers), None)
-        self.clips = [{"id": i.id, "dataset": i.dataset, "duration": round(i.duration, 2), "fps": round(i.fps, 3),
-                       "playable": i.n_frames > 0, "listener": "model" if i.dataset in self.steppers else "recorded"}
-                      for i in self.catalog.interactions]
+        self.clips = [
+            {
+                "id": i.id,
+                "dataset": i.dataset,
+                "duration": round(i.duration, 2),
+                "fps": round(i.fps, 3),
+                "playable": i.n_frames > 0,
+                "listener": "model" if i.dataset in self.steppers else "recorded",
+            }
+            for i in self.catalog.interactions
+        ]
 
     @functools.lru_cache(maxsize=4)
     def load_clip(self, clip_id: str):
@@ -116,7 +126,7 @@ class Server:
     def __init__(self, options: ServeOptions):
         self.options = options
         self.engine = Engine(options)
-        self.sessions: dict[str, "Connection"] = {}
+        self.sessions: dict[str, Connection] = {}
         self._ids = itertools.count(1)
         self._freed = asyncio.Condition()  # notified when a session has gone
         self._server = None
@@ -140,9 +150,15 @@ class Server:
         if self.options.ice_loopback:
             ice.restrict_to_loopback()
         install_aiortc_hooks()
-        self._server = await serve(self._handle, self.options.host, self.options.port,
-                                   process_request=self._http, max_size=WS_FRAME_LIMIT,
-                                   ping_interval=2.0, ping_timeout=4.0)
+        self._server = await serve(
+            self._handle,
+            self.options.host,
+            self.options.port,
+            process_request=self._http,
+            max_size=WS_FRAME_LIMIT,
+            ping_interval=2.0,
+            ping_timeout=4.0,
+        )
 
     async def stop(self) -> None:
         for conn in list(self.sessions.values()):
@@ -152,10 +168,15 @@ class Server:
             await self._server.wait_closed()
 
     def status(self) -> dict:
-        return {"sessions": len(self.sessions), "max_sessions": self.options.max_sessions,
-                "uptime_s": round(time.monotonic() - self.started, 1), "clips": len(self.engine.clips),
-                "models": self.engine.model_info(), "gl_backend": self.engine.gl_backend,
-                "video_codec": self.options.video_codec}
+        return {
+            "sessions": len(self.sessions),
+            "max_sessions": self.options.max_sessions,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "clips": len(self.engine.clips),
+            "models": self.engine.model_info(),
+            "gl_backend": self.engine.gl_backend,
+            "video_codec": self.options.video_codec,
+        }
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -164,15 +185,21 @@ class Server:
             return None  # the websocket handshake goes on
         if path == "/status":  # for scripts and health checks
             body = json.dumps(self.status()).encode()
-            return Response(200, "OK", Headers([("Content-Type", "application/json"),
-                                                ("Content-Length", str(len(body)))]), body)
+            return Response(
+                200, "OK", Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))]), body
+            )
         name = "index.html" if path == "/" else path.lstrip("/")
         if name not in CLIENT_FILES:  # a fixed list: nothing from the request reaches the file system
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
         body = (client_dir() / name).read_bytes()
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        headers = Headers([("Content-Type", f"{ctype}; charset=utf-8"), ("Content-Length", str(len(body))),
-                           ("Cache-Control", "no-store")])
+        headers = Headers(
+            [
+                ("Content-Type", f"{ctype}; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ]
+        )
         return Response(200, "OK", headers, body)
 
     # -- websocket ------------------------------------------------------------------------------
@@ -195,8 +222,13 @@ class Server:
     async def _handle(self, ws: ServerConnection) -> None:
         if not await self._has_room():
             log.warning("refused a session: %d of %d in use", len(self.sessions), self.options.max_sessions)
-            await ws.send(protocol.encode("refused", message=f"the server is full ({self.options.max_sessions} "
-                                                             "sessions, --max-sessions); try again later"))
+            await ws.send(
+                protocol.encode(
+                    "refused",
+                    message=f"the server is full ({self.options.max_sessions} "
+                    "sessions, --max-sessions); try again later",
+                )
+            )
             await ws.close(1013, "server full")
             return
         sid = str(next(self._ids))
@@ -221,10 +253,17 @@ class Connection:
         self.engine = server.engine
         self.loop = asyncio.get_running_loop()
         opts = server.options
-        self.session = Session(sid, self.loop, models=self.engine.steppers,
-                               default_dataset=self.engine.default_dataset, size=opts.size,
-                               body_model=opts.body_model, gl_backend=self.engine.gl_backend,
-                               decimate=opts.decimate, on_failure=self._failed_threadsafe)
+        self.session = Session(
+            sid,
+            self.loop,
+            models=self.engine.steppers,
+            default_dataset=self.engine.default_dataset,
+            size=opts.size,
+            body_model=opts.body_model,
+            gl_backend=self.engine.gl_backend,
+            decimate=opts.decimate,
+            on_failure=self._failed_threadsafe,
+        )
         self.pc = None
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task] = []
@@ -241,6 +280,7 @@ class Connection:
         async def fail():
             await self.send("error", message=text, request=None)
             await self.ws.close(1011, "session failed")
+
         asyncio.run_coroutine_threadsafe(fail(), self.loop)
 
     async def error(self, text: str, request: str | None) -> None:
@@ -250,12 +290,18 @@ class Connection:
     # -- main loop --------------------------------------------------------------------------------
     async def run(self) -> None:
         opts = self.server.options
-        await self.send("welcome", session=self.id, clips=self.engine.clips, size=list(opts.size),
-                        model=self.engine.model_info(),
-                        movement=(self.session.inbox[self.engine.default_dataset].describe()
-                                  if self.engine.default_dataset else None),
-                        ice_servers=ice.browser_ice_servers(opts.stun, opts.turn),
-                        limits={"max_message_bytes": protocol.MAX_MESSAGE_BYTES})
+        await self.send(
+            "welcome",
+            session=self.id,
+            clips=self.engine.clips,
+            size=list(opts.size),
+            model=self.engine.model_info(),
+            movement=(
+                self.session.inbox[self.engine.default_dataset].describe() if self.engine.default_dataset else None
+            ),
+            ice_servers=ice.browser_ice_servers(opts.stun, opts.turn),
+            limits={"max_message_bytes": protocol.MAX_MESSAGE_BYTES},
+        )
         self._tasks.append(asyncio.create_task(self._telemetry()))
         self.session.start()  # warm up while the page negotiates
         async for message in self.ws:
@@ -295,8 +341,7 @@ class Connection:
             session.movement_inbox().push_channels(body["channels"])
             return
         elif kind == "ping":
-            await self.send("pong", t=body["t"], server=time.monotonic() * 1e3,
-                            server_wall=time.time() * 1e3)
+            await self.send("pong", t=body["t"], server=time.monotonic() * 1e3, server_wall=time.time() * 1e3)
             return
         elif kind == "trace":
             session.stats.trace(body["on"], body.get("frame_id", False))

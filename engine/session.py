@@ -25,13 +25,14 @@ busy replace the waiting ones (dropped video, counted). Both tracks carry conten
 their sending after it (tracks.py). aiortc converts to YUV and encodes in its thread pool; the
 event loop only moves messages.
 """
+
 from __future__ import annotations
 
 import collections
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -121,11 +122,17 @@ class SessionStats:
         if encode_ms:
             stages["encode"] = round(float(np.median(encode_ms)), 2)
         return {
-            "fps": round(fps, 2), "frames": self.frames, "rendered": self.rendered, "sent": video.sent,
-            "dropped": self.skipped + video.dropped, "repeated": video.repeated, "stalls": self.stalls,
+            "fps": round(fps, 2),
+            "frames": self.frames,
+            "rendered": self.rendered,
+            "sent": video.sent,
+            "dropped": self.skipped + video.dropped,
+            "repeated": video.repeated,
+            "stalls": self.stalls,
             "stages_ms": stages,
-            "latency_ms": None if not len(lat) else {"median": round(float(np.median(lat)), 1),
-                                                    "p95": round(float(np.percentile(lat, 95)), 1)},
+            "latency_ms": None
+            if not len(lat)
+            else {"median": round(float(np.median(lat)), 1), "p95": round(float(np.percentile(lat, 95)), 1)},
             "audio_underruns": audio_underruns,
         }
 
@@ -134,9 +141,20 @@ class Session:
     """A session's pipeline state and frame thread. Steering methods (set_source, resample, ...)
     are called from the event loop; the frame thread picks the changes up between frames."""
 
-    def __init__(self, sid: str, loop, *, models: dict, default_dataset: str | None, size=(640, 480),
-                 body_model=None, gl_backend: str = "auto", decimate: float | str = 0.0, seed: int = 0,
-                 on_failure: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        sid: str,
+        loop,
+        *,
+        models: dict,
+        default_dataset: str | None,
+        size=(640, 480),
+        body_model=None,
+        gl_backend: str = "auto",
+        decimate: float | str = 0.0,
+        seed: int = 0,
+        on_failure: Callable[[str], None] | None = None,
+    ):
         self.id = sid
         self.models = models  # dataset -> SharedStepper
         self.default_dataset = default_dataset
@@ -199,10 +217,16 @@ class Session:
     def state(self) -> dict:
         src = self.source
         model = self.models.get(self.dataset or "")
-        return {"source": src.describe(), "playing": bool(src.playing), "position": src.position,
-                "duration": src.duration, "loop": bool(src.loop), "seed": self.seed,
-                "listener": "model" if model is not None else "recorded",
-                "model": None if model is None else {"provider": model.provider, "dataset": self.dataset}}
+        return {
+            "source": src.describe(),
+            "playing": bool(src.playing),
+            "position": src.position,
+            "duration": src.duration,
+            "loop": bool(src.loop),
+            "seed": self.seed,
+            "listener": "model" if model is not None else "recorded",
+            "model": None if model is None else {"provider": model.provider, "dataset": self.dataset},
+        }
 
     def telemetry(self) -> dict:
         src = self._source
@@ -272,7 +296,7 @@ class Session:
         reaction = None if model is None else ReactionSession(model, seed=self.seed, fps=self._source.fps)
         return reaction, (adapter_for(dataset) if dataset else None), self.inbox.get(dataset or "")
 
-    def _loop(self, render: "_RenderStage") -> None:
+    def _loop(self, render: _RenderStage) -> None:
         fps = self._source.fps
         t_anchor, k_anchor, k = time.monotonic(), 0, 0
         reaction, adapt, inbox = self._for_source()
@@ -313,8 +337,7 @@ class Session:
                 listener_pose = listener
             elif reaction is None and adapt is None:
                 listener_pose = idle_pose(trace.index / fps, seed=2)
-            render.submit(speaker.speaker_pose or idle_pose(trace.index / fps, seed=1), listener_pose,
-                          trace)
+            render.submit(speaker.speaker_pose or idle_pose(trace.index / fps, seed=1), listener_pose, trace)
         if render.error is not None:
             raise render.error
 
@@ -415,8 +438,13 @@ class _RenderStage:
     def _run(self) -> None:
         session, worker = self.session, None
         try:
-            worker = RenderWorker(session.size, session.body_model, session.gl_backend,
-                                  name=f"dyadic-render-{session.id}", decimate=session.decimate)
+            worker = RenderWorker(
+                session.size,
+                session.body_model,
+                session.gl_backend,
+                name=f"dyadic-render-{session.id}",
+                decimate=session.decimate,
+            )
             self.ready.set()
             while (job := self._next()) is not None:
                 speaker_pose, listener_pose, trace = job

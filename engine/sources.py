@@ -8,6 +8,7 @@
 Sources are read by the session's frame thread and steered from the event loop; each guards its
 state with a lock. Nothing here looks ahead of the frame being read.
 """
+
 from __future__ import annotations
 
 import collections
@@ -99,7 +100,7 @@ class PlaybackSource:
             if self.playing:
                 audio = np.zeros(s1 - s0, np.float32)
                 chunk = self._audio[s0:s1]
-                audio[:len(chunk)] = chunk
+                audio[: len(chunk)] = chunk
                 self._frame += 1
                 if self._frame >= self.n_frames:
                     if self.loop:
@@ -108,8 +109,9 @@ class PlaybackSource:
                         self._frame, self.playing = self.n_frames, False
             else:
                 audio = np.zeros(s1 - s0, np.float32)
-        frame = SpeakerFrame(audio, captured=due, position=k / self.fps,
-                             speaker_pose=self._adapt(frame_channels(self._channels, k)))
+        frame = SpeakerFrame(
+            audio, captured=due, position=k / self.fps, speaker_pose=self._adapt(frame_channels(self._channels, k))
+        )
         if self._movement is not None:
             frame.movement, frame.movement_valid = self._movement[k], self._valid[k]
         return frame
@@ -130,8 +132,7 @@ class MicrophoneSource:
     issue 4, session 8). When the capture is late, read() waits up to `wait_s` and then pads
     with silence (counted as an underrun) rather than stall the frame."""
 
-    def __init__(self, kind: str, fps: float = 30.0, max_backlog_s: float = 0.055, wait_s: float = 0.02,
-                 close=None):
+    def __init__(self, kind: str, fps: float = 30.0, max_backlog_s: float = 0.055, wait_s: float = 0.02, close=None):
         self.kind = kind
         self.fps = fps
         self._buf: collections.deque[np.ndarray] = collections.deque()
@@ -182,7 +183,7 @@ class MicrophoneSource:
         while got < n and self._buf:
             head = self._buf[0]
             m = min(n - got, len(head))
-            out[got:got + m] = head[:m]
+            out[got : got + m] = head[:m]
             got += m
             if m == len(head):
                 self._buf.popleft()
@@ -234,8 +235,10 @@ def local_microphone(fps: float = 30.0, device=None) -> MicrophoneSource:
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:
-        raise MicrophoneUnavailable(f"local microphone: sounddevice/PortAudio is not usable here ({exc}); "
-                                    "install libportaudio2 and the 'audio' extra") from None
+        raise MicrophoneUnavailable(
+            f"local microphone: sounddevice/PortAudio is not usable here ({exc}); "
+            "install libportaudio2 and the 'audio' extra"
+        ) from None
     try:
         info = sd.query_devices(device, "input")
     except Exception as exc:  # sounddevice raises ValueError/PortAudioError for a missing device
@@ -246,8 +249,14 @@ def local_microphone(fps: float = 30.0, device=None) -> MicrophoneSource:
         source.push(indata[:, 0])
 
     try:
-        stream = sd.InputStream(samplerate=AUDIO_RATE, channels=1, dtype="float32", device=device,
-                                blocksize=AUDIO_RATE // 100, callback=callback)
+        stream = sd.InputStream(
+            samplerate=AUDIO_RATE,
+            channels=1,
+            dtype="float32",
+            device=device,
+            blocksize=AUDIO_RATE // 100,
+            callback=callback,
+        )
     except Exception as exc:
         raise MicrophoneUnavailable(f"local microphone {info.get('name', device)!r}: {exc}") from None
     source = MicrophoneSource("local-mic", fps, close=lambda: (stream.stop(), stream.close()))
@@ -265,8 +274,11 @@ class MovementInbox:
         self._frame: tuple[np.ndarray, np.ndarray, float] | None = None
 
     def describe(self) -> dict:
-        return {"dataset": self.layout.spec_name, "size": self.layout.size,
-                "groups": [{"name": n, "shape": list(s)} for n, s in zip(self.layout.names, self.layout.shapes)]}
+        return {
+            "dataset": self.layout.spec_name,
+            "size": self.layout.size,
+            "groups": [{"name": n, "shape": list(s)} for n, s in zip(self.layout.names, self.layout.shapes)],
+        }
 
     def push_channels(self, channels: dict) -> None:
         """JSON form: {group: nested list of the group's shape}; groups left out are masked."""
@@ -274,8 +286,10 @@ class MovementInbox:
         valid = np.zeros(len(self.layout.names), np.float32)
         unknown = sorted(set(channels) - set(self.layout.names))
         if unknown:
-            raise ValueError(f"movement: unknown channel group(s) {', '.join(unknown)} "
-                             f"(this model takes {', '.join(self.layout.names)})")
+            raise ValueError(
+                f"movement: unknown channel group(s) {', '.join(unknown)} "
+                f"(this model takes {', '.join(self.layout.names)})"
+            )
         for g, (name, sl) in enumerate(self.layout.slices.items()):
             if name not in channels:
                 continue
@@ -284,8 +298,9 @@ class MovementInbox:
             except (TypeError, ValueError):
                 raise ValueError(f"movement: group {name} must be numbers") from None
             if arr.shape != tuple(self.layout.shapes[g]):
-                raise ValueError(f"movement: group {name} has shape {list(arr.shape)}, "
-                                 f"expected {list(self.layout.shapes[g])}")
+                raise ValueError(
+                    f"movement: group {name} has shape {list(arr.shape)}, expected {list(self.layout.shapes[g])}"
+                )
             values[sl] = arr.reshape(-1)
             valid[g] = 1.0
         self._store(values, valid)
@@ -294,8 +309,10 @@ class MovementInbox:
         """Binary form: float32 little-endian x C, optionally followed by G validity values."""
         c, g = self.layout.size, len(self.layout.names)
         if len(data) % 4 or len(data) // 4 not in (c, c + g):
-            raise ValueError(f"movement: a binary frame must be {c} or {c + g} float32 values "
-                             f"({4 * c} or {4 * (c + g)} bytes), got {len(data)} bytes")
+            raise ValueError(
+                f"movement: a binary frame must be {c} or {c + g} float32 values "
+                f"({4 * c} or {4 * (c + g)} bytes), got {len(data)} bytes"
+            )
         arr = np.frombuffer(data, "<f4").astype(np.float32)
         valid = arr[c:] if len(arr) > c else np.ones(g, np.float32)
         self._store(arr[:c].copy(), (valid > 0.5).astype(np.float32))

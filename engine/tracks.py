@@ -32,6 +32,7 @@ renderer's jitter out, and Chromium's own video jitter estimator otherwise climb
 frames that come late (BENCHMARKS.md, issue 5). A track with `render_on_arrival` False asks for
 Chromium's usual buffering instead.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,6 +47,7 @@ from aiortc import rtp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from dyadic.datasets.interaction import AUDIO_RATE
+
 from . import video_codec
 
 VIDEO_CLOCK = 90_000
@@ -79,14 +81,13 @@ PLAYOUT_DELAY_BUFFERED = (0, 0xFFF)
 # The server side of a frame's path, in order; each is a time.monotonic() mark. "captured" is the
 # end of the frame's audio; "model_end" is absent without a model (recorded listener, idle); "sent"
 # is when its packets go out, after the send pacing.
-TRACE_STAGES = ("captured", "model_end", "worker_start", "skinned", "rendered", "encode_start",
-                "encode_end", "sent")
+TRACE_STAGES = ("captured", "model_end", "worker_start", "skinned", "rendered", "encode_start", "encode_end", "sent")
 
 
 class FrameTrace:
     """Monotonic timestamps of one video frame along the path, and its video pts once sent."""
 
-    __slots__ = ("index", "times", "pts")
+    __slots__ = ("index", "pts", "times")
 
     def __init__(self, index: int):
         self.index = index
@@ -244,7 +245,7 @@ class SessionAudioTrack(MediaStreamTrack):
             self._chunks.append(samples)
             self._level += len(samples)
             if self._level > AUDIO_BACKLOG_LIMIT:  # nobody is pulling: keep memory bounded
-                cut = np.concatenate(self._chunks)[self._level - AUDIO_BACKLOG_LIMIT:]
+                cut = np.concatenate(self._chunks)[self._level - AUDIO_BACKLOG_LIMIT :]
                 self.overflow_samples += self._level - AUDIO_BACKLOG_LIMIT
                 self._chunks, self._level = [cut], len(cut)
         if self._level >= AUDIO_FRAME:
@@ -397,12 +398,13 @@ class PlayoutDelayExtensions(rtp.HeaderExtensionsMap):
 
     def configure(self, parameters) -> None:
         super().configure(parameters)
-        self._id = next((ext.id for ext in parameters.headerExtensions if ext.uri == PLAYOUT_DELAY_URI),
-                        None)
+        self._id = next((ext.id for ext in parameters.headerExtensions if ext.uri == PLAYOUT_DELAY_URI), None)
 
     # the extension's payload: two 12-bit fields (min, max), 10 ms units
-    _VALUES = {on: ((low << 12) | high).to_bytes(3, "big") for on, (low, high) in
-               ((True, PLAYOUT_DELAY_ON_ARRIVAL), (False, PLAYOUT_DELAY_BUFFERED))}
+    _VALUES = {
+        on: ((low << 12) | high).to_bytes(3, "big")
+        for on, (low, high) in ((True, PLAYOUT_DELAY_ON_ARRIVAL), (False, PLAYOUT_DELAY_BUFFERED))
+    }
 
     def set(self, values) -> tuple[int, bytes]:
         """Called for every packet the sender serialises."""
@@ -451,6 +453,5 @@ def install_aiortc_hooks() -> None:
     rtp.compute_audio_level_dbov = audio_level_dbov  # looked up as rtp.<name> by the sender
     original = sender.get_encoder
     sender.get_encoder = lambda codec: _TimedEncoder(video_codec.encoder_for(codec, original))
-    peer_connection.RTCRtpSender = type("ContentClockRTCRtpSender",
-                                        (ContentClockSender, sender.RTCRtpSender), {})
+    peer_connection.RTCRtpSender = type("ContentClockRTCRtpSender", (ContentClockSender, sender.RTCRtpSender), {})
     _installed = True

@@ -17,10 +17,11 @@ The avatar on a plain background needs no more than 1 Mbit/s at 640x480 (about 4
 The codec is chosen per peer connection by codec preferences on the video transceiver, so a client
 that does not offer H.264 still gets VP8.
 """
+
 from __future__ import annotations
 
 import fractions
-from typing import Iterator
+from collections.abc import Iterator
 
 import av
 from aiortc.codecs.h264 import MAX_FRAME_RATE, H264Encoder
@@ -44,11 +45,13 @@ class FastH264Encoder(H264Encoder):
         # As aiortc: reopen on a size change or a bitrate change over 10 % (REMB), up to
         # MAX_BITRATE; that restarts with a keyframe.
         bitrate = min(self.target_bitrate, MAX_BITRATE)
-        if self.codec and (frame.width != self.codec.width or frame.height != self.codec.height
-                           or abs(bitrate - self.codec.bit_rate) / self.codec.bit_rate > 0.1):
+        if self.codec and (
+            frame.width != self.codec.width
+            or frame.height != self.codec.height
+            or abs(bitrate - self.codec.bit_rate) / self.codec.bit_rate > 0.1
+        ):
             self.codec = None
-        frame.pict_type = (av.video.frame.PictureType.I if force_keyframe
-                           else av.video.frame.PictureType.NONE)
+        frame.pict_type = av.video.frame.PictureType.I if force_keyframe else av.video.frame.PictureType.NONE
         if self.codec is None:
             self.codec = self._open(frame.width, frame.height, bitrate)
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
@@ -83,8 +86,7 @@ def preferences(first: str) -> list:
         raise ValueError(f"video codec must be one of {', '.join(CODECS)}, not {first!r}")
     codecs = RTCRtpSender.getCapabilities("video").codecs
     wanted = f"video/{first}"
-    return ([c for c in codecs if c.mimeType.lower() == wanted]
-            + [c for c in codecs if c.mimeType.lower() != wanted])
+    return [c for c in codecs if c.mimeType.lower() == wanted] + [c for c in codecs if c.mimeType.lower() != wanted]
 
 
 def negotiated(sdp: str) -> str | None:

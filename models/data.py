@@ -1,4 +1,5 @@
 """Dataset interactions -> the per-frame arrays the reaction model trains and is evaluated on."""
+
 from __future__ import annotations
 
 import warnings
@@ -38,8 +39,9 @@ def clip_arrays(it: Interaction, layout: ChannelLayout) -> ClipArrays:
     return ClipArrays(it.id, float(it.fps), audio, spk, spk_valid, lst, lst_valid)
 
 
-def load_clips(root: str | Path, format: str | None = None, progress: bool = False
-               ) -> tuple[str, list[ClipArrays], list[str]]:
+def load_clips(
+    root: str | Path, format: str | None = None, progress: bool = False
+) -> tuple[str, list[ClipArrays], list[str]]:
     """(spec name, clips, problems) of every loadable interaction of one format under `root`.
 
     With `format` None the first format found is used (Seamless before REACT); clips of the other
@@ -56,6 +58,7 @@ def load_clips(root: str | Path, format: str | None = None, progress: bool = Fal
     iterator = entries
     if progress:
         from tqdm import tqdm
+
         iterator = tqdm(entries, desc="loading clips", unit="clip", leave=False)
     for entry in iterator:
         try:
@@ -78,11 +81,12 @@ def split_clips(clips: list[ClipArrays], val_fraction: float) -> tuple[list[Clip
     if val_fraction > 0 and len(clips) >= 2:
         n_val = max(1, n_val)
     n_val = min(n_val, len(clips) - 1)
-    return clips[:len(clips) - n_val], clips[len(clips) - n_val:]
+    return clips[: len(clips) - n_val], clips[len(clips) - n_val :]
 
 
-def channel_stats(arrays: list[np.ndarray], valid: list[np.ndarray] | None = None,
-                  group_matrix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(
+    arrays: list[np.ndarray], valid: list[np.ndarray] | None = None, group_matrix: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std over valid frames (per-group validity expanded by `group_matrix`;
     no `valid`: every frame); a channel that never varies gets std 1."""
     rows = arrays

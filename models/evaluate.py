@@ -15,6 +15,7 @@ Seamless: 24 FAU + valence/arousal + 8 emotion scores). A clip whose listener la
 Before scoring, the model's causality is checked: the speaker's audio and movement after frame k
 are replaced by noise, and the listener up to frame k must stay bit-identical.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,33 +54,53 @@ def check_causality(runtime, clip: ClipArrays, frame: int, seed: int = 0) -> dic
     """Outputs up to `frame` with the real speaker vs with noise after it: must be bit-identical."""
     rng = np.random.default_rng(seed)
     audio, speaker = clip.audio.copy(), clip.speaker.copy()
-    audio[frame + 1:] = rng.normal(audio.mean(), audio.std() + 1.0, audio[frame + 1:].shape)
-    speaker[frame + 1:] += rng.normal(0, 0.5, speaker[frame + 1:].shape).astype(np.float32)
+    audio[frame + 1 :] = rng.normal(audio.mean(), audio.std() + 1.0, audio[frame + 1 :].shape)
+    speaker[frame + 1 :] += rng.normal(0, 0.5, speaker[frame + 1 :].shape).astype(np.float32)
     end = min(len(audio), frame + 20)
     a = generate(runtime, clip.audio[:end], clip.speaker[:end], clip.speaker_valid[:end], [seed], decode=False)
     b = generate(runtime, audio[:end], speaker[:end], clip.speaker_valid[:end], [seed], decode=False)
-    before = float(np.abs(a[:, :frame + 1] - b[:, :frame + 1]).max())
-    after = float(np.abs(a[:, frame + 1:] - b[:, frame + 1:]).max()) if end > frame + 1 else 0.0
-    return {"frame": frame, "max_diff_up_to_frame": before, "max_diff_after_frame": after,
-            "causal": before == 0.0}
+    before = float(np.abs(a[:, : frame + 1] - b[:, : frame + 1]).max())
+    after = float(np.abs(a[:, frame + 1 :] - b[:, frame + 1 :]).max()) if end > frame + 1 else 0.0
+    return {"frame": frame, "max_diff_up_to_frame": before, "max_diff_after_frame": after, "causal": before == 0.0}
 
 
-def _reference_rows(clip_lst: np.ndarray, clip_spk: np.ndarray, fps: float, k: int, parts, mean_frame: np.ndarray,
-                    lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _reference_rows(
+    clip_lst: np.ndarray,
+    clip_spk: np.ndarray,
+    fps: float,
+    k: int,
+    parts,
+    mean_frame: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     t = len(clip_lst)
     delay = int(round(MIRROR_DELAY * fps))
-    mirror = np.concatenate([np.repeat(clip_spk[:1], min(delay, t), 0), clip_spk[:max(0, t - delay)]])
+    mirror = np.concatenate([np.repeat(clip_spk[:1], min(delay, t), 0), clip_spk[: max(0, t - delay)]])
     random = rng.uniform(lo, hi, size=(k, t, len(lo))).astype(np.float32)
     for sl, _, binary in parts:
         if binary:
             random[..., sl] = rng.integers(0, 2, size=random[..., sl].shape)
-    return {"ground truth": np.repeat(clip_lst[None], k, 0), "mirror": np.repeat(mirror[None], k, 0),
-            "random": random, "mean listener": np.repeat(np.repeat(mean_frame[None], t, 0)[None], k, 0)}
+    return {
+        "ground truth": np.repeat(clip_lst[None], k, 0),
+        "mirror": np.repeat(mirror[None], k, 0),
+        "random": random,
+        "mean listener": np.repeat(np.repeat(mean_frame[None], t, 0)[None], k, 0),
+    }
 
 
-def evaluate(data: str | Path, model: str | Path, samples: int = 10, out: str | Path = "report", seed: int = 0,
-             resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS, device: str = "auto",
-             progress: bool = True, log=print) -> dict:
+def evaluate(
+    data: str | Path,
+    model: str | Path,
+    samples: int = 10,
+    out: str | Path = "report",
+    seed: int = 0,
+    resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS,
+    device: str = "auto",
+    progress: bool = True,
+    log=print,
+) -> dict:
     runtime = load_runtime(model, device)
     layout = runtime.layout
     spec = layout.spec_name
@@ -91,14 +112,21 @@ def evaluate(data: str | Path, model: str | Path, samples: int = 10, out: str | 
     for c in clips:
         (used if c.listener_valid[:, needed].any(0).all() else skipped).append(c)
     if not used:
-        raise ValueError(f"{data}: no {spec} interaction has the metric channels ({', '.join(sorted(set(n.split('[')[0] for n in names)))})")
-    log(f"evaluating {Path(model).name} ({runtime.provider}) on {len(used)} {spec} interaction(s), "
-        f"{samples} samples each" + (f"; left out (no metric channels): {', '.join(c.id for c in skipped)}" if skipped else ""))
+        raise ValueError(
+            f"{data}: no {spec} interaction has the metric channels ({', '.join(sorted(set(n.split('[')[0] for n in names)))})"
+        )
+    log(
+        f"evaluating {Path(model).name} ({runtime.provider}) on {len(used)} {spec} interaction(s), "
+        f"{samples} samples each"
+        + (f"; left out (no metric channels): {', '.join(c.id for c in skipped)}" if skipped else "")
+    )
 
     causality = check_causality(runtime, used[0], frame=min(used[0].n_frames - 2, int(5 * used[0].fps)), seed=seed)
     if not causality["causal"]:
-        log(f"WARNING: the model is not causal: outputs up to frame {causality['frame']} changed by "
-            f"{causality['max_diff_up_to_frame']:.3g} when later speaker inputs changed")
+        log(
+            f"WARNING: the model is not causal: outputs up to frame {causality['frame']} changed by "
+            f"{causality['max_diff_up_to_frame']:.3g} when later speaker inputs changed"
+        )
 
     rng = np.random.default_rng(seed)
     all_lst = np.concatenate([c.listener[:, cols] for c in used])
@@ -108,6 +136,7 @@ def evaluate(data: str | Path, model: str | Path, samples: int = 10, out: str | 
     gts, speakers = [], []
     t0 = time.perf_counter()
     from tqdm import tqdm
+
     for i, clip in enumerate(tqdm(used, desc="generating", unit="clip", leave=False, disable=not progress)):
         seeds = [seed * 100_003 + i * 1_000 + s for s in range(samples)]
         pred = generate(runtime, clip.audio, clip.speaker, clip.speaker_valid, seeds, resample_seconds, clip.fps)
@@ -122,12 +151,23 @@ def evaluate(data: str | Path, model: str | Path, samples: int = 10, out: str | 
     results = {}
     for name in tqdm(ROWS, desc="scoring", unit="row", leave=False, disable=not progress):
         results[name] = metrics.all_metrics(rows[name], gts, speakers, parts, fps)
-    report = {"model": str(model), "provider": runtime.provider, "dataset": spec, "data": str(data),
-              "samples": samples, "seed": seed, "resample_seconds": resample_seconds,
-              "interactions": [c.id for c in used], "left_out": [c.id for c in skipped],
-              "frames": int(sum(c.n_frames for c in used)), "metric_channels": names,
-              "causality": causality, "generation_seconds": round(gen_seconds, 2), "rows": results,
-              "problems": problems}
+    report = {
+        "model": str(model),
+        "provider": runtime.provider,
+        "dataset": spec,
+        "data": str(data),
+        "samples": samples,
+        "seed": seed,
+        "resample_seconds": resample_seconds,
+        "interactions": [c.id for c in used],
+        "left_out": [c.id for c in skipped],
+        "frames": int(sum(c.n_frames for c in used)),
+        "metric_channels": names,
+        "causality": causality,
+        "generation_seconds": round(gen_seconds, 2),
+        "rows": results,
+        "problems": problems,
+    }
     write_report(report, out)
     return report
 
@@ -145,14 +185,19 @@ def write_report(report: dict, out: str | Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     c = report["causality"]
-    md = [f"# REACT metrics: {Path(report['model']).name} on {report['dataset']} data", "",
-          f"{len(report['interactions'])} held-out interaction(s), {report['frames']} frames, "
-          f"{report['samples']} samples per speaker; provider {report['provider']}.", "",
-          markdown_table(report), "",
-          f"FRCorr and FRDist are summed over the {report['samples']} samples (REACT convention); FRSyn is the "
-          "NaN-safe TLCC over every sample.",
-          f"Causality check: outputs up to frame {c['frame']} {'unchanged' if c['causal'] else 'CHANGED'} "
-          f"(max diff {c['max_diff_up_to_frame']:.3g}) when later speaker inputs changed."]
+    md = [
+        f"# REACT metrics: {Path(report['model']).name} on {report['dataset']} data",
+        "",
+        f"{len(report['interactions'])} held-out interaction(s), {report['frames']} frames, "
+        f"{report['samples']} samples per speaker; provider {report['provider']}.",
+        "",
+        markdown_table(report),
+        "",
+        f"FRCorr and FRDist are summed over the {report['samples']} samples (REACT convention); FRSyn is the "
+        "NaN-safe TLCC over every sample.",
+        f"Causality check: outputs up to frame {c['frame']} {'unchanged' if c['causal'] else 'CHANGED'} "
+        f"(max diff {c['max_diff_up_to_frame']:.3g}) when later speaker inputs changed.",
+    ]
     if report["left_out"]:
         md.append(f"Left out (no metric channels): {', '.join(report['left_out'])}.")
     (out / "metrics.md").write_text("\n".join(md) + "\n")

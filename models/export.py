@@ -10,6 +10,7 @@ Everything the runtime needs besides the graph (the channel layout and its rotat
 frame rate, the latent size, the listener's starting frame) is stored as JSON in the model's
 metadata under "dyadic", so one .onnx file is a complete model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,9 +41,14 @@ class _Step(torch.nn.Module):
 def example_inputs(model: ReactionModel, batch: int = 2) -> tuple[torch.Tensor, ...]:
     cfg = model.config
     c, g = model.listener_mean.shape[0], model.group_matrix.shape[0]
-    return (torch.zeros(batch, cfg.audio_dim), torch.zeros(batch, c), torch.ones(batch, g),
-            model.listener_mean.expand(batch, -1).clone(), torch.zeros(batch, cfg.latent),
-            model.initial_hidden(batch))
+    return (
+        torch.zeros(batch, cfg.audio_dim),
+        torch.zeros(batch, c),
+        torch.ones(batch, g),
+        model.listener_mean.expand(batch, -1).clone(),
+        torch.zeros(batch, cfg.latent),
+        model.initial_hidden(batch),
+    )
 
 
 def metadata(model: ReactionModel, **extra) -> dict:
@@ -56,8 +62,14 @@ def export_onnx(model: ReactionModel, out: str | Path, **extra_metadata) -> Path
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     batch = torch.export.Dim("batch", min=1, max=4096)
-    shapes = {"audio": {0: batch}, "speaker": {0: batch}, "speaker_valid": {0: batch},
-              "previous": {0: batch}, "latent": {0: batch}, "hidden": {1: batch}}
+    shapes = {
+        "audio": {0: batch},
+        "speaker": {0: batch},
+        "speaker_valid": {0: batch},
+        "previous": {0: batch},
+        "latent": {0: batch},
+        "hidden": {1: batch},
+    }
     tmp = out.with_name(out.name + ".tmp")
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
@@ -66,9 +78,15 @@ def export_onnx(model: ReactionModel, out: str | Path, **extra_metadata) -> Path
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # the exporter's own deprecation chatter, not ours to fix
             # the example batch is 2: torch.export specialises a dimension of size 1
-            program = torch.onnx.export(_Step(model), example_inputs(model, 2), dynamo=True,
-                                        input_names=INPUTS, output_names=OUTPUTS, dynamic_shapes=shapes,
-                                        verbose=False)
+            program = torch.onnx.export(
+                _Step(model),
+                example_inputs(model, 2),
+                dynamo=True,
+                input_names=INPUTS,
+                output_names=OUTPUTS,
+                dynamic_shapes=shapes,
+                verbose=False,
+            )
     finally:
         quiet.setLevel(level)
     program.save(str(tmp))

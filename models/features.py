@@ -12,6 +12,7 @@ numbers live as in training (tested).
 Written here with numpy's FFT rather than taken from torchaudio or librosa: neither is a dependency
 of this project, and a Hann window, an rfft and a triangular mel filterbank are a few lines.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ def _mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_mels: int = N_MELS, window: int = WINDOW, rate: int = SAMPLE_RATE,
-                   f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
+def mel_filterbank(
+    n_mels: int = N_MELS, window: int = WINDOW, rate: int = SAMPLE_RATE, f_min: float = F_MIN, f_max: float = F_MAX
+) -> np.ndarray:
     """(window//2 + 1, n_mels) triangular filters (HTK mel scale), each normalised to unit area."""
     bins = np.fft.rfftfreq(window, 1.0 / rate)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
@@ -51,7 +53,7 @@ _MELS = mel_filterbank()
 def _log_mel(windows: np.ndarray) -> np.ndarray:
     """(n, WINDOW) float32 samples -> (n, N_MELS) float32 log-mel power."""
     spectrum = np.fft.rfft(windows * _HANN, axis=-1)
-    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     # one row at a time: a matrix product over many rows may sum in another order than over one,
     # and streaming must give exactly what training saw
     mel = np.stack([row @ _MELS for row in power]) if len(power) else np.zeros((0, N_MELS), np.float32)
@@ -69,8 +71,9 @@ def log_mel_frames(audio: np.ndarray, fps: float, n_frames: int | None = None) -
     if n_frames is None:
         n_frames = int(math.floor(len(audio) * fps / SAMPLE_RATE + 1e-9))
     ends = np.array([frame_end(k, fps) for k in range(n_frames)], np.int64)
-    padded = np.concatenate([np.zeros(WINDOW, np.float32), audio,
-                             np.zeros(max(0, int(ends.max(initial=0)) - len(audio)), np.float32)])
+    padded = np.concatenate(
+        [np.zeros(WINDOW, np.float32), audio, np.zeros(max(0, int(ends.max(initial=0)) - len(audio)), np.float32)]
+    )
     windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[ends]  # ends shift by WINDOW
     return _log_mel(np.ascontiguousarray(windows))
 
@@ -92,7 +95,7 @@ class StreamingLogMel:
         self._received += len(samples)
         windows = []
         while (end := frame_end(self.frame, self.fps)) <= self._received:
-            windows.append(buf[end - WINDOW - start:end - start])
+            windows.append(buf[end - WINDOW - start : end - start])
             self.frame += 1
         self._history = buf[-WINDOW:].copy()
         if not windows:

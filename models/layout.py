@@ -10,6 +10,7 @@ data's mean): Seamless's camera-frame global orientation sits near a half turn, 
 wraps from +pi to -pi, and a network regressing raw axis-angle there would jump. Relative to the
 mean the angles are small and continuous; decode() turns them back.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,11 +32,12 @@ class ChannelLayout:
     reference_rotations: dict[str, list[list[float]]] = field(default_factory=dict)  # name -> (J, 3)
 
     @classmethod
-    def for_spec(cls, spec: MotionSpec, names: tuple[str, ...] | None = None) -> "ChannelLayout":
+    def for_spec(cls, spec: MotionSpec, names: tuple[str, ...] | None = None) -> ChannelLayout:
         names = tuple(names or REACTION_GROUPS.get(spec.name, spec.names))
         groups = [spec[n] for n in names]
-        return cls(spec.name, list(names), [g.size for g in groups], [g.kind for g in groups],
-                   [tuple(g.shape) for g in groups])
+        return cls(
+            spec.name, list(names), [g.size for g in groups], [g.kind for g in groups], [tuple(g.shape) for g in groups]
+        )
 
     # -- shape --------------------------------------------------------------------------------
     @property
@@ -72,8 +74,9 @@ class ChannelLayout:
         """(..., size) -> {group: (..., *shape)}."""
         row = np.asarray(row)
         lead = row.shape[:-1]
-        return {name: row[..., sl].reshape(*lead, *shape)
-                for (name, sl), shape in zip(self.slices.items(), self.shapes)}
+        return {
+            name: row[..., sl].reshape(*lead, *shape) for (name, sl), shape in zip(self.slices.items(), self.shapes)
+        }
 
     # -- rotation encoding --------------------------------------------------------------------
     def fit_reference_rotations(self, values: np.ndarray, valid: np.ndarray) -> None:
@@ -86,8 +89,7 @@ class ChannelLayout:
             if len(rows) == 0:
                 ref = np.zeros((self.sizes[g] // 3, 3))
             else:
-                ref = np.stack([Rotation.from_rotvec(rows[:, j]).mean().as_rotvec()
-                                for j in range(rows.shape[1])])
+                ref = np.stack([Rotation.from_rotvec(rows[:, j]).mean().as_rotvec() for j in range(rows.shape[1])])
             self.reference_rotations[name] = ref.tolist()
 
     def _rotation_columns(self) -> tuple[np.ndarray, Rotation] | None:
@@ -134,10 +136,22 @@ class ChannelLayout:
 
     # -- persistence --------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"spec": self.spec_name, "names": self.names, "sizes": self.sizes, "kinds": self.kinds,
-                "shapes": [list(s) for s in self.shapes], "reference_rotations": self.reference_rotations}
+        return {
+            "spec": self.spec_name,
+            "names": self.names,
+            "sizes": self.sizes,
+            "kinds": self.kinds,
+            "shapes": [list(s) for s in self.shapes],
+            "reference_rotations": self.reference_rotations,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ChannelLayout":
-        return cls(d["spec"], list(d["names"]), [int(s) for s in d["sizes"]], list(d["kinds"]),
-                   [tuple(s) for s in d["shapes"]], dict(d.get("reference_rotations", {})))
+    def from_dict(cls, d: dict) -> ChannelLayout:
+        return cls(
+            d["spec"],
+            list(d["names"]),
+            [int(s) for s in d["sizes"]],
+            list(d["kinds"]),
+            [tuple(s) for s in d["shapes"]],
+            dict(d.get("reference_rotations", {})),
+        )

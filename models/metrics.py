@@ -32,19 +32,20 @@ Deliberate differences from the official code:
 FRDist batches the DTW over a speaker's K samples: a (Tg, T, K) float64 cost array per part, about
 260 MB at T = 1800, K = 10.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
-Part = tuple[slice, float, bool]   # columns of the metric vector, FRDist weight, binary
+Part = tuple[slice, float, bool]  # columns of the metric vector, FRDist weight, binary
 
 
 def _ccc_many(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """CCC of y (T, D) against each of p (..., T, D), averaged over D; one call scores all samples."""
     my, mp = y.mean(-2), p.mean(-2)
     yc, pc = y - my, p - mp[..., None, :]
-    vy, vp = (yc * yc).mean(-2), (pc * pc).mean(-2)   # population variance, as the official code
+    vy, vp = (yc * yc).mean(-2), (pc * pc).mean(-2)  # population variance, as the official code
     sy, sp = np.sqrt(vy), np.sqrt(vp)
     den = sy * sp
     # rho = 0 on a constant channel (the official nan_to_num), so its CCC is 0 rather than NaN. Tested
@@ -69,19 +70,19 @@ def _dtw_batch(cost: np.ndarray) -> np.ndarray:
     Diagonal buffers are indexed by the 1-based row i; row 0 and off-grid cells hold inf.
     """
     ta, tb, n = cost.shape
-    flat = cost.reshape(ta * tb, n)              # cell (i, j), 1-based, at row (i-1)*tb + j-1
-    step = max(tb - 1, 1)                        # along an anti-diagonal; tb == 1 has one cell each
-    prev2 = np.full((ta + 1, n), np.inf)         # diagonal s-2
-    prev2[0] = 0.0                               # cell (0, 0)
-    prev1 = np.full((ta + 1, n), np.inf)         # diagonal s-1
+    flat = cost.reshape(ta * tb, n)  # cell (i, j), 1-based, at row (i-1)*tb + j-1
+    step = max(tb - 1, 1)  # along an anti-diagonal; tb == 1 has one cell each
+    prev2 = np.full((ta + 1, n), np.inf)  # diagonal s-2
+    prev2[0] = 0.0  # cell (0, 0)
+    prev1 = np.full((ta + 1, n), np.inf)  # diagonal s-1
     for s in range(2, ta + tb + 1):
         lo, hi = max(1, s - tb), min(ta, s - 1)
         start = (lo - 1) * tb + s - lo - 1
         # predecessors of (i, s-i): (i-1, s-i) and (i, s-i-1) on s-1, (i-1, s-i-1) on s-2
-        best = np.minimum(np.minimum(prev1[lo - 1:hi], prev1[lo:hi + 1]), prev2[lo - 1:hi])
-        cur = prev2          # recycle the buffer; its off-range entries must read as inf later
+        best = np.minimum(np.minimum(prev1[lo - 1 : hi], prev1[lo : hi + 1]), prev2[lo - 1 : hi])
+        cur = prev2  # recycle the buffer; its off-range entries must read as inf later
         cur.fill(np.inf)
-        np.add(flat[start:start + (hi - lo) * step + 1:step], best, out=cur[lo:hi + 1])
+        np.add(flat[start : start + (hi - lo) * step + 1 : step], best, out=cur[lo : hi + 1])
         prev2, prev1 = prev1, cur
     return np.sqrt(prev1[ta])
 
@@ -98,7 +99,7 @@ def _fr_dist_batch(p: np.ndarray, g: np.ndarray, parts: list[Part]) -> np.ndarra
     The cost is laid out (Tg, T, K), g against the samples: DTW is symmetric in its two sequences.
     """
     k, t = p.shape[:2]
-    frames = p.transpose(1, 0, 2)                # (T, K, D): frame-major, so cdist gives (Tg, T * K)
+    frames = p.transpose(1, 0, 2)  # (T, K, D): frame-major, so cdist gives (Tg, T * K)
     total = np.zeros(k)
     for sl, w, _ in parts:
         cost = cdist(g[:, sl], frames[..., sl].reshape(t * k, -1), "sqeuclidean").reshape(len(g), t, k)
@@ -190,9 +191,9 @@ def _sync_offsets(pk: np.ndarray, s: np.ndarray, max_lag: int) -> np.ndarray:
     usable_any = np.zeros(pk.shape[0], bool)
     for row, lag in enumerate(lags):
         # positive lag: the prediction lags the speaker, P[lag:] against S[:n - lag]
-        x = pk[:, max(lag, 0):n + min(lag, 0)]
-        y = s[max(-lag, 0):n - max(lag, 0)]
-        varies = (np.ptp(x, axis=1) > 0) & (np.ptp(y, axis=0) > 0)   # (K, D); constant -> no Pearson
+        x = pk[:, max(lag, 0) : n + min(lag, 0)]
+        y = s[max(-lag, 0) : n - max(lag, 0)]
+        varies = (np.ptp(x, axis=1) > 0) & (np.ptp(y, axis=0) > 0)  # (K, D); constant -> no Pearson
         xc, yc = x - x.mean(1, keepdims=True), y - y.mean(0)
         den = np.sqrt((xc * xc).sum(1) * (yc * yc).sum(0))
         pearson = np.divide((xc * yc).sum(1), den, out=np.zeros_like(den), where=varies & (den > 0))
@@ -219,8 +220,9 @@ def binarize(x: np.ndarray, parts: list[Part]) -> np.ndarray:
     return out
 
 
-def all_metrics(preds: list[np.ndarray], gts: list[list[np.ndarray]], speakers: list[np.ndarray],
-                parts: list[Part], fps: float) -> dict[str, float]:
+def all_metrics(
+    preds: list[np.ndarray], gts: list[list[np.ndarray]], speakers: list[np.ndarray], parts: list[Part], fps: float
+) -> dict[str, float]:
     """All six metrics on binarized predictions, GTs and speakers; finite inputs are required."""
     arrays = [*preds, *speakers, *(g for gk in gts for g in gk)]
     if not all(np.isfinite(a).all() for a in arrays):
@@ -228,5 +230,11 @@ def all_metrics(preds: list[np.ndarray], gts: list[list[np.ndarray]], speakers: 
     preds = [binarize(pk, parts) for pk in preds]
     gts = [[binarize(g, parts) for g in gk] for gk in gts]
     speakers = [binarize(s, parts) for s in speakers]
-    return {"FRCorr": frcorr(preds, gts), "FRDist": frdist(preds, gts, parts), "FRDiv": frdiv(preds),
-            "FRVar": frvar(preds), "FRDvs": frdvs(preds), "FRSyn": frsyn(preds, speakers, fps)}
+    return {
+        "FRCorr": frcorr(preds, gts),
+        "FRDist": frdist(preds, gts, parts),
+        "FRDiv": frdiv(preds),
+        "FRVar": frvar(preds),
+        "FRDvs": frdvs(preds),
+        "FRSyn": frsyn(preds, speakers, fps),
+    }

@@ -16,6 +16,7 @@ of the module (and of the ONNX graph). Training runs the same layers over whole 
 ONNX step loop is tested against. Training-only: a posterior encoder q(z | listener window) and the
 KL term that ties it to the N(0, I) prior (a conditional VAE).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -41,7 +42,7 @@ class ReactionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ReactionConfig":
+    def from_dict(cls, d: dict) -> ReactionConfig:
         return cls(**d)
 
     @property
@@ -109,8 +110,14 @@ class ReactionModel(nn.Module):
         hidden = self.initial_hidden(b)
         out = []
         for k in range(t):
-            prev, hidden = self.step(audio[:, k], speaker[:, k], speaker_valid[:, k], prev,
-                                     latent if latent.dim() == 2 else latent[:, k], hidden)
+            prev, hidden = self.step(
+                audio[:, k],
+                speaker[:, k],
+                speaker_valid[:, k],
+                prev,
+                latent if latent.dim() == 2 else latent[:, k],
+                hidden,
+            )
             out.append(prev)
         return torch.stack(out, dim=1)
 

@@ -9,6 +9,7 @@
 dataset-unit speaker frames into inputs, keeps the session's state and latent, and returns the
 listener frame in dataset units. `generate` runs K sessions over a recorded clip (eval, replay).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -94,8 +95,9 @@ class OnnxRuntime(_Runtime):
             raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
         cuda = "CUDAExecutionProvider" in available and cuda_usable()
         if device == "cuda" and not cuda:
-            raise RuntimeError("--device cuda: no usable CUDA (ONNX Runtime's CUDA provider or the NVIDIA "
-                               "driver is missing)")
+            raise RuntimeError(
+                "--device cuda: no usable CUDA (ONNX Runtime's CUDA provider or the NVIDIA driver is missing)"
+            )
         return (["CUDAExecutionProvider"] if cuda and device != "cpu" else []) + ["CPUExecutionProvider"]
 
     def step(self, audio, speaker, speaker_valid, previous, latent, hidden):
@@ -121,8 +123,10 @@ class TorchRuntime(_Runtime):
     def step(self, audio, speaker, speaker_valid, previous, latent, hidden):
         t = self.torch
         with t.inference_mode():
-            args = [t.as_tensor(np.asarray(a, np.float32), device=self.device)
-                    for a in (audio, speaker, speaker_valid, previous, latent, hidden)]
+            args = [
+                t.as_tensor(np.asarray(a, np.float32), device=self.device)
+                for a in (audio, speaker, speaker_valid, previous, latent, hidden)
+            ]
             listener, hidden = self.model.step(*args)
             return listener.cpu().numpy(), hidden.cpu().numpy()
 
@@ -135,6 +139,7 @@ def load_runtime(path: str | Path, device: str = "auto"):
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     from .train import load_checkpoint
+
     try:
         model = load_checkpoint(path)
     except Exception as exc:
@@ -149,8 +154,14 @@ class LatentSchedule:
     the blend a unit Gaussian), so the listener's style changes without a jump. Deterministic in
     (seed, frame): a replay with the same seed gives the same reaction."""
 
-    def __init__(self, dim: int, seed: int, fps: float, resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS,
-                 crossfade_seconds: float = CROSSFADE_SECONDS):
+    def __init__(
+        self,
+        dim: int,
+        seed: int,
+        fps: float,
+        resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS,
+        crossfade_seconds: float = CROSSFADE_SECONDS,
+    ):
         self.dim, self.seed = dim, int(seed)
         self.period = None if not resample_seconds else max(1, int(round(resample_seconds * fps)))
         self.fade = max(1, int(round(crossfade_seconds * fps)))
@@ -174,8 +185,13 @@ class LatentSchedule:
 class ReactionSession:
     """One listener: features, recurrent state, previous frame and latent of one live session."""
 
-    def __init__(self, runtime, seed: int = 0, fps: float | None = None,
-                 resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS):
+    def __init__(
+        self,
+        runtime,
+        seed: int = 0,
+        fps: float | None = None,
+        resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS,
+    ):
         self.runtime = runtime
         self.layout = runtime.layout
         self.fps = float(fps or runtime.config.fps)
@@ -185,8 +201,9 @@ class ReactionSession:
         self.previous = runtime.listener_start[None].copy()
         self.frame = 0
 
-    def step(self, audio_features: np.ndarray, speaker: np.ndarray | None, speaker_valid: np.ndarray | None
-             ) -> np.ndarray:
+    def step(
+        self, audio_features: np.ndarray, speaker: np.ndarray | None, speaker_valid: np.ndarray | None
+    ) -> np.ndarray:
         """One frame: (A,) audio features, (C,) speaker frame in dataset units or None (no movement),
         (G,) validity -> the listener's (C,) frame in dataset units."""
         c, g = self.layout.size, len(self.layout.names)
@@ -194,16 +211,28 @@ class ReactionSession:
             speaker, speaker_valid = np.zeros(c, np.float32), np.zeros(g, np.float32)
         spk = self.layout.encode(np.asarray(speaker, np.float32)[None])
         listener, self.hidden = self.runtime.step(
-            np.asarray(audio_features, np.float32)[None], spk, np.asarray(speaker_valid, np.float32)[None],
-            self.previous, self.latents(self.frame)[None], self.hidden)
+            np.asarray(audio_features, np.float32)[None],
+            spk,
+            np.asarray(speaker_valid, np.float32)[None],
+            self.previous,
+            self.latents(self.frame)[None],
+            self.hidden,
+        )
         self.previous = listener
         self.frame += 1
         return self.layout.decode(listener)[0]
 
 
-def generate(runtime, audio: np.ndarray, speaker: np.ndarray, speaker_valid: np.ndarray, seeds: list[int],
-             resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS, fps: float | None = None,
-             decode: bool = True) -> np.ndarray:
+def generate(
+    runtime,
+    audio: np.ndarray,
+    speaker: np.ndarray,
+    speaker_valid: np.ndarray,
+    seeds: list[int],
+    resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS,
+    fps: float | None = None,
+    decode: bool = True,
+) -> np.ndarray:
     """K = len(seeds) listeners for one recorded speaker, as one batched step per frame.
 
     audio (T, A) features, speaker (T, C) dataset units, speaker_valid (T, G) -> (K, T, C)."""
@@ -218,7 +247,13 @@ def generate(runtime, audio: np.ndarray, speaker: np.ndarray, speaker_valid: np.
     out = np.zeros((k, t, layout.size), np.float32)
     for f in range(t):
         latent = np.stack([s(f) for s in schedules])
-        prev, hidden = runtime.step(np.repeat(audio[f:f + 1], k, 0), np.repeat(spk[f:f + 1], k, 0),
-                                    np.repeat(valid[f:f + 1], k, 0), prev, latent, hidden)
+        prev, hidden = runtime.step(
+            np.repeat(audio[f : f + 1], k, 0),
+            np.repeat(spk[f : f + 1], k, 0),
+            np.repeat(valid[f : f + 1], k, 0),
+            prev,
+            latent,
+            hidden,
+        )
         out[:, f] = prev
     return layout.decode(out) if decode else out

@@ -11,6 +11,7 @@ what the runtime samples from). Two things keep training close to live use:
 Checkpoints: OUT/last.pt after every epoch (what --resume continues), OUT/best.pt at the lowest
 validation loss, OUT/history.json with the losses.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,6 @@ from dyadic.datasets.specs import SPECS
 from .data import ClipArrays, channel_stats, load_clips, split_clips
 from .layout import ChannelLayout
 from .reaction import ReactionConfig, ReactionModel
-
 
 FREE_BITS = 0.1
 
@@ -62,34 +62,58 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare(train: list[ClipArrays], fps: float, opts: TrainOptions, layout: ChannelLayout
-            ) -> tuple[ReactionConfig, list[ClipArrays]]:
+def prepare(
+    train: list[ClipArrays], fps: float, opts: TrainOptions, layout: ChannelLayout
+) -> tuple[ReactionConfig, list[ClipArrays]]:
     """Fit the rotation references (into `layout`) and the normalisation on the training clips;
     returns the config and the clips encoded in model units (encoded once, used for training)."""
-    layout.fit_reference_rotations(np.concatenate([c.listener for c in train] + [c.speaker for c in train]),
-                                   np.concatenate([c.listener_valid for c in train] + [c.speaker_valid for c in train]))
+    layout.fit_reference_rotations(
+        np.concatenate([c.listener for c in train] + [c.speaker for c in train]),
+        np.concatenate([c.listener_valid for c in train] + [c.speaker_valid for c in train]),
+    )
     encoded = encode_clips(train, layout)
     gm = layout.group_matrix()
     a_mean, a_std = channel_stats([c.audio for c in encoded])
     s_mean, s_std = channel_stats([c.speaker for c in encoded], [c.speaker_valid for c in encoded], gm)
     l_mean, l_std = channel_stats([c.listener for c in encoded], [c.listener_valid for c in encoded], gm)
-    stats = {"audio_mean": a_mean, "audio_std": a_std, "speaker_mean": s_mean, "speaker_std": s_std,
-             "listener_mean": l_mean, "listener_std": l_std}
-    config = ReactionConfig(layout=layout.to_dict(), fps=fps, hidden=opts.hidden, latent=opts.latent,
-                            stats={k: v.tolist() for k, v in stats.items()})
+    stats = {
+        "audio_mean": a_mean,
+        "audio_std": a_std,
+        "speaker_mean": s_mean,
+        "speaker_std": s_std,
+        "listener_mean": l_mean,
+        "listener_std": l_std,
+    }
+    config = ReactionConfig(
+        layout=layout.to_dict(),
+        fps=fps,
+        hidden=opts.hidden,
+        latent=opts.latent,
+        stats={k: v.tolist() for k, v in stats.items()},
+    )
     return config, encoded
 
 
 def encode_clips(clips: list[ClipArrays], layout: ChannelLayout) -> list[ClipArrays]:
-    return [ClipArrays(c.id, c.fps, c.audio, layout.encode(c.speaker), c.speaker_valid,
-                       layout.encode(c.listener), c.listener_valid) for c in clips]
+    return [
+        ClipArrays(
+            c.id, c.fps, c.audio, layout.encode(c.speaker), c.speaker_valid, layout.encode(c.listener), c.listener_valid
+        )
+        for c in clips
+    ]
 
 
 class WindowSampler:
     """Random training windows (speaker inputs, the listener past and targets) as tensors."""
 
-    def __init__(self, clips: list[ClipArrays], window: int, listener_mean: np.ndarray,
-                 group_matrix: np.ndarray, rng: np.random.Generator):
+    def __init__(
+        self,
+        clips: list[ClipArrays],
+        window: int,
+        listener_mean: np.ndarray,
+        group_matrix: np.ndarray,
+        rng: np.random.Generator,
+    ):
         self.clips, self.window, self.rng = clips, window, rng
         self.listener_mean = listener_mean
         self.gm = group_matrix
@@ -98,10 +122,20 @@ class WindowSampler:
 
     def window_at(self, clip: ClipArrays, start: int, length: int):
         sl = slice(start, start + length)
-        prev = np.concatenate([clip.listener[start - 1:start] if start > 0 else self.listener_mean[None],
-                               clip.listener[start:start + length - 1]])
-        return (clip.audio[sl], clip.speaker[sl], clip.speaker_valid[sl].astype(np.float32), prev,
-                clip.listener[sl], clip.listener_valid[sl].astype(np.float32) @ self.gm)
+        prev = np.concatenate(
+            [
+                clip.listener[start - 1 : start] if start > 0 else self.listener_mean[None],
+                clip.listener[start : start + length - 1],
+            ]
+        )
+        return (
+            clip.audio[sl],
+            clip.speaker[sl],
+            clip.speaker_valid[sl].astype(np.float32),
+            prev,
+            clip.listener[sl],
+            clip.listener_valid[sl].astype(np.float32) @ self.gm,
+        )
 
     def batch(self, size: int, drop_movement: float = 0.0):
         length = min(self.window, min(c.n_frames for c in self.clips))
@@ -128,14 +162,13 @@ def window_ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     weights = mask / n.clamp(min=1.0)[:, None]
     mp, mt = (pred * weights).sum(1), (target * weights).sum(1)
     dp, dt = pred - mp[:, None], target - mt[:, None]
-    vp, vt, cov = (dp ** 2 * weights).sum(1), (dt ** 2 * weights).sum(1), (dp * dt * weights).sum(1)
+    vp, vt, cov = (dp**2 * weights).sum(1), (dt**2 * weights).sum(1), (dp * dt * weights).sum(1)
     ccc = 2 * cov / (vp + vt + (mp - mt) ** 2 + 1e-6)
     varies = (n > 1) & (vt > 1e-4)
     return ccc[varies].mean() if bool(varies.any()) else ccc.new_zeros(())
 
 
-def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = True,
-               with_ccc: bool = False):
+def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = True, with_ccc: bool = False):
     """(squared error, velocity error, KL, 1 - window concordance or 0 when not `with_ccc`)."""
     audio, spk, spk_valid, prev, target, mask = batch
     mu, logvar = model.encode_latent(target)
@@ -145,12 +178,15 @@ def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = Tr
     pred = model.forward_sequence(audio, spk, spk_valid, prev, z)
     err = (pred - target) / model.listener_std
     denom = mask.sum().clamp(min=1.0)
-    recon = (err ** 2 * mask).sum() / denom
+    recon = (err**2 * mask).sum() / denom
     vel_mask = mask[:, 1:] * mask[:, :-1]
     velocity = ((err[:, 1:] - err[:, :-1]) ** 2 * vel_mask).sum() / vel_mask.sum().clamp(min=1.0)
-    discord = (1.0 - window_ccc(pred / model.listener_std, target / model.listener_std, mask) if with_ccc
-               else recon.new_zeros(()))
-    kl_per_dim = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).mean(0)
+    discord = (
+        1.0 - window_ccc(pred / model.listener_std, target / model.listener_std, mask)
+        if with_ccc
+        else recon.new_zeros(())
+    )
+    kl_per_dim = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).mean(0)
     # free bits: each latent dimension may carry FREE_BITS nats at no cost, which keeps the
     # decoder from ignoring z (posterior collapse) and so keeps the samples diverse
     kl = torch.clamp(kl_per_dim, min=FREE_BITS).sum()
@@ -163,12 +199,23 @@ def _validation_loss(model: ReactionModel, batch, ccc_weight: float) -> float:
     return float(recon + velocity + ccc_weight * discord)
 
 
-def _checkpoint(path: Path, model, optimizer, epoch: int, history: list, best: float, opts: TrainOptions,
-                dataset: str) -> None:
+def _checkpoint(
+    path: Path, model, optimizer, epoch: int, history: list, best: float, opts: TrainOptions, dataset: str
+) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": model.config.to_dict(), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history, "best_val": best,
-                "options": asdict(opts), "dataset": dataset}, tmp)
+    torch.save(
+        {
+            "config": model.config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "best_val": best,
+            "options": asdict(opts),
+            "dataset": dataset,
+        },
+        tmp,
+    )
     tmp.replace(path)
 
 
@@ -182,8 +229,10 @@ def train(opts: TrainOptions, log=print) -> Path:
     for line in problems:
         log(f"data: {line}")
     train_clips, val_clips = split_clips(clips, opts.val_fraction)
-    log(f"{dataset}: {len(train_clips)} training clips ({sum(c.n_frames for c in train_clips)} frames), "
-        f"{len(val_clips)} validation clips; device {device}")
+    log(
+        f"{dataset}: {len(train_clips)} training clips ({sum(c.n_frames for c in train_clips)} frames), "
+        f"{len(val_clips)} validation clips; device {device}"
+    )
 
     resume_path = out / "last.pt"
     state = None
@@ -210,19 +259,25 @@ def train(opts: TrainOptions, log=print) -> Path:
     gm = layout.group_matrix()
     listener_mean = np.asarray(config.stats["listener_mean"], np.float32)
     sampler = WindowSampler(encoded_train, opts.window, listener_mean, gm, rng)
-    val_sampler = WindowSampler(encode_clips(val_clips, layout) if val_clips else encoded_train, opts.window,
-                                listener_mean, gm,
-                                np.random.default_rng(opts.seed + 1))
+    val_sampler = WindowSampler(
+        encode_clips(val_clips, layout) if val_clips else encoded_train,
+        opts.window,
+        listener_mean,
+        gm,
+        np.random.default_rng(opts.seed + 1),
+    )
     val_batches = [val_sampler.batch(opts.batch) for _ in range(4)]  # fixed: comparable across epochs
     steps = max(20, int(sum(c.n_frames for c in train_clips) / opts.window * 2 / opts.batch))
 
     from tqdm import tqdm
+
     for epoch in range(first_epoch, opts.epochs + 1):
         model.train()
         kl_w = opts.kl_weight * min(1.0, epoch / max(1, opts.epochs // 4))  # KL warm-up
         t0, totals = time.perf_counter(), np.zeros(4)
-        bar = tqdm(range(steps), desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False,
-                   disable=not opts.progress)
+        bar = tqdm(
+            range(steps), desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False, disable=not opts.progress
+        )
         for _ in bar:
             batch = [t.to(device) for t in sampler.batch(opts.batch, opts.drop_movement)]
             recon, velocity, kl, discord = loss_terms(model, batch, opts.past_noise, with_ccc=opts.ccc_weight > 0)
@@ -235,16 +290,26 @@ def train(opts: TrainOptions, log=print) -> Path:
             bar.set_postfix(loss=f"{recon.item():.3f}")
         model.eval()
         with torch.no_grad():
-            val = np.mean([_validation_loss(model, [t.to(device) for t in b], opts.ccc_weight)
-                           for b in val_batches])
+            val = np.mean([_validation_loss(model, [t.to(device) for t in b], opts.ccc_weight) for b in val_batches])
         totals /= steps
-        history.append({"epoch": epoch, "train_recon": totals[0], "train_velocity": totals[1], "train_kl": totals[2],
-                        "train_ccc_loss": totals[3], "val_loss": float(val), "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_recon": totals[0],
+                "train_velocity": totals[1],
+                "train_kl": totals[2],
+                "train_ccc_loss": totals[3],
+                "val_loss": float(val),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         improved = val < best
         best = min(best, float(val))
         ccc = f", 1-ccc {totals[3]:.3f}" if opts.ccc_weight > 0 else ""
-        log(f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f}{ccc})  "
-            f"val {val:.4f}{'  *' if improved else ''}  {time.perf_counter() - t0:.1f}s")
+        log(
+            f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f}{ccc})  "
+            f"val {val:.4f}{'  *' if improved else ''}  {time.perf_counter() - t0:.1f}s"
+        )
         model.to("cpu")
         _checkpoint(resume_path, model, optimizer, epoch, history, best, opts, dataset)
         if improved:

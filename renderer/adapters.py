@@ -16,9 +16,10 @@ of its columns undocumented, the assumed order is in `dyadic.datasets.specs` and
 Seamless `movement:alignment_head_rotation` is not applied: the SMPL-H head and neck joints already
 carry the head's motion, and applying both would double it.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -35,8 +36,12 @@ AU_TO_BLENDSHAPES: dict[str, dict[str, float]] = {
     "AU02": {"browOuterUpLeft": 1.0, "browOuterUpRight": 1.0},  # outer brow raiser
     "AU04": {"browDownLeft": 1.0, "browDownRight": 1.0},  # brow lowerer
     "AU05": {"eyeWideLeft": 1.0, "eyeWideRight": 1.0},  # upper lid raiser
-    "AU06": {"cheekSquintLeft": 1.0, "cheekSquintRight": 1.0,  # cheek raiser (Duchenne smile)
-             "eyeSquintLeft": 0.4, "eyeSquintRight": 0.4},
+    "AU06": {
+        "cheekSquintLeft": 1.0,
+        "cheekSquintRight": 1.0,  # cheek raiser (Duchenne smile)
+        "eyeSquintLeft": 0.4,
+        "eyeSquintRight": 0.4,
+    },
     "AU07": {"eyeSquintLeft": 1.0, "eyeSquintRight": 1.0},  # lid tightener
     "AU09": {"noseSneerLeft": 1.0, "noseSneerRight": 1.0},  # nose wrinkler
     "AU10": {"mouthUpperUpLeft": 1.0, "mouthUpperUpRight": 1.0},  # upper lip raiser

@@ -22,6 +22,7 @@ Threads: torch (lbs(), the face rig's product) runs with torch.set_num_threads(1
 is set once, by the first Avatar created with `torch_threads` not None; pass torch_threads=None to
 leave the caller's setting alone.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,25 +77,30 @@ def find_body_model(folder: str | Path, gender: str = "neutral") -> tuple[str, P
         raise BodyModelError(f"body model folder {path} does not exist")
     for kind in ("smplh", "smplx"):
         for where in (path, path / kind):
-            files = [f for f in where.glob("*") if f.is_file()
-                     and f.name.lower().startswith(kind + "_") and f.suffix.lower() in (".npz", ".pkl")]
+            files = [
+                f
+                for f in where.glob("*")
+                if f.is_file() and f.name.lower().startswith(kind + "_") and f.suffix.lower() in (".npz", ".pkl")
+            ]
             if files:
+
                 def rank(f: Path):
                     g = f.stem.split("_", 1)[1].lower()
                     return (g != gender.lower(), g != "neutral", f.suffix.lower() != ".npz", f.name)
+
                 return kind, sorted(files, key=rank)[0]
     raise BodyModelError(
         f"no SMPL-H or SMPL-X model in {path}: expected SMPLH_<GENDER>.npz/.pkl or "
         "SMPLX_<GENDER>.npz/.pkl there or in an smplh/ or smplx/ subfolder "
-        "(download them from mano.is.tue.mpg.de / smpl-x.is.tue.mpg.de)")
+        "(download them from mano.is.tue.mpg.de / smpl-x.is.tue.mpg.de)"
+    )
 
 
 def _load_smplx(kind: str, model_file: Path):
     import smplx
 
     cls = {"smplh": smplx.SMPLH, "smplx": smplx.SMPLX}[kind]
-    kwargs = dict(ext=model_file.suffix.lower()[1:], use_pca=False, flat_hand_mean=True,
-                  num_betas=16, batch_size=1)
+    kwargs = dict(ext=model_file.suffix.lower()[1:], use_pca=False, flat_hand_mean=True, num_betas=16, batch_size=1)
     if kind == "smplx":
         kwargs.update(num_expression_coeffs=10, use_face_contour=False)
     try:
@@ -107,7 +113,8 @@ def _load_smplx(kind: str, model_file: Path):
                 f"{model_file}: this .pkl holds chumpy objects (the original SMPL-family release), "
                 "which need the unmaintained chumpy package. Use the .npz version of the model "
                 "(the SMPL-X site offers npz downloads; SMPL+H npz files come with AMASS) or "
-                "convert the .pkl to .npz once in an environment with chumpy.") from exc
+                "convert the .pkl to .npz once in an environment with chumpy."
+            ) from exc
         raise
 
 
@@ -121,8 +128,7 @@ def _as_slice(ids: np.ndarray) -> slice | np.ndarray:
 class Avatar:
     """A body model ready to skin AvatarPoses. Not thread-safe; create one per worker thread."""
 
-    def __init__(self, body_model: str | Path | None = None, gender: str = "neutral",
-                 torch_threads: int | None = 1):
+    def __init__(self, body_model: str | Path | None = None, gender: str = "neutral", torch_threads: int | None = 1):
         if torch_threads is not None:
             limit_torch_threads(torch_threads)
         if body_model is None:
@@ -145,9 +151,15 @@ class Avatar:
         self._rest_joints = vertices2joints(m.J_regressor, self._template[None])
         self._pelvis = self._rest_joints[0, 0].numpy().astype(np.float32)
         self._kinematics = TreeKinematics(self._parents.numpy(), self._rest_joints[0].numpy())
-        self._skinning = None if self._has_pose_correctives else SparseSkinning(
-            self._weights.numpy(), self._template.numpy(),
-            VertexNormals(self.faces, self.num_vertices)(self._template.numpy()))
+        self._skinning = (
+            None
+            if self._has_pose_correctives
+            else SparseSkinning(
+                self._weights.numpy(),
+                self._template.numpy(),
+                VertexNormals(self.faces, self.num_vertices)(self._template.numpy()),
+            )
+        )
 
         self.has_face_rig = False
         self.clothing_mask: np.ndarray | None = None
@@ -169,8 +181,10 @@ class Avatar:
         # follows: the same as adding them to the rest pose, because that joint moves it rigidly.
         rig_weights = self._weights.numpy()[self._rig_ids]
         if not np.allclose(rig_weights.max(1), 1.0):  # a broken generator, not a user's file
-            raise BodyModelError(f"{folder / 'face_rig.npz'}: vertex_ids: every face-rig vertex must "
-                                 "follow exactly one joint (skinning weight 1)")
+            raise BodyModelError(
+                f"{folder / 'face_rig.npz'}: vertex_ids: every face-rig vertex must "
+                "follow exactly one joint (skinning weight 1)"
+            )
         joint_of = rig_weights.argmax(1)
         self._rig_groups = []  # (joint, its vertices in the mesh, their rows in the rig's basis)
         for joint in np.unique(joint_of):
@@ -208,8 +222,10 @@ class Avatar:
             jaw = np.zeros((b, 3, 3))  # jaw, left eye, right eye
             jaw[:, 0, 0] = SMPLX_JAW_OPEN_RAD * np.clip([p.weight("jawOpen") for p in poses], 0, 1)
             parts.append(jaw)
-        parts += [np.stack([p.left_hand_pose for p in poses]).reshape(b, 15, 3),
-                  np.stack([p.right_hand_pose for p in poses]).reshape(b, 15, 3)]
+        parts += [
+            np.stack([p.left_hand_pose for p in poses]).reshape(b, 15, 3),
+            np.stack([p.right_hand_pose for p in poses]).reshape(b, 15, 3),
+        ]
         return np.concatenate(parts, axis=1)
 
     def _add_face(self, verts: np.ndarray, poses: list[AvatarPose], transforms: np.ndarray) -> None:
@@ -261,8 +277,16 @@ class Avatar:
         with torch.inference_mode():
             full_pose = torch.from_numpy(self._full_pose(poses).astype(np.float32))
             betas = torch.zeros(b, m.shapedirs.shape[-1])
-            verts, joints = lbs(betas, full_pose.view(b, -1), self._template.expand(b, -1, -1),
-                                m.shapedirs, m.posedirs, m.J_regressor, self._parents, self._weights)
+            verts, joints = lbs(
+                betas,
+                full_pose.view(b, -1),
+                self._template.expand(b, -1, -1),
+                m.shapedirs,
+                m.posedirs,
+                m.J_regressor,
+                self._parents,
+                self._weights,
+            )
         return (verts.numpy() + offset), (joints.numpy() + offset), None
 
     def _offsets(self, poses: list[AvatarPose]) -> np.ndarray:

@@ -9,6 +9,7 @@ Layout of the generated folder (DYADIC_CACHE/avatar-v1 or ~/.cache/dyadic/avatar
 Only this generator ships; the files are written deterministically, into a temporary folder first
 and then renamed, so concurrent first uses never see a half-written model.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,7 @@ NUM_POSE_BASIS = (NUM_JOINTS - 1) * 9  # 459, as in SMPL-H
 
 def default_model_dir(create: bool = True) -> Path:
     """Folder of the default avatar, generated on first use (unless create=False)."""
-    root = Path(os.environ["DYADIC_CACHE"]) if os.environ.get("DYADIC_CACHE") else (
-        Path.home() / ".cache" / "dyadic")
+    root = Path(os.environ["DYADIC_CACHE"]) if os.environ.get("DYADIC_CACHE") else (Path.home() / ".cache" / "dyadic")
     folder = root / VERSION
     if create and not (folder / SMPLH_FILE).exists():
         generate(folder)
@@ -72,7 +72,7 @@ def build() -> tuple[dict, dict, dict]:
     for k, name in enumerate(names):
         for part, delta in shapes[name].items():
             start = builder.offset(part)
-            deltas[k, start:start + len(delta)] += delta
+            deltas[k, start : start + len(delta)] += delta
 
     model = {
         "v_template": verts.astype(np.float64),
@@ -85,13 +85,19 @@ def build() -> tuple[dict, dict, dict]:
         "shapedirs": shape_directions(verts, joints, weights),
         # no pose correctives: a mannequin's rigid segments and ball joints need none
         "posedirs": np.zeros((n, 3, NUM_POSE_BASIS)),
-        "hands_componentsl": np.eye(45), "hands_componentsr": np.eye(45),
-        "hands_meanl": np.zeros(45), "hands_meanr": np.zeros(45),
+        "hands_componentsl": np.eye(45),
+        "hands_componentsr": np.eye(45),
+        "hands_meanl": np.zeros(45),
+        "hands_meanr": np.zeros(45),
         "J": joints,
-        "bs_style": np.array("lbs"), "bs_type": np.array("lrotmin"),
+        "bs_style": np.array("lbs"),
+        "bs_type": np.array("lrotmin"),
     }
-    rig = {"names": np.array(names), "vertex_ids": face_ids.astype(np.int64),
-           "deltas": deltas[:, face_ids].astype(np.float32)}
+    rig = {
+        "names": np.array(names),
+        "vertex_ids": face_ids.astype(np.int64),
+        "deltas": deltas[:, face_ids].astype(np.float32),
+    }
     palette = np.array([COLORS[name] for name in LABELS])
     appearance = {
         "vertex_colors": palette[labels].astype(np.float32),
@@ -103,8 +109,9 @@ def build() -> tuple[dict, dict, dict]:
     return model, rig, appearance
 
 
-def joint_regressor(verts: np.ndarray, weights: np.ndarray, joints: np.ndarray,
-                    exclude: np.ndarray, n_nearest: int = 32) -> np.ndarray:
+def joint_regressor(
+    verts: np.ndarray, weights: np.ndarray, joints: np.ndarray, exclude: np.ndarray, n_nearest: int = 32
+) -> np.ndarray:
     """(52, V) regressor that reproduces each rest joint exactly from the vertices around it.
 
     For each joint: the nearest vertices skinned to that joint or its parent, in a thin slab across

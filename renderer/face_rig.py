@@ -12,6 +12,7 @@ as the exact offset at weight 1; intermediate weights interpolate linearly, whic
 are a little larger than the eyes (the chord of a half-closed lid stays outside the eyeball).
 ARKit shapes not listed in SHAPES (tongueOut) have no effect on this avatar.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,7 @@ def surface_z(x, y, lift: float = 0.0):
 
 
 def surface_normal(p: np.ndarray) -> np.ndarray:
-    n = (p - HEAD_CENTRE) / HEAD_RADII ** 2
+    n = (p - HEAD_CENTRE) / HEAD_RADII**2
     return n / np.linalg.norm(n, axis=-1, keepdims=True)
 
 
@@ -49,13 +50,12 @@ def _rotate(points: np.ndarray, centre, axis, angle: float) -> np.ndarray:
     """Offsets that rotate `points` about `centre` around `axis` by `angle` (Rodrigues)."""
     k = np.asarray(axis, float) / np.linalg.norm(axis)
     p = points - centre
-    rotated = (p * np.cos(angle) + np.cross(k, p) * np.sin(angle)
-               + k * (p @ k)[:, None] * (1 - np.cos(angle)))
+    rotated = p * np.cos(angle) + np.cross(k, p) * np.sin(angle) + k * (p @ k)[:, None] * (1 - np.cos(angle))
     return rotated - p
 
 
 def _gauss(points: np.ndarray, centre, radius: float) -> np.ndarray:
-    return np.exp(-np.sum((points - np.asarray(centre)) ** 2, axis=1) / (2 * radius ** 2))
+    return np.exp(-np.sum((points - np.asarray(centre)) ** 2, axis=1) / (2 * radius**2))
 
 
 def _orient_outwards(verts, faces, centre):
@@ -75,8 +75,9 @@ def _lid_points(eye, elevations_deg, azimuths):
     el = np.radians(np.asarray(elevations_deg))[:, None]
     az = np.asarray(azimuths)[None, :]
     r = EYE_RADIUS * LID_SCALE
-    pts = np.stack(np.broadcast_arrays(np.sin(az) * np.ones_like(el), np.cos(az) * np.sin(el),
-                                       np.cos(az) * np.cos(el)), -1)
+    pts = np.stack(
+        np.broadcast_arrays(np.sin(az) * np.ones_like(el), np.cos(az) * np.sin(el), np.cos(az) * np.cos(el)), -1
+    )
     return (eye + r * pts).reshape(-1, 3)
 
 
@@ -106,18 +107,21 @@ def build_head(builder: MeshBuilder) -> dict[str, dict[str, np.ndarray]]:
     verts, faces = ellipsoid(HEAD_CENTRE, HEAD_RADII[[0, 2, 1]], 34, 24, axis=(0, 1.0, 0), hint=(1.0, 0, 0))
     rel = verts - HEAD_CENTRE
     hair = (rel[:, 1] > 0.058 - 0.035 * np.clip(-rel[:, 2] / 0.05, 0, 1)) | (
-        (rel[:, 2] < -0.035) & (rel[:, 1] > -0.055))
+        (rel[:, 2] < -0.035) & (rel[:, 1] > -0.055)
+    )
     rig.part("head", verts, faces, np.where(hair, lab("hair"), lab("skin")))
 
     # --- eyes: the sphere's poles lie on the gaze axis (+z) so iris/pupil edges are rings
     from_front = np.radians([150, 120, 95, 75, 58, 44, 34, 30.5, 27.5, 20, 12.5, 10.5, 5])
     for side, s in (("l", 1.0), ("r", -1.0)):
         eye = np.array([s * EYE_X, EYE_Y, surface_z(EYE_X, EYE_Y) - 0.0095])
-        verts, faces = ellipsoid(eye, (EYE_RADIUS,) * 3, 16, 0, axis=(0, 0, 1.0), hint=(1.0, 0, 0),
-                                 polar_angles=np.pi - from_front)
+        verts, faces = ellipsoid(
+            eye, (EYE_RADIUS,) * 3, 16, 0, axis=(0, 0, 1.0), hint=(1.0, 0, 0), polar_angles=np.pi - from_front
+        )
         angle = np.arccos(np.clip((verts - eye)[:, 2] / EYE_RADIUS, -1, 1))
-        label = np.select([angle < np.radians(11.5), angle < np.radians(29)],
-                          [lab("pupil"), lab("iris")], lab("eye_white"))
+        label = np.select(
+            [angle < np.radians(11.5), angle < np.radians(29)], [lab("pupil"), lab("iris")], lab("eye_white")
+        )
         rig.part(f"eye_{side}", verts, faces, label)
         gaze = 0.38  # radians at weight 1
         side_name = "Left" if s > 0 else "Right"
@@ -148,10 +152,12 @@ def build_head(builder: MeshBuilder) -> dict[str, dict[str, np.ndarray]]:
         lower_label = np.repeat(np.where(rows_u >= 0.95, lab("lid"), lab("skin")), len(azimuths))
         rig.part(f"lid_lower_{side}", lower, _orient_outwards(lower, grid, eye), lower_label)
         rig.offset(f"eyeSquint{side_name}", f"lid_lower_{side}", lid(LOWER_LID_BOTTOM, LOWER_LID_SQUINT) - lower)
-        rig.offset(f"cheekSquint{side_name}", f"lid_lower_{side}",
-                   0.6 * (lid(LOWER_LID_BOTTOM, LOWER_LID_SQUINT) - lower))
-        rig.offset(f"mouthSmile{side_name}", f"lid_lower_{side}",
-                   0.25 * (lid(LOWER_LID_BOTTOM, LOWER_LID_SQUINT) - lower))
+        rig.offset(
+            f"cheekSquint{side_name}", f"lid_lower_{side}", 0.6 * (lid(LOWER_LID_BOTTOM, LOWER_LID_SQUINT) - lower)
+        )
+        rig.offset(
+            f"mouthSmile{side_name}", f"lid_lower_{side}", 0.25 * (lid(LOWER_LID_BOTTOM, LOWER_LID_SQUINT) - lower)
+        )
 
         # --- brows: a flattened tube arching over the eye; t = 0 inner end, 1 outer end
         t = np.linspace(0, 1, 9)
@@ -163,19 +169,28 @@ def build_head(builder: MeshBuilder) -> dict[str, dict[str, np.ndarray]]:
         us, vs = [], []
         for tan, nrm in zip(tangent, normals):
             u, v, _ = _frame(tan, np.array([0, 1.0, 0]))
-            us.append(u); vs.append(np.cross(tan / np.linalg.norm(tan), u))
+            us.append(u)
+            vs.append(np.cross(tan / np.linalg.norm(tan), u))
         thick = 0.0052 - 0.002 * t
         verts, faces = loft(centres, us, vs, thick, 0.0028, 8)
-        verts, faces = close_tube(verts, faces, 8, centres[0] - tangent[0] / np.linalg.norm(tangent[0]) * 0.003,
-                                  centres[-1] + tangent[-1] / np.linalg.norm(tangent[-1]) * 0.002)
+        verts, faces = close_tube(
+            verts,
+            faces,
+            8,
+            centres[0] - tangent[0] / np.linalg.norm(tangent[0]) * 0.003,
+            centres[-1] + tangent[-1] / np.linalg.norm(tangent[-1]) * 0.002,
+        )
         rig.part(f"brow_{side}", verts, faces, "brow")
         tv = np.clip((np.abs(verts[:, 0]) - 0.010) / 0.052, 0, 1)
         up = np.array([0, 1.0, 0])
         inward = np.array([-s, 0, 0])
         rig.offset("browInnerUp", f"brow_{side}", (0.011 * (1 - tv) ** 1.3)[:, None] * up)
-        rig.offset(f"browDown{side_name}", f"brow_{side}",
-                   (-(0.005 + 0.006 * (1 - tv)))[:, None] * up + (0.003 * (1 - tv))[:, None] * inward)
-        rig.offset(f"browOuterUp{side_name}", f"brow_{side}", (0.011 * tv ** 1.3)[:, None] * up)
+        rig.offset(
+            f"browDown{side_name}",
+            f"brow_{side}",
+            (-(0.005 + 0.006 * (1 - tv)))[:, None] * up + (0.003 * (1 - tv))[:, None] * inward,
+        )
+        rig.offset(f"browOuterUp{side_name}", f"brow_{side}", (0.011 * tv**1.3)[:, None] * up)
 
     # --- nose
     nose_y = 0.651
@@ -249,8 +264,7 @@ def _mouth_shapes(rig: _Rig, lip_phi, disc_v, disc_x) -> None:
     lips_low = np.clip(0.5 - 0.75 * np.sin(lip_phi), 0, 1)
     disc_low = (1 - disc_v) / 2
     rel = head - HEAD_CENTRE
-    head_jaw = (_smooth_step((MOUTH_Y + 0.004 - head[:, 1]) / 0.018)
-                * _smooth_step((rel[:, 2] + 0.02) / 0.05))
+    head_jaw = _smooth_step((MOUTH_Y + 0.004 - head[:, 1]) / 0.018) * _smooth_step((rel[:, 2] + 0.02) / 0.05)
     jaw_angle = 0.34
     weights = {"lips": lips_low, "mouth": disc_low, "head": head_jaw}
     rests = {"lips": lips, "mouth": disc, "head": head}
@@ -259,7 +273,7 @@ def _mouth_shapes(rig: _Rig, lip_phi, disc_v, disc_x) -> None:
         w = weights[part][:, None]
         rig.offset("jawOpen", part, w * rot)
         rig.offset("jawForward", part, w * np.array([0, 0, 0.009]))
-        rig.offset("jawLeft", part, w * np.array([0.009, 0, 0]))   # towards the avatar's left (+x)
+        rig.offset("jawLeft", part, w * np.array([0.009, 0, 0]))  # towards the avatar's left (+x)
         rig.offset("jawRight", part, w * np.array([-0.009, 0, 0]))
         if part != "head":
             rig.offset("mouthClose", part, -0.9 * w * rot * (1.0 if part == "lips" else 1.0))
@@ -276,8 +290,12 @@ def _mouth_shapes(rig: _Rig, lip_phi, disc_v, disc_x) -> None:
             rig.offset(f"mouthFrown{name}", part, c * np.array([s * 0.002, -0.0095, -0.001]))
             rig.offset(f"mouthStretch{name}", part, c * np.array([s * 0.007, -0.003, -0.002]))
             rig.offset(f"mouthDimple{name}", part, c * np.array([s * 0.003, 0.001, -0.004]))
-            rig.offset(f"mouthPress{name}", part, (side * 0.5)[:, None] * np.stack(
-                [np.zeros_like(centre_y), -centre_y, np.full_like(centre_y, -0.0015)], 1))
+            rig.offset(
+                f"mouthPress{name}",
+                part,
+                (side * 0.5)[:, None]
+                * np.stack([np.zeros_like(centre_y), -centre_y, np.full_like(centre_y, -0.0015)], 1),
+            )
             rig.offset(f"mouthLowerDown{name}", part, (side * low)[:, None] * np.array([0, -0.008, 0.0]))
             rig.offset(f"mouthUpperUp{name}", part, (side * high)[:, None] * np.array([0, 0.006, 0.0]))
         rig.offset("mouthLeft", part, np.tile([0.008, 0, 0], (len(rest), 1)))

@@ -9,6 +9,7 @@ before anything imports pyrender or OpenGL, and everything in dyadic imports pyr
 device 0 is the GPU) by creating a real context in a short-lived subprocess: a failed EGL import
 would pin this process to EGL, so the probe cannot run here. OSMesa is the fallback.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,9 @@ def probe(backend: str, timeout: float = 60.0) -> tuple[bool, str]:
     """Try to create a context with `backend` in a subprocess: (ok, GL_RENDERER or error text)."""
     env = dict(os.environ, PYOPENGL_PLATFORM=backend)
     try:
-        out = subprocess.run([sys.executable, "-c", _PROBE, backend], env=env, capture_output=True,
-                             text=True, timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, "-c", _PROBE, backend], env=env, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return False, f"timed out after {timeout:.0f} s"
     if out.returncode == 0:
@@ -90,7 +92,8 @@ def select_backend(backend: str = "auto") -> str:
         raise GLBackendError(
             f"OpenGL/pyrender were already imported with platform {loaded!r}; cannot use "
             f"{backend!r}. Select the backend (dyadic.renderer.gl.select_backend) before anything "
-            "imports pyrender or OpenGL, or run the other backend in a separate process.")
+            "imports pyrender or OpenGL, or run the other backend in a separate process."
+        )
     # pyrender imports pyglet's window module even offscreen; without headless mode pyglet loads
     # X11 libraries (libXrender...), absent on a bare server or a GPU node.
     os.environ.setdefault("PYGLET_HEADLESS", "true")
@@ -127,8 +130,9 @@ def current_gl_info() -> GLInfo:
     """GL strings of the context current on this thread."""
     from OpenGL.GL import GL_RENDERER, GL_VERSION, glGetString
 
-    return GLInfo(backend=_selected or "?", renderer=glGetString(GL_RENDERER).decode(),
-                  version=glGetString(GL_VERSION).decode())
+    return GLInfo(
+        backend=_selected or "?", renderer=glGetString(GL_RENDERER).decode(), version=glGetString(GL_VERSION).decode()
+    )
 
 
 def create_offscreen(width: int, height: int, backend: str = "auto", msaa: bool = False):
@@ -141,13 +145,14 @@ def create_offscreen(width: int, height: int, backend: str = "auto", msaa: bool 
     pyrender = import_pyrender(backend)
     try:
         offscreen = pyrender.OffscreenRenderer(width, height)
-    except Exception as exc:  # noqa: BLE001 - turn any platform failure into one clear message
+    except Exception as exc:
         tried = "; ".join(f"{k}: {v}" for k, v in _probe_errors.items())
         raise GLBackendError(
             f"could not create a headless {_selected} GL context ({exc!r})"
             + (f"; earlier failures: {tried}" if tried else "")
             + ". EGL needs libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 (or an NVIDIA driver); "
-            "OSMesa needs libosmesa6 and PyOpenGL >= 3.1.4.") from exc
+            "OSMesa needs libosmesa6 and PyOpenGL >= 3.1.4."
+        ) from exc
     samples = 4 if msaa else 0
     _set_msaa_samples(offscreen._renderer, samples)
     offscreen._platform.make_current()
@@ -166,8 +171,9 @@ def _set_msaa_samples(renderer, samples: int) -> None:
 
     def configure_with_samples():
         original = pr_renderer.glRenderbufferStorageMultisample
-        pr_renderer.glRenderbufferStorageMultisample = (
-            lambda target, _samples, fmt, w, h: original(target, samples, fmt, w, h))
+        pr_renderer.glRenderbufferStorageMultisample = lambda target, _samples, fmt, w, h: original(
+            target, samples, fmt, w, h
+        )
         try:
             configure()
         finally:

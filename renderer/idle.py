@@ -4,6 +4,7 @@ Arms hang relaxed from the T-pose rest (shoulders rotated down, elbows slightly 
 sways and breathes, the head nods, and the face blinks, talks (jaw, lips) and smiles now and then.
 Smooth in time so consecutive frames look like motion, deterministic for a given seed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,11 @@ def idle_pose(t: float, seed: int = 0, talking: bool = False) -> AvatarPose:
     s = np.sin
     pose.body_pose[SPINE3] += (0.03 * s(0.9 * t + phase[0]), 0.05 * s(0.4 * t + phase[1]), 0.02 * s(0.7 * t))
     pose.body_pose[NECK] += (0.06 * s(1.3 * t + phase[2]), 0.10 * s(0.5 * t + phase[3]), 0.0)
-    pose.body_pose[HEAD] += (0.08 * s(2.1 * t + phase[4]) if not talking else 0.04 * s(3.0 * t), 0.0,
-                             0.05 * s(0.6 * t + phase[5]))
+    pose.body_pose[HEAD] += (
+        0.08 * s(2.1 * t + phase[4]) if not talking else 0.04 * s(3.0 * t),
+        0.0,
+        0.05 * s(0.6 * t + phase[5]),
+    )
     pose.body_pose[L_SHOULDER, 2] += 0.05 * s(0.8 * t + phase[6])
     pose.body_pose[R_SHOULDER, 2] -= 0.05 * s(0.8 * t + phase[7])
     pose.body_pose[L_ELBOW, 1] -= 0.15 * (1 + s(0.7 * t + phase[6])) * (1.0 if talking else 0.3)
@@ -44,11 +48,20 @@ def idle_pose(t: float, seed: int = 0, talking: bool = False) -> AvatarPose:
     pose.set_face(eyeBlinkLeft=blink, eyeBlinkRight=blink)
     if talking:
         syllable = 0.5 + 0.5 * s(11 * t) * s(2.3 * t + phase[1])
-        pose.set_face(jawOpen=0.55 * syllable, mouthFunnel=0.3 * max(0.0, s(5 * t)),
-                      browInnerUp=0.3 * max(0.0, s(0.9 * t)), mouthSmileLeft=0.2, mouthSmileRight=0.2)
+        pose.set_face(
+            jawOpen=0.55 * syllable,
+            mouthFunnel=0.3 * max(0.0, s(5 * t)),
+            browInnerUp=0.3 * max(0.0, s(0.9 * t)),
+            mouthSmileLeft=0.2,
+            mouthSmileRight=0.2,
+        )
     else:
         smile = 0.5 * max(0.0, s(0.5 * t + phase[2]))
-        pose.set_face(mouthSmileLeft=smile, mouthSmileRight=smile * 0.9,
-                      browOuterUpLeft=0.3 * max(0.0, s(0.7 * t)), eyeSquintLeft=0.3 * smile,
-                      eyeSquintRight=0.3 * smile)
+        pose.set_face(
+            mouthSmileLeft=smile,
+            mouthSmileRight=smile * 0.9,
+            browOuterUpLeft=0.3 * max(0.0, s(0.7 * t)),
+            eyeSquintLeft=0.3 * smile,
+            eyeSquintRight=0.3 * smile,
+        )
     return pose

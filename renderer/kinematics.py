@@ -5,6 +5,7 @@ sizes of a live engine (1-8 bodies) that is ~1.3 ms of per-op overhead. The same
 one tree level at a time (12 levels for SMPL-H) is a dozen batched 4x4 products: ~0.1 ms.
 The result is the same as smplx's (tested against it).
 """
+
 from __future__ import annotations
 
 import numpy as np

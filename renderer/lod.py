@@ -16,6 +16,7 @@ vertices, and skinning, the face rig and the vertex buffers are unchanged: only 
 is shorter. Triangles that touch the head (the face rig: eyes, lids, lips, brows) are never
 decimated.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,13 @@ def resolve_fraction(decimate: float | str, gl_renderer: str) -> float:
     return fraction
 
 
-def decimate_faces(rest_vertices: np.ndarray, faces: np.ndarray, fraction: float,
-                   regions: np.ndarray | None = None, keep: np.ndarray | None = None) -> np.ndarray:
+def decimate_faces(
+    rest_vertices: np.ndarray,
+    faces: np.ndarray,
+    fraction: float,
+    regions: np.ndarray | None = None,
+    keep: np.ndarray | None = None,
+) -> np.ndarray:
     """(F', 3) faces over the same vertices, with about `fraction` of the free triangles removed.
 
     rest_vertices (V, 3); faces (F, 3). `regions` (V,): a region id per vertex (e.g. its colour);
@@ -68,11 +74,11 @@ def decimate_faces(rest_vertices: np.ndarray, faces: np.ndarray, fraction: float
             continue
         used, local = np.unique(part, return_inverse=True)
         local = local.reshape(-1, 3)
-        _, _, collapses = fast_simplification.simplify(points[used], local, target_reduction=fraction,
-                                                      return_collapses=True, preserve_border=True)
+        _, _, collapses = fast_simplification.simplify(
+            points[used], local, target_reduction=fraction, return_collapses=True, preserve_border=True
+        )
         merged = used[_survivors(len(used), collapses)[local]]
-        distinct = ((merged[:, 0] != merged[:, 1]) & (merged[:, 1] != merged[:, 2])
-                    & (merged[:, 0] != merged[:, 2]))
+        distinct = (merged[:, 0] != merged[:, 1]) & (merged[:, 1] != merged[:, 2]) & (merged[:, 0] != merged[:, 2])
         kept.append(merged[distinct])
     return np.concatenate(kept)
 

@@ -10,6 +10,7 @@ Surfaces are lofted from rings by our own small `loft()` rather than trimesh's p
 need tapered, elliptical/superelliptic cross-sections, a known ring structure (for weights, the face
 rig and the iris/lid layouts) and deterministic vertex order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,10 +19,28 @@ import numpy as np
 
 NUM_JOINTS = 52
 JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
-    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
     *[f"left_{f}{i}" for f in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)],
     *[f"right_{f}{i}" for f in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)],
 )
@@ -30,16 +49,26 @@ PARENTS = np.array(
     [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
     + [p for base in (22,) for f in range(5) for p in (20, base + 3 * f, base + 3 * f + 1)]
     + [p for base in (37,) for f in range(5) for p in (21, base + 3 * f, base + 3 * f + 1)],
-    dtype=np.int64)
+    dtype=np.int64,
+)
 assert len(JOINT_NAMES) == NUM_JOINTS == len(PARENTS)
 
 # sRGB colours of the parts; the renderer converts to linear.
 COLORS = {
-    "skin": (0.87, 0.69, 0.56), "shirt": (0.24, 0.46, 0.66), "trousers": (0.26, 0.27, 0.33),
-    "shoes": (0.17, 0.14, 0.13), "eye_white": (0.96, 0.96, 0.94), "iris": (0.22, 0.36, 0.50),
-    "pupil": (0.04, 0.04, 0.05), "lid": (0.82, 0.63, 0.51), "brow": (0.20, 0.14, 0.11),
-    "lips": (0.72, 0.36, 0.36), "mouth": (0.26, 0.07, 0.08), "teeth": (0.93, 0.92, 0.88),
-    "nose": (0.85, 0.64, 0.52), "hair": (0.23, 0.16, 0.12),
+    "skin": (0.87, 0.69, 0.56),
+    "shirt": (0.24, 0.46, 0.66),
+    "trousers": (0.26, 0.27, 0.33),
+    "shoes": (0.17, 0.14, 0.13),
+    "eye_white": (0.96, 0.96, 0.94),
+    "iris": (0.22, 0.36, 0.50),
+    "pupil": (0.04, 0.04, 0.05),
+    "lid": (0.82, 0.63, 0.51),
+    "brow": (0.20, 0.14, 0.11),
+    "lips": (0.72, 0.36, 0.36),
+    "mouth": (0.26, 0.07, 0.08),
+    "teeth": (0.93, 0.92, 0.88),
+    "nose": (0.85, 0.64, 0.52),
+    "hair": (0.23, 0.16, 0.12),
 }
 LABELS = tuple(COLORS)
 CLOTHING = ("shirt", "trousers", "shoes")
@@ -93,6 +122,7 @@ FINGER_RADII = {"index": 0.0085, "middle": 0.0088, "pinky": 0.0072, "ring": 0.00
 # ---------------------------------------------------------------------------------------------
 # Surfaces
 
+
 def _frame(axis: np.ndarray, hint: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Orthonormal (u, v, d): d along `axis`, u as close to `hint` as possible, u x v = d."""
     d = axis / np.linalg.norm(axis)
@@ -116,8 +146,11 @@ def loft(centres, u, v, ru, rv, n_around: int, exponent: float = 2.0, phase: flo
     t = phase + 2 * np.pi * np.arange(n_around) / n_around
     p = 2.0 / exponent
     c, s = np.sign(np.cos(t)) * np.abs(np.cos(t)) ** p, np.sign(np.sin(t)) * np.abs(np.sin(t)) ** p
-    rings = (centres[:, None, :] + ru[:, None, None] * c[None, :, None] * u[:, None, :]
-             + rv[:, None, None] * s[None, :, None] * v[:, None, :])
+    rings = (
+        centres[:, None, :]
+        + ru[:, None, None] * c[None, :, None] * u[:, None, :]
+        + rv[:, None, None] * s[None, :, None] * v[:, None, :]
+    )
     k = np.arange(n_around)
     k1 = (k + 1) % n_around
     faces = []
@@ -139,8 +172,9 @@ def close_tube(verts, faces, n_around, tip0, tip1):
     k1 = (k + 1) % n_around
     i0, i1 = len(verts), len(verts) + 1
     last = (n_rings - 1) * n_around
-    extra = np.concatenate([np.stack([np.full(n_around, i0), k1, k], 1),
-                            np.stack([np.full(n_around, i1), last + k, last + k1], 1)])
+    extra = np.concatenate(
+        [np.stack([np.full(n_around, i0), k1, k], 1), np.stack([np.full(n_around, i1), last + k, last + k1], 1)]
+    )
     verts = np.vstack([verts, tip0, tip1])
     faces = np.vstack([faces, extra])
     if _signed_volume(verts, faces) < 0:
@@ -148,8 +182,9 @@ def close_tube(verts, faces, n_around, tip0, tip1):
     return verts, faces
 
 
-def capsule(p0, p1, r0: float, r1: float, n_around: int, n_body: int, n_cap: int, hint=(0, 0, 1.0),
-            flatten: float = 1.0):
+def capsule(
+    p0, p1, r0: float, r1: float, n_around: int, n_body: int, n_cap: int, hint=(0, 0, 1.0), flatten: float = 1.0
+):
     """Tapered capsule whose hemispherical caps are centred on p0 and p1 (the joints).
 
     `flatten` < 1 squashes the cross-section along v (e.g. a flat palm). Returns loft()'s result plus
@@ -161,23 +196,24 @@ def capsule(p0, p1, r0: float, r1: float, n_around: int, n_body: int, n_cap: int
     alphas = np.linspace(0, np.pi / 2, n_cap + 1)[1:]  # cap rings, from the pole towards the equator
     offsets, radii = [], []
     for a in alphas:
-        offsets.append(-r0 * np.cos(a)); radii.append(r0 * np.sin(a))
+        offsets.append(-r0 * np.cos(a))
+        radii.append(r0 * np.sin(a))
     for t in np.linspace(0, 1, n_body + 2)[1:-1]:
-        offsets.append(t * length); radii.append(r0 + (r1 - r0) * t)
+        offsets.append(t * length)
+        radii.append(r0 + (r1 - r0) * t)
     for a in alphas[::-1]:
-        offsets.append(length + r1 * np.cos(a)); radii.append(r1 * np.sin(a))
+        offsets.append(length + r1 * np.cos(a))
+        radii.append(r1 * np.sin(a))
     offsets, radii = np.array(offsets), np.array(radii)
     centres = p0 + offsets[:, None] * d
     n = len(centres)
-    verts, faces = loft(centres, np.tile(u, (n, 1)), np.tile(v, (n, 1)), radii, radii * flatten,
-                        n_around)
+    verts, faces = loft(centres, np.tile(u, (n, 1)), np.tile(v, (n, 1)), radii, radii * flatten, n_around)
     verts, faces = close_tube(verts, faces, n_around, p0 - d * r0, p1 + d * r1)
     s = (verts - p0) @ d
     return verts, faces, s
 
 
-def ellipsoid(centre, radii, n_around: int, n_rings: int, axis=(0, 1.0, 0), hint=(1.0, 0, 0),
-              polar_angles=None):
+def ellipsoid(centre, radii, n_around: int, n_rings: int, axis=(0, 1.0, 0), hint=(1.0, 0, 0), polar_angles=None):
     """Ellipsoid with its poles on `axis` (radii: along u, along v, along the axis).
 
     `polar_angles` (radians from the pole at -axis towards +axis, exclusive of 0 and pi) lets a
@@ -189,14 +225,17 @@ def ellipsoid(centre, radii, n_around: int, n_rings: int, axis=(0, 1.0, 0), hint
     a = np.asarray(polar_angles)
     centres = np.asarray(centre, float) - np.cos(a)[:, None] * radii[2] * d
     n = len(a)
-    verts, faces = loft(centres, np.tile(u, (n, 1)), np.tile(v, (n, 1)), radii[0] * np.sin(a),
-                        radii[1] * np.sin(a), n_around)
-    return close_tube(verts, faces, n_around, np.asarray(centre, float) - d * radii[2],
-                      np.asarray(centre, float) + d * radii[2])
+    verts, faces = loft(
+        centres, np.tile(u, (n, 1)), np.tile(v, (n, 1)), radii[0] * np.sin(a), radii[1] * np.sin(a), n_around
+    )
+    return close_tube(
+        verts, faces, n_around, np.asarray(centre, float) - d * radii[2], np.asarray(centre, float) + d * radii[2]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Skinning weights
+
 
 def _smooth_step(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
@@ -227,6 +266,7 @@ def rigid_weights(n: int, bone: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Assembly
 
+
 @dataclass
 class Part:
     name: str
@@ -242,8 +282,7 @@ class MeshBuilder:
     parts: list[Part] = field(default_factory=list)
 
     def add(self, name, verts, faces, weights, label: str | np.ndarray, head: bool = False) -> Part:
-        labels = (np.full(len(verts), LABELS.index(label)) if isinstance(label, str)
-                  else np.asarray(label))
+        labels = np.full(len(verts), LABELS.index(label)) if isinstance(label, str) else np.asarray(label)
         part = Part(name, np.asarray(verts, float), np.asarray(faces, np.int64), weights, labels, head)
         self.parts.append(part)
         return part
@@ -259,22 +298,42 @@ class MeshBuilder:
     def build(self):
         verts, faces, weights, labels, head, n = [], [], [], [], [], 0
         for p in self.parts:
-            verts.append(p.verts); faces.append(p.faces + n); weights.append(p.weights)
-            labels.append(p.labels); head.append(np.full(len(p.verts), p.head)); n += len(p.verts)
-        return (np.concatenate(verts), np.concatenate(faces), np.concatenate(weights),
-                np.concatenate(labels), np.concatenate(head))
+            verts.append(p.verts)
+            faces.append(p.faces + n)
+            weights.append(p.weights)
+            labels.append(p.labels)
+            head.append(np.full(len(p.verts), p.head))
+            n += len(p.verts)
+        return (
+            np.concatenate(verts),
+            np.concatenate(faces),
+            np.concatenate(weights),
+            np.concatenate(labels),
+            np.concatenate(head),
+        )
 
 
 def _torso(b: MeshBuilder, J: np.ndarray) -> None:
     # (height, half width, half depth, z centre): hips -> waist -> chest -> shoulders -> neck base
-    profile = np.array([
-        (-0.155, 0.02, 0.02, -0.01), (-0.15, 0.10, 0.075, -0.005), (-0.12, 0.145, 0.098, 0.0),
-        (-0.06, 0.160, 0.106, 0.0), (0.015, 0.158, 0.102, -0.005), (0.03, 0.155, 0.100, -0.006),
-        (0.045, 0.152, 0.098, -0.007), (0.12, 0.146, 0.094, -0.01),
-        (0.22, 0.158, 0.102, -0.005), (0.32, 0.172, 0.108, 0.0), (0.40, 0.185, 0.100, -0.01),
-        (0.45, 0.185, 0.085, -0.015), (0.485, 0.14, 0.070, -0.02), (0.505, 0.07, 0.055, -0.02),
-        (0.51, 0.02, 0.02, -0.02),
-    ])
+    profile = np.array(
+        [
+            (-0.155, 0.02, 0.02, -0.01),
+            (-0.15, 0.10, 0.075, -0.005),
+            (-0.12, 0.145, 0.098, 0.0),
+            (-0.06, 0.160, 0.106, 0.0),
+            (0.015, 0.158, 0.102, -0.005),
+            (0.03, 0.155, 0.100, -0.006),
+            (0.045, 0.152, 0.098, -0.007),
+            (0.12, 0.146, 0.094, -0.01),
+            (0.22, 0.158, 0.102, -0.005),
+            (0.32, 0.172, 0.108, 0.0),
+            (0.40, 0.185, 0.100, -0.01),
+            (0.45, 0.185, 0.085, -0.015),
+            (0.485, 0.14, 0.070, -0.02),
+            (0.505, 0.07, 0.055, -0.02),
+            (0.51, 0.02, 0.02, -0.02),
+        ]
+    )
     y = np.interp(np.linspace(0, 1, 25), np.linspace(0, 1, len(profile)), profile[:, 0])
     # denser rings where the profile changes fast: resample the profile by arc position
     a = np.interp(y, profile[:, 0], profile[:, 1])
@@ -282,8 +341,7 @@ def _torso(b: MeshBuilder, J: np.ndarray) -> None:
     z = np.interp(y, profile[:, 0], profile[:, 3])
     n = len(y)
     centres = np.stack([np.zeros(n), y, z], 1)
-    verts, faces = loft(centres, np.tile([1.0, 0, 0], (n, 1)), np.tile([0, 0, -1.0], (n, 1)), a, d,
-                        44, exponent=2.6)
+    verts, faces = loft(centres, np.tile([1.0, 0, 0], (n, 1)), np.tile([0, 0, -1.0], (n, 1)), a, d, 44, exponent=2.6)
     verts, faces = close_tube(verts, faces, 44, centres[0], centres[-1])
     s = verts[:, 1]
     w = chain_weights(s, [0, 3, 6, 9, 12], [J[3, 1], J[6, 1], J[9, 1], J[12, 1] - 0.01], 0.05)
@@ -298,15 +356,30 @@ def _torso(b: MeshBuilder, J: np.ndarray) -> None:
 
 
 def _limbs(b: MeshBuilder, J: np.ndarray) -> None:
-    def seg(name, j0, end, r0, r1, parent, child, label, n_around=20, n_body=6, n_cap=4, blend=0.03,
-            hint=(0, 0, 1.0), flatten=1.0):
+    def seg(
+        name,
+        j0,
+        end,
+        r0,
+        r1,
+        parent,
+        child,
+        label,
+        n_around=20,
+        n_body=6,
+        n_cap=4,
+        blend=0.03,
+        hint=(0, 0, 1.0),
+        flatten=1.0,
+    ):
         """Capsule for bone j0 from J[j0] to `end`, blending into `parent` and `child` (or None)."""
         p1 = np.asarray(end, float)
         verts, faces, s = capsule(J[j0], p1, r0, r1, n_around, n_body, n_cap, hint, flatten)
         length = np.linalg.norm(p1 - J[j0])
         bones, bounds = [parent, j0], [0.0]
         if child is not None:
-            bones.append(child); bounds.append(length)
+            bones.append(child)
+            bounds.append(length)
         label_arr = label(s, length) if callable(label) else label
         b.add(name, verts, faces, chain_weights(s, bones, bounds, blend), label_arr)
 
@@ -325,22 +398,30 @@ def _limbs(b: MeshBuilder, J: np.ndarray) -> None:
         w = chain_weights(s, [ankle, foot], [np.linalg.norm(J[foot] - heel)], 0.03)
         b.add(f"foot_{side}", verts, faces, w, "shoes")
 
-    for side, (collar, shoulder, elbow, wrist, base) in (("l", (13, 16, 18, 20, 22)),
-                                                        ("r", (14, 17, 19, 21, 37))):
+    for side, (collar, shoulder, elbow, wrist, base) in (("l", (13, 16, 18, 20, 22)), ("r", (14, 17, 19, 21, 37))):
         sx = 1.0 if side == "l" else -1.0
         ball(f"shoulder_{side}", shoulder, 0.053, "shirt", n_around=18, n_rings=9)
         # short sleeves: the upper arm is shirt down to 60% of its length, then skin
-        seg(f"upper_arm_{side}", shoulder, J[elbow], 0.050, 0.041, collar, elbow,
+        seg(
+            f"upper_arm_{side}",
+            shoulder,
+            J[elbow],
+            0.050,
+            0.041,
+            collar,
+            elbow,
             lambda s, L: np.where(s < 0.6 * L, LABELS.index("shirt"), LABELS.index("skin")),
-            n_around=18, n_body=6)
+            n_around=18,
+            n_body=6,
+        )
         ball(f"elbow_{side}", elbow, 0.043, "skin", n_around=14, n_rings=7)
-        seg(f"forearm_{side}", elbow, J[wrist], 0.040, 0.029, shoulder, wrist, "skin", n_around=16,
-            n_body=5)
+        seg(f"forearm_{side}", elbow, J[wrist], 0.040, 0.029, shoulder, wrist, "skin", n_around=16, n_body=5)
         ball(f"wrist_{side}", wrist, 0.031, "skin", n_around=10, n_rings=6)
         # palm: a flattened capsule from the wrist to the knuckles, palm facing down (-y)
         knuckles = J[base + 3] - np.array([sx * 0.012, 0, 0])
-        verts, faces, s = capsule(J[wrist] + (sx * 0.012, 0, 0), knuckles, 0.040, 0.042, 14, 4, 3,
-                                  hint=(0, 0, 1.0), flatten=0.42)
+        verts, faces, s = capsule(
+            J[wrist] + (sx * 0.012, 0, 0), knuckles, 0.040, 0.042, 14, 4, 3, hint=(0, 0, 1.0), flatten=0.42
+        )
         w = chain_weights(s, [elbow, wrist], [-0.01], 0.015)
         b.add(f"palm_{side}", verts, faces, w, "skin")
         for f, fname in enumerate(FINGERS):
@@ -354,8 +435,21 @@ def _limbs(b: MeshBuilder, J: np.ndarray) -> None:
                 else:  # the fingertip continues the last phalanx's direction
                     direction = J[j0] - J[j0 - 1]
                     end = J[j0] + direction / np.linalg.norm(direction) * lengths[2]
-                seg(f"{fname}{k + 1}_{side}", j0, end, r, r * 0.93, PARENTS[j0], child, "skin",
-                    n_around=7, n_body=1, n_cap=1, blend=0.006, hint=(0, 1.0, 0))
+                seg(
+                    f"{fname}{k + 1}_{side}",
+                    j0,
+                    end,
+                    r,
+                    r * 0.93,
+                    PARENTS[j0],
+                    child,
+                    "skin",
+                    n_around=7,
+                    n_body=1,
+                    n_cap=1,
+                    blend=0.006,
+                    hint=(0, 1.0, 0),
+                )
                 r *= 0.93
 
     # neck: from inside the torso up into the head

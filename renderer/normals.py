@@ -1,4 +1,5 @@
 """Per-vertex normals of a triangle mesh whose vertices move every frame."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,8 @@ class VertexNormals:
         rows = faces.ravel()
         cols = np.repeat(np.arange(len(faces)), 3)
         self.incidence = scipy.sparse.csr_matrix(
-            (np.ones(len(rows), np.float32), (rows, cols)), shape=(num_vertices, len(faces)))
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(num_vertices, len(faces))
+        )
 
     def __call__(self, vertices: np.ndarray) -> np.ndarray:
         tri = np.take(vertices, self.faces, axis=0)  # (F, 3, 3); np.take is ~4x faster than fancy indexing

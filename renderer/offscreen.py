@@ -24,6 +24,7 @@ The GL context is current only inside a call: render() makes it current and rele
 pyrender does, so a renderer may be created, used and closed from different threads, one call at
 a time (the engine gives each renderer a thread of its own).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -56,13 +57,13 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
 class _AvatarMesh:
     """One pyrender mesh whose vertex buffer is rewritten in place every frame."""
 
-    def __init__(self, pyrender, faces, rest_vertices, normals: VertexNormals, albedo_srgb: np.ndarray,
-                 material):
+    def __init__(self, pyrender, faces, rest_vertices, normals: VertexNormals, albedo_srgb: np.ndarray, material):
         self.normals = normals
         colours = np.ones((len(rest_vertices), 4), np.float32)
         colours[:, :3] = srgb_to_linear(albedo_srgb)  # the vertex shader lights linear albedo
-        prim = pyrender.Primitive(positions=rest_vertices, normals=normals(rest_vertices),
-                                  indices=faces, color_0=colours, material=material)
+        prim = pyrender.Primitive(
+            positions=rest_vertices, normals=normals(rest_vertices), indices=faces, color_0=colours, material=material
+        )
         self.primitive = prim
         self.mesh = pyrender.Mesh([prim])
         self.staging = np.ones((len(rest_vertices), FLOATS_PER_VERTEX_COLOURED), np.float32)
@@ -103,8 +104,15 @@ def _placement(x: float, yaw_deg: float, forward: float = 0.0) -> np.ndarray:
 class DyadRenderer:
     """Renders speaker (left) and listener (right) to an (H, W, 3) uint8 image."""
 
-    def __init__(self, avatar: Avatar, size: tuple[int, int] = (640, 480), backend: str = "auto",
-                 msaa: bool = False, ghost: bool = False, decimate: float | str = 0.0):
+    def __init__(
+        self,
+        avatar: Avatar,
+        size: tuple[int, int] = (640, 480),
+        backend: str = "auto",
+        msaa: bool = False,
+        ghost: bool = False,
+        decimate: float | str = 0.0,
+    ):
         """`decimate`: the fraction of each body's triangles left out of the drawing (lod.py; the
         head is always whole), or "auto": lod.DECIMATE_AUTO when GL renders in software, else 0."""
         self.size = (int(size[0]), int(size[1]))
@@ -117,7 +125,8 @@ class DyadRenderer:
         self.backend, self.gl_renderer, self.gl_version = info.backend, info.renderer, info.version
         self.msaa = msaa
         self._offscreen._renderer._program_cache = pyrender.shader_program.ShaderProgramCache(
-            shader_dir=str(SHADER_DIR))
+            shader_dir=str(SHADER_DIR)
+        )
 
         rest = avatar.vertices(_rest_pose())
         normals = VertexNormals(avatar.faces, avatar.num_vertices)  # smooth normals of the whole mesh
@@ -141,10 +150,16 @@ class DyadRenderer:
         self._ghost = None
         if ghost:
             translucent = pyrender.MetallicRoughnessMaterial(
-                baseColorFactor=(1.0, 1.0, 1.0, GHOST_RGBA[3]), alphaMode="BLEND")
-            self._ghost = _AvatarMesh(pyrender, faces, rest, normals,
-                                      np.tile(np.float32(GHOST_RGBA[:3]), (avatar.num_vertices, 1)),
-                                      translucent)
+                baseColorFactor=(1.0, 1.0, 1.0, GHOST_RGBA[3]), alphaMode="BLEND"
+            )
+            self._ghost = _AvatarMesh(
+                pyrender,
+                faces,
+                rest,
+                normals,
+                np.tile(np.float32(GHOST_RGBA[:3]), (avatar.num_vertices, 1)),
+                translucent,
+            )
 
         self.scene = pyrender.Scene(bg_color=(*BACKGROUND, 1.0))
         self.scene.add(self._speaker.mesh, pose=self.speaker_pose)
@@ -158,9 +173,16 @@ class DyadRenderer:
         platform.make_current()
         try:
             meshes = [(self._speaker, self.speaker_pose), (self._listener, self.listener_pose)]
-            self._draw = _FrameDraw(pyrender, self._offscreen._renderer, self.size, BACKGROUND, self.camera,
-                                    self.camera_pose, meshes,
-                                    None if self._ghost is None else (self._ghost, ghost_pose))
+            self._draw = _FrameDraw(
+                pyrender,
+                self._offscreen._renderer,
+                self.size,
+                BACKGROUND,
+                self.camera,
+                self.camera_pose,
+                meshes,
+                None if self._ghost is None else (self._ghost, ghost_pose),
+            )
         finally:
             platform.make_uncurrent()
         self._read_colour = self._colour_reader()
@@ -170,8 +192,9 @@ class DyadRenderer:
         if self.decimate == 0.0:
             return avatar.faces
         _, regions = np.unique(avatar.vertex_colors, axis=0, return_inverse=True)  # colour regions
-        return lod.decimate_faces(rest, avatar.faces, self.decimate, regions=regions.ravel(),
-                                  keep=avatar.head_vertex_mask)
+        return lod.decimate_faces(
+            rest, avatar.faces, self.decimate, regions=regions.ravel(), keep=avatar.head_vertex_mask
+        )
 
     # ------------------------------------------------------------------------------------------
     def _place_camera(self, pyrender, aspect: float, seat_x: float) -> None:
@@ -193,10 +216,20 @@ class DyadRenderer:
         no framebuffer objects in pyrender: there we read its single-buffered default framebuffer.
         Reading into a given array also spares PyOpenGL's new bytes object per frame (~0.5 ms).
         """
-        from OpenGL.GL import (GL_COLOR_BUFFER_BIT, GL_DRAW_FRAMEBUFFER, GL_FRONT, GL_LINEAR,
-                               GL_PACK_ALIGNMENT, GL_READ_FRAMEBUFFER, GL_UNSIGNED_BYTE,
-                               glBindFramebuffer, glBlitFramebuffer, glPixelStorei, glReadBuffer,
-                               glReadPixels)
+        from OpenGL.GL import (
+            GL_COLOR_BUFFER_BIT,
+            GL_DRAW_FRAMEBUFFER,
+            GL_FRONT,
+            GL_LINEAR,
+            GL_PACK_ALIGNMENT,
+            GL_READ_FRAMEBUFFER,
+            GL_UNSIGNED_BYTE,
+            glBindFramebuffer,
+            glBlitFramebuffer,
+            glPixelStorei,
+            glReadBuffer,
+            glReadPixels,
+        )
 
         renderer = self._offscreen._renderer
         msaa = self.msaa
@@ -220,9 +253,14 @@ class DyadRenderer:
         return read_colour
 
     # ------------------------------------------------------------------------------------------
-    def render(self, speaker_vertices: np.ndarray, listener_vertices: np.ndarray,
-               ghost_vertices: np.ndarray | None = None, *,
-               normals: tuple[np.ndarray | None, ...] | None = None) -> np.ndarray:
+    def render(
+        self,
+        speaker_vertices: np.ndarray,
+        listener_vertices: np.ndarray,
+        ghost_vertices: np.ndarray | None = None,
+        *,
+        normals: tuple[np.ndarray | None, ...] | None = None,
+    ) -> np.ndarray:
         """(H, W, 3) uint8 frame, a new array. Vertices are (V, 3) in the avatar's body frame.
 
         `normals`: optional (speaker, listener[, ghost]) unit normals, e.g. from
@@ -234,8 +272,14 @@ class DyadRenderer:
         self._draw_and_read(GL_RGB, bottom_up, speaker_vertices, listener_vertices, ghost_vertices, normals)
         return np.ascontiguousarray(bottom_up[::-1])
 
-    def render_rgba(self, out: np.ndarray, speaker_vertices: np.ndarray, listener_vertices: np.ndarray, *,
-                    normals: tuple[np.ndarray | None, ...] | None = None) -> np.ndarray:
+    def render_rgba(
+        self,
+        out: np.ndarray,
+        speaker_vertices: np.ndarray,
+        listener_vertices: np.ndarray,
+        *,
+        normals: tuple[np.ndarray | None, ...] | None = None,
+    ) -> np.ndarray:
         """Like render(), for the live path: the frame goes into `out` (H, W, 4) uint8 as GL keeps
         it (RGBA, bottom row first), and a top-down view of `out` is returned. On llvmpipe GL reads
         RGBA as it stores it: 0.10 ms per 640x480 frame against 0.45 for RGB, and the flip is left
@@ -285,8 +329,10 @@ class DyadRenderer:
         platform = self._offscreen._platform
         platform.make_current()
         try:
-            return {"buffers": sum(bool(glIsBuffer(i)) for i in range(1, 4097)),
-                    "vertex_arrays": sum(bool(glIsVertexArray(i)) for i in range(1, 4097))}
+            return {
+                "buffers": sum(bool(glIsBuffer(i)) for i in range(1, 4097)),
+                "vertex_arrays": sum(bool(glIsVertexArray(i)) for i in range(1, 4097)),
+            }
         finally:
             platform.make_uncurrent()
 
@@ -298,7 +344,7 @@ class DyadRenderer:
                 self._offscreen.delete()
                 self._offscreen = None
 
-    def __enter__(self) -> "DyadRenderer":
+    def __enter__(self) -> DyadRenderer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -330,8 +376,9 @@ class _FrameDraw:
         from OpenGL.GL import glGetUniformLocation, glUniform3fv, glUniformMatrix4fv, glUseProgram
 
         prim = mesh.primitive
-        program = renderer._get_primitive_program(prim, pyrender.RenderFlags.FLAT,
-                                                  pyrender.constants.ProgramFlags.USE_MATERIAL)
+        program = renderer._get_primitive_program(
+            prim, pyrender.RenderFlags.FLAT, pyrender.constants.ProgramFlags.USE_MATERIAL
+        )
         pid = program._program_id
         if pid not in self.locations:  # uniforms that never change live in the program object
             loc = self.locations[pid] = {n: glGetUniformLocation(pid, n) for n in self.UNIFORMS}
@@ -340,16 +387,38 @@ class _FrameDraw:
             glUniformMatrix4fv(loc["P"], 1, True, self.projection)
             glUniform3fv(loc["cam_pos"], 1, self.cam_pos)
             glUseProgram(0)
-        return (pid, prim._vaid, prim.indices.size, pose.astype(np.float32),
-                np.float32(prim.material.baseColorFactor))
+        return (pid, prim._vaid, prim.indices.size, pose.astype(np.float32), np.float32(prim.material.baseColorFactor))
 
     def __call__(self, ghost: bool) -> None:
-        from OpenGL.GL import (GL_BACK, GL_BLEND, GL_COLOR_BUFFER_BIT, GL_CULL_FACE, GL_DEPTH_BUFFER_BIT,
-                               GL_DEPTH_TEST, GL_DRAW_FRAMEBUFFER, GL_LESS, GL_ONE_MINUS_SRC_ALPHA,
-                               GL_SRC_ALPHA, GL_TRIANGLES, GL_UNSIGNED_INT, glBindFramebuffer,
-                               glBindVertexArray, glBlendFunc, glClear, glClearColor, glCullFace,
-                               glDepthFunc, glDepthMask, glDisable, glDrawElementsInstanced, glEnable,
-                               glUniform4fv, glUniformMatrix4fv, glUseProgram, glViewport)
+        from OpenGL.GL import (
+            GL_BACK,
+            GL_BLEND,
+            GL_COLOR_BUFFER_BIT,
+            GL_CULL_FACE,
+            GL_DEPTH_BUFFER_BIT,
+            GL_DEPTH_TEST,
+            GL_DRAW_FRAMEBUFFER,
+            GL_LESS,
+            GL_ONE_MINUS_SRC_ALPHA,
+            GL_SRC_ALPHA,
+            GL_TRIANGLES,
+            GL_UNSIGNED_INT,
+            glBindFramebuffer,
+            glBindVertexArray,
+            glBlendFunc,
+            glClear,
+            glClearColor,
+            glCullFace,
+            glDepthFunc,
+            glDepthMask,
+            glDisable,
+            glDrawElementsInstanced,
+            glEnable,
+            glUniform4fv,
+            glUniformMatrix4fv,
+            glUseProgram,
+            glViewport,
+        )
 
         glBindFramebuffer(GL_DRAW_FRAMEBUFFER, self.framebuffer)
         glViewport(0, 0, *self.size)
@@ -383,6 +452,7 @@ def _keep_egl_display(platform) -> None:
     (one per device): terminating it kills the contexts of all other live renderers (every other
     session's, in the engine). The display stays initialised until the process exits.
     """
+
     def delete_context() -> None:
         from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglDestroyContext, eglMakeCurrent
 

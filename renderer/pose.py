@@ -4,6 +4,7 @@ SMPL-H parameters in axis-angle, face blendshape weights by ARKit name, and an o
 rotation applied on top of the body's head joint (REACT gives the head pose in its 3DMM, with no
 body). The render frame is y-up, the avatar faces +z (towards the camera).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,20 +14,57 @@ import numpy as np
 # Apple ARKit's 52 blendshape locations, in the order of ARFaceAnchor.BlendShapeLocation's
 # documentation (eyes, jaw, mouth, brows, cheeks, nose, tongue).
 ARKIT_BLENDSHAPES: tuple[str, ...] = (
-    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
-    "eyeSquintLeft", "eyeWideLeft",
-    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
-    "eyeSquintRight", "eyeWideRight",
-    "jawForward", "jawLeft", "jawRight", "jawOpen",
-    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
-    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
-    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight",
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
-    "noseSneerLeft", "noseSneerRight",
+    "eyeBlinkLeft",
+    "eyeLookDownLeft",
+    "eyeLookInLeft",
+    "eyeLookOutLeft",
+    "eyeLookUpLeft",
+    "eyeSquintLeft",
+    "eyeWideLeft",
+    "eyeBlinkRight",
+    "eyeLookDownRight",
+    "eyeLookInRight",
+    "eyeLookOutRight",
+    "eyeLookUpRight",
+    "eyeSquintRight",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawRight",
+    "jawOpen",
+    "mouthClose",
+    "mouthFunnel",
+    "mouthPucker",
+    "mouthLeft",
+    "mouthRight",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "noseSneerLeft",
+    "noseSneerRight",
     "tongueOut",
 )
 BLENDSHAPE_INDEX = {name: i for i, name in enumerate(ARKIT_BLENDSHAPES)}
@@ -52,7 +90,7 @@ class AvatarPose:
     face: np.ndarray = field(default_factory=lambda: _zeros(len(ARKIT_BLENDSHAPES)))  # [0, 1]
     head_rotation: np.ndarray | None = None  # extra axis-angle on the head joint, or None
 
-    def set_face(self, **weights: float) -> "AvatarPose":
+    def set_face(self, **weights: float) -> AvatarPose:
         """Set blendshape weights by ARKit name: `pose.set_face(jawOpen=0.4)`."""
         for name, w in weights.items():
             self.face[BLENDSHAPE_INDEX[name]] = w

@@ -4,6 +4,7 @@ For each format: generate training data with the sample generator (a seed the em
 not use, so the embedded sample stays held out), train, export the best checkpoint, and evaluate
 it on the embedded sample (report in build/weights/<format>/report/). Nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     from dyadic.datasets.sample import generate_sample
     from dyadic.models.evaluate import evaluate, markdown_table
     from dyadic.models.export import export_onnx
+    from dyadic.models.shipped import WEIGHTS_DIR
     from dyadic.models.train import TrainOptions, load_checkpoint, train
-    from dyadic.models.weights import WEIGHTS_DIR
 
     for fmt in args.formats:
         work = Path(args.work) / fmt
@@ -45,16 +46,27 @@ def main(argv: list[str] | None = None) -> int:
             generate_sample(data, fmt, interactions=args.interactions, seconds=args.seconds, seed=FORMATS[fmt])
             (data / ".complete").touch()
         epochs = args.epochs or EPOCHS[fmt]
-        best = train(TrainOptions(data=str(data), out=str(work / "run"), format=fmt, epochs=epochs, seed=0,
-                                  ccc_weight=CCC_WEIGHT[fmt]),
-                     log=lambda line, f=fmt: print(f"[{f}] {line}", flush=True))
-        out = export_onnx(load_checkpoint(best), WEIGHTS_DIR / f"{fmt}.onnx",
-                          trained_on=f"dyadic sample generator, {fmt} format, seed {FORMATS[fmt]}, "
-                                     f"{args.interactions} x {args.seconds:g} s; {epochs} epochs, "
-                                     f"CCC weight {CCC_WEIGHT[fmt]:g}")
+        best = train(
+            TrainOptions(
+                data=str(data), out=str(work / "run"), format=fmt, epochs=epochs, seed=0, ccc_weight=CCC_WEIGHT[fmt]
+            ),
+            log=lambda line, f=fmt: print(f"[{f}] {line}", flush=True),
+        )
+        out = export_onnx(
+            load_checkpoint(best),
+            WEIGHTS_DIR / f"{fmt}.onnx",
+            trained_on=f"dyadic sample generator, {fmt} format, seed {FORMATS[fmt]}, "
+            f"{args.interactions} x {args.seconds:g} s; {epochs} epochs, "
+            f"CCC weight {CCC_WEIGHT[fmt]:g}",
+        )
         print(f"[{fmt}] wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", flush=True)
-        report = evaluate(default_sample_root() / fmt, out, out=work / "report", progress=False,
-                          log=lambda line, f=fmt: print(f"[{f}] {line}", flush=True))
+        report = evaluate(
+            default_sample_root() / fmt,
+            out,
+            out=work / "report",
+            progress=False,
+            log=lambda line, f=fmt: print(f"[{f}] {line}", flush=True),
+        )
         print(markdown_table(report), flush=True)
     return 0
 

@@ -1,4 +1,5 @@
 """Shared fixtures: the generated sample data is written once per test session."""
+
 from __future__ import annotations
 
 import pytest

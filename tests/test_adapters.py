@@ -1,4 +1,5 @@
 """Pose adapters: dataset channels -> AvatarPose through the one documented table."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,17 +7,25 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from dyadic.datasets.specs import REACT_AU_ORDER, SEAMLESS_FAU_ORDER
-from dyadic.renderer.adapters import (AU_TO_BLENDSHAPES, SEATED_BODY_POSE, camera_to_render_orient,
-                                      react_head_rotation, react_pose, seamless_pose)
+from dyadic.renderer.adapters import (
+    AU_TO_BLENDSHAPES,
+    SEATED_BODY_POSE,
+    camera_to_render_orient,
+    react_head_rotation,
+    react_pose,
+    seamless_pose,
+)
 from dyadic.renderer.pose import BLENDSHAPE_INDEX
 
 
 def seamless_frame(**over):
-    ch = {"smplh:global_orient": np.array([np.pi, 0, 0], np.float32),
-          "smplh:body_pose": np.zeros((21, 3), np.float32),
-          "smplh:left_hand_pose": np.zeros((15, 3), np.float32),
-          "smplh:right_hand_pose": np.zeros((15, 3), np.float32),
-          "movement:FAUValue": np.zeros(24, np.float32)}
+    ch = {
+        "smplh:global_orient": np.array([np.pi, 0, 0], np.float32),
+        "smplh:body_pose": np.zeros((21, 3), np.float32),
+        "smplh:left_hand_pose": np.zeros((15, 3), np.float32),
+        "smplh:right_hand_pose": np.zeros((15, 3), np.float32),
+        "movement:FAUValue": np.zeros(24, np.float32),
+    }
     ch.update(over)
     return ch
 
@@ -63,8 +72,13 @@ def test_react_uses_3dmm_expression_aus_and_head_pose_on_a_seated_body():
     expression[BLENDSHAPE_INDEX["jawOpen"]] = 0.7
     aus = np.zeros(15, np.float32)
     aus[REACT_AU_ORDER.index("AU12")] = 1.0
-    pose = react_pose({"react:3dmm_expression": expression, "react:au": aus,
-                       "react:3dmm_rotation": np.array([np.pi + 0.1, 0.0, 0.0], np.float32)})
+    pose = react_pose(
+        {
+            "react:3dmm_expression": expression,
+            "react:au": aus,
+            "react:3dmm_rotation": np.array([np.pi + 0.1, 0.0, 0.0], np.float32),
+        }
+    )
     assert pose.weight("jawOpen") == pytest.approx(0.7)
     assert pose.weight("mouthSmileLeft") == pytest.approx(1.0)
     assert np.allclose(pose.body_pose, SEATED_BODY_POSE)  # no body motion is made up

@@ -1,4 +1,5 @@
 """Bad input: one clear line naming the file and the field, and everything else still loads."""
+
 from __future__ import annotations
 
 import io
@@ -105,7 +106,8 @@ def test_null_word_times_and_bad_segments(root):
     path.write_text(json.dumps(data))
     interaction = load_interaction(root, DEMO)
     assert [p for p in interaction.problems if "P0602A.json" in p] == [
-        f"{DEMO}_P0602A.json: metadata:vad: 1 segment(s) without valid start/end: ignored"]
+        f"{DEMO}_P0602A.json: metadata:vad: 1 segment(s) without valid start/end: ignored"
+    ]
 
 
 def test_missing_and_empty_media(root):

@@ -1,4 +1,5 @@
 """REACT 2025 reader on generated files: pairing, shapes, NaN bridging, resampling to 48 kHz."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,9 +50,15 @@ def test_audio_resampled_to_48k(sample_root, clip, role, rate):
     assert audio.dtype == np.float32
     assert abs(len(audio) - interaction.audio_span(0, interaction.n_frames)[1]) <= 48000 / 30
     native = read_audio(track.audio_path, rate)
-    assert np.corrcoef(np.abs(audio[: len(audio) // 4800 * 4800]).reshape(-1, 4800).mean(1),
-                       np.abs(native[: len(native) // rate * rate][: len(audio) // 4800 * rate // 10]
-                              ).reshape(-1, rate // 10).mean(1)[: len(audio) // 4800])[0, 1] > 0.95
+    assert (
+        np.corrcoef(
+            np.abs(audio[: len(audio) // 4800 * 4800]).reshape(-1, 4800).mean(1),
+            np.abs(native[: len(native) // rate * rate][: len(audio) // 4800 * rate // 10])
+            .reshape(-1, rate // 10)
+            .mean(1)[: len(audio) // 4800],
+        )[0, 1]
+        > 0.95
+    )
 
 
 def test_unpaired_and_bad_npy(sample_root, tmp_path):
@@ -62,7 +69,7 @@ def test_unpaired_and_bad_npy(sample_root, tmp_path):
     for path in root.rglob("*"):
         if path.is_file() and "listener" in path.parts and "session3" in path.parts:
             path.unlink()
-    bad = root / f"train/coefficients/listener/session0/Camera-2024-06-21-103121-103102.npy"
+    bad = root / "train/coefficients/listener/session0/Camera-2024-06-21-103121-103102.npy"
     np.save(bad, np.zeros((600, 57), np.float32))
     catalog = scan(root)
     assert [i.id for i in catalog.interactions] == [TRAIN]

@@ -1,4 +1,5 @@
 """The sample-data generator: determinism, the dyadic structure, the cache folder, both formats together."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,11 @@ from dyadic.datasets.sample import generate_sample
 
 
 def _digests(root):
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("fmt", ["seamless", "react"])
@@ -78,7 +82,7 @@ def test_listener_mirrors_smiles(sample_root):
     au = ds.specs.SEAMLESS_FAU_ORDER.index("AU12")
     smile_s = interaction.speaker.channels["movement:FAUValue"][:, au]
     smile_l = interaction.listener.channels["movement:FAUValue"][:, au]
-    lags = range(0, 31)
+    lags = range(31)
     corr = [np.corrcoef(smile_s[: len(smile_s) - k], smile_l[k:])[0, 1] for k in lags]
     best = int(np.argmax(corr))
     assert 6 <= best <= 20 and corr[best] > 0.3  # follows 200-650 ms later

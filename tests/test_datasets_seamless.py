@@ -1,4 +1,5 @@
 """Seamless Interaction reader on generated files: shapes, pairing, frame rates, quirks."""
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -9,8 +10,7 @@ import pytest
 from dyadic.datasets import audio_sample, find_interactions, load_interaction, scan
 from dyadic.datasets.specs import SEAMLESS_SPEC, SMPLH_GROUPS
 
-DEMO, SPLIT, TAR, NON_V00 = ("V00_S0809_I00000582", "V00_S0809_I00000583", "V00_S0811_I00000601",
-                             "V01_S0346_I00000725")
+DEMO, SPLIT, TAR, NON_V00 = ("V00_S0809_I00000582", "V00_S0809_I00000583", "V00_S0811_I00000601", "V01_S0346_I00000725")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,9 @@ def test_shapes_and_dtypes(loaded):
 def test_letter_suffixed_participants_are_kept_opaque(loaded):
     ids = {t.file_id for i in loaded.values() for t in (i.speaker, i.listener)}
     assert f"{DEMO}_P0602A" in ids and f"{TAR}_P1281A" in ids
-    assert {i.speaker.participant for i in loaded.values()} | {i.listener.participant for i in loaded.values()} >= {"P0602A"}
+    assert {i.speaker.participant for i in loaded.values()} | {i.listener.participant for i in loaded.values()} >= {
+        "P0602A"
+    }
 
 
 def test_speaker_talks_more(loaded):
@@ -131,10 +133,19 @@ def test_non_v00_has_no_movement(loaded):
 def test_raw_npz_layout(seamless_root):
     raw = np.load(next(seamless_root.rglob(f"{DEMO}_P0947.npz")))
     n = raw["smplh:body_pose"].shape[0]
-    expected = {"smplh:body_pose": (n, 21, 3), "smplh:left_hand_pose": (n, 15, 3), "smplh:global_orient": (n, 3),
-                "smplh:translation": (n, 3), "smplh:is_valid": (n,), "movement:alignment_translation": (n, 2, 3),
-                "movement:hypernet_features": (-(-n // 15), 5120), "boxes_and_keypoints:keypoints": (n, 133, 3),
-                "boxes_and_keypoints:box": (n, 4), "movement:FAUValue": (n, 24), "movement:is_valid": (n, 1)}
+    expected = {
+        "smplh:body_pose": (n, 21, 3),
+        "smplh:left_hand_pose": (n, 15, 3),
+        "smplh:global_orient": (n, 3),
+        "smplh:translation": (n, 3),
+        "smplh:is_valid": (n,),
+        "movement:alignment_translation": (n, 2, 3),
+        "movement:hypernet_features": (-(-n // 15), 5120),
+        "boxes_and_keypoints:keypoints": (n, 133, 3),
+        "boxes_and_keypoints:box": (n, 4),
+        "movement:FAUValue": (n, 24),
+        "movement:is_valid": (n, 1),
+    }
     for key, shape in expected.items():
         assert raw[key].shape == shape, key
     assert raw["smplh:is_valid"].dtype == bool and raw["smplh:body_pose"].dtype == np.float32

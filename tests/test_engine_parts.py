@@ -1,4 +1,5 @@
 """The live engine's parts without a network: protocol, sources, batching, ICE filtering."""
+
 from __future__ import annotations
 
 import threading
@@ -12,7 +13,7 @@ from dyadic.engine import ice, protocol
 from dyadic.engine.batching import SharedStepper
 from dyadic.engine.sources import MicrophoneSource, MovementInbox, PlaybackSource
 from dyadic.models.runtime import ReactionSession, load_runtime
-from dyadic.models.weights import default_model_path
+from dyadic.models.shipped import default_model_path
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +22,30 @@ def runtime():
 
 
 def test_protocol_accepts_the_documented_messages():
-    for msg in ('{"type": "play"}', '{"type": "seek", "seconds": 3}', '{"type": "loop", "on": false}',
-                '{"type": "source", "kind": "browser-mic"}', '{"type": "ping", "t": 12.5}',
-                '{"type": "trace", "on": true, "frame_id": true}'):
+    for msg in (
+        '{"type": "play"}',
+        '{"type": "seek", "seconds": 3}',
+        '{"type": "loop", "on": false}',
+        '{"type": "source", "kind": "browser-mic"}',
+        '{"type": "ping", "t": 12.5}',
+        '{"type": "trace", "on": true, "frame_id": true}',
+    ):
         assert protocol.parse(msg).type in protocol.KNOWN_TYPES
 
 
-@pytest.mark.parametrize("text, request_type", [
-    ('{"type": "seek", "seconds": NaN}', "seek"), ('{"type": "seek", "seconds": -1}', "seek"),
-    ('{"type": "loop", "on": "yes"}', "loop"), ('{"type": "source", "kind": "clip"}', "source"),
-    ('{"type": "trace", "on": 1}', "trace"), ('{"type": "trace", "on": true, "frame_id": "yes"}', "trace"),
-    ('{"type": 3}', None), ('{"type": "nope"}', None)])
+@pytest.mark.parametrize(
+    "text, request_type",
+    [
+        ('{"type": "seek", "seconds": NaN}', "seek"),
+        ('{"type": "seek", "seconds": -1}', "seek"),
+        ('{"type": "loop", "on": "yes"}', "loop"),
+        ('{"type": "source", "kind": "clip"}', "source"),
+        ('{"type": "trace", "on": 1}', "trace"),
+        ('{"type": "trace", "on": true, "frame_id": "yes"}', "trace"),
+        ('{"type": 3}', None),
+        ('{"type": "nope"}', None),
+    ],
+)
 def test_protocol_errors_name_the_request(text, request_type):
     with pytest.raises(protocol.ProtocolError) as err:
         protocol.parse(text)
@@ -49,7 +63,7 @@ def test_playback_source_plays_pauses_seeks_and_loops():
     src = PlaybackSource(interaction, loop=True)
     first = src.read(0.0)
     assert first.position == 0.0 and len(first.audio) == round(48_000 / interaction.fps)
-    np.testing.assert_array_equal(first.audio, interaction.speaker.audio()[:len(first.audio)])
+    np.testing.assert_array_equal(first.audio, interaction.speaker.audio()[: len(first.audio)])
     src.pause()
     paused = src.read(0.0)
     assert paused.position == pytest.approx(1 / interaction.fps) and not paused.audio.any()
@@ -99,7 +113,7 @@ def test_audio_leads_its_frames_for_a_recording_and_a_microphone():
             gap = AUDIO_LEAD_FRAMES * n
             assert gap > AUDIO_GAP_TOLERANCE
             assert session.audio._pushed == pushed + n + gap and session.audio.gap_samples == gap
-            assert not np.concatenate(session.audio._chunks)[-(n + gap):].any()  # silence goes out
+            assert not np.concatenate(session.audio._chunks)[-(n + gap) :].any()  # silence goes out
         finally:
             mic.close()
     finally:
@@ -191,11 +205,16 @@ def test_shared_stepper_batches_sessions_without_mixing_them(runtime):
 
 
 def test_loopback_sdp_keeps_only_loopback_candidates():
-    sdp = "\r\n".join([
-        "v=0", "a=candidate:1 1 udp 2122260223 192.168.1.7 50000 typ host",
-        "a=candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host",
-        "a=candidate:3 1 udp 2122260223 0b8e-uuid.local 50002 typ host",
-        "a=candidate:4 1 udp 2122260223 ::1 50003 typ host", "a=end-of-candidates"])
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "a=candidate:1 1 udp 2122260223 192.168.1.7 50000 typ host",
+            "a=candidate:2 1 udp 2122260223 127.0.0.1 50001 typ host",
+            "a=candidate:3 1 udp 2122260223 0b8e-uuid.local 50002 typ host",
+            "a=candidate:4 1 udp 2122260223 ::1 50003 typ host",
+            "a=end-of-candidates",
+        ]
+    )
     out = ice.loopback_sdp(sdp)
     assert "127.0.0.1" in out and "::1" in out and "192.168" not in out and ".local" not in out
     assert out.startswith("v=0") and "end-of-candidates" in out
@@ -204,8 +223,10 @@ def test_loopback_sdp_keeps_only_loopback_candidates():
 def test_ice_configuration_has_no_stun_unless_given():
     assert ice.rtc_configuration().iceServers == []
     servers = ice.browser_ice_servers(["stun:127.0.0.1:3478"], ["turn:alice:secret@127.0.0.1:3478"])
-    assert servers == [{"urls": "stun:127.0.0.1:3478"},
-                       {"urls": "turn:127.0.0.1:3478", "username": "alice", "credential": "secret"}]
+    assert servers == [
+        {"urls": "stun:127.0.0.1:3478"},
+        {"urls": "turn:127.0.0.1:3478", "username": "alice", "credential": "secret"},
+    ]
 
 
 # -- media clocks -----------------------------------------------------------------------------------
@@ -260,13 +281,13 @@ def test_sender_reports_map_rtp_time_to_content_time():
     first_rtp = media[0][1].timestamp  # sample 0
     to_wall = time.time() - time.monotonic()
     for sr in reports:
-        content = track.content_epoch + ((sr.sender_info.rtp_timestamp - first_rtp) % 2 ** 32) / 48_000
-        reported = sr.sender_info.ntp_timestamp / 2 ** 32 - NTP_UNIX_OFFSET - to_wall
+        content = track.content_epoch + ((sr.sender_info.rtp_timestamp - first_rtp) % 2**32) / 48_000
+        reported = sr.sender_info.ntp_timestamp / 2**32 - NTP_UNIX_OFFSET - to_wall
         assert abs(reported - content) < 0.002, (reported, content)
     # paced: each packet leaves AUDIO_SEND_DELAY after its last sample's content time (+ loop lag)
     for t, packet in media:
-        end = track.content_epoch + (((packet.timestamp - first_rtp) % 2 ** 32) + 960) / 48_000
-        assert end + AUDIO_SEND_DELAY - 0.002 <= t < end + AUDIO_SEND_DELAY + 0.05, (t - end)
+        end = track.content_epoch + (((packet.timestamp - first_rtp) % 2**32) + 960) / 48_000
+        assert end + AUDIO_SEND_DELAY - 0.002 <= t < end + AUDIO_SEND_DELAY + 0.05, t - end
 
 
 def test_video_sender_reports_map_rtp_time_to_content_time():
@@ -277,13 +298,20 @@ def test_video_sender_reports_map_rtp_time_to_content_time():
     import asyncio
     import struct
 
-    from aiortc.rtcrtpparameters import (RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters,
-                                         RTCRtpSendParameters)
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpSendParameters
     from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket, is_rtcp, unpack_header_extensions
 
-    from dyadic.engine.tracks import (NTP_UNIX_OFFSET, PLAYOUT_DELAY_BUFFERED, PLAYOUT_DELAY_ON_ARRIVAL,
-                                      PLAYOUT_DELAY_URI, VIDEO_CLOCK, VIDEO_SEND_DELAY, FrameTrace,
-                                      SessionVideoTrack, install_aiortc_hooks)
+    from dyadic.engine.tracks import (
+        NTP_UNIX_OFFSET,
+        PLAYOUT_DELAY_BUFFERED,
+        PLAYOUT_DELAY_ON_ARRIVAL,
+        PLAYOUT_DELAY_URI,
+        VIDEO_CLOCK,
+        VIDEO_SEND_DELAY,
+        FrameTrace,
+        SessionVideoTrack,
+        install_aiortc_hooks,
+    )
 
     install_aiortc_hooks()
     from aiortc import rtcpeerconnection
@@ -292,10 +320,16 @@ def test_video_sender_reports_map_rtp_time_to_content_time():
         track = SessionVideoTrack(asyncio.get_running_loop(), fps=30.0)
         transport = _CapturingTransport()
         sender = rtcpeerconnection.RTCRtpSender(track, transport)
-        h264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=VIDEO_CLOCK, payloadType=102,
-                                     parameters={"packetization-mode": "1", "profile-level-id": "42e01f"})
-        extensions = [RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-                      RTCRtpHeaderExtensionParameters(id=5, uri=PLAYOUT_DELAY_URI)]
+        h264 = RTCRtpCodecParameters(
+            mimeType="video/H264",
+            clockRate=VIDEO_CLOCK,
+            payloadType=102,
+            parameters={"packetization-mode": "1", "profile-level-id": "42e01f"},
+        )
+        extensions = [
+            RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(id=5, uri=PLAYOUT_DELAY_URI),
+        ]
         await sender.send(RTCRtpSendParameters(codecs=[h264], headerExtensions=extensions, muxId="0"))
         start = time.monotonic() + 0.1
         track.render_on_arrival = True
@@ -321,17 +355,17 @@ def test_video_sender_reports_map_rtp_time_to_content_time():
     assert len(frames) >= 60
     to_wall = time.time() - time.monotonic()
     for sr in reports:
-        content = start + ((sr.sender_info.rtp_timestamp - first_rtp) % 2 ** 32) / VIDEO_CLOCK
-        reported = sr.sender_info.ntp_timestamp / 2 ** 32 - NTP_UNIX_OFFSET - to_wall
+        content = start + ((sr.sender_info.rtp_timestamp - first_rtp) % 2**32) / VIDEO_CLOCK
+        reported = sr.sender_info.ntp_timestamp / 2**32 - NTP_UNIX_OFFSET - to_wall
         assert abs(reported - content) < 0.002, (reported, content)
     for rtp, t in frames.items():  # every frame left at its capture + VIDEO_SEND_DELAY
-        captured = start + ((rtp - first_rtp) % 2 ** 32) / VIDEO_CLOCK
-        assert VIDEO_SEND_DELAY - 0.002 <= t - captured < VIDEO_SEND_DELAY + 0.05, (t - captured)
+        captured = start + ((rtp - first_rtp) % 2**32) / VIDEO_CLOCK
+        assert VIDEO_SEND_DELAY - 0.002 <= t - captured < VIDEO_SEND_DELAY + 0.05, t - captured
     delays = []
     for _, data in sent:
         if not is_rtcp(data):
             profile, length = struct.unpack_from("!HH", data, 12)
-            elements = dict(unpack_header_extensions(profile, data[16:16 + 4 * length]))
+            elements = dict(unpack_header_extensions(profile, data[16 : 16 + 4 * length]))
             assert elements[9] == b"0"  # aiortc's mid, still there
             value = int.from_bytes(elements[5], "big")
             delays.append((value >> 12, value & 0xFFF))
@@ -366,8 +400,11 @@ def test_playout_delay_extension_in_both_header_forms_and_only_when_asked():
         profile, data = header(video, playout_id)
         assert profile == form and dict(unpack_header_extensions(profile, data)) == {1: b"0", playout_id: expected}
     plain = HeaderExtensionsMap()
-    plain.configure(RTCRtpParameters(headerExtensions=[
-        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]))
+    plain.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]
+        )
+    )
     aiortc_own = plain.set(HeaderExtensions(mid="0"))
     assert header(SimpleNamespace(), 5) == aiortc_own  # an audio track
     assert header(video, None) == aiortc_own  # the browser did not offer the extension
@@ -381,8 +418,14 @@ def test_tracks_stamp_content_time():
     fills it), and the audio clock moves back when samples run ahead of the capture."""
     import asyncio
 
-    from dyadic.engine.tracks import (AUDIO_GAP_TOLERANCE, VIDEO_CLOCK, VIDEO_SEND_DELAY, FrameTrace,
-                                      SessionAudioTrack, SessionVideoTrack)
+    from dyadic.engine.tracks import (
+        AUDIO_GAP_TOLERANCE,
+        VIDEO_CLOCK,
+        VIDEO_SEND_DELAY,
+        FrameTrace,
+        SessionAudioTrack,
+        SessionVideoTrack,
+    )
 
     async def run():
         loop = asyncio.get_running_loop()

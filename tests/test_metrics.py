@@ -1,4 +1,5 @@
 """REACT metrics against values worked out by hand on tiny inputs (shared/reference/react.md, section 5)."""
+
 from __future__ import annotations
 
 import math
@@ -6,9 +7,20 @@ import math
 import numpy as np
 import pytest
 
-from dyadic.models.metrics import (_frdvs_pairwise, all_metrics, binarize, ccc, dtw, fr_dist_pair, frcorr,
-                                   frdist, frdiv, frdvs, frsyn, frvar)
-
+from dyadic.models.metrics import (
+    _frdvs_pairwise,
+    all_metrics,
+    binarize,
+    ccc,
+    dtw,
+    fr_dist_pair,
+    frcorr,
+    frdist,
+    frdiv,
+    frdvs,
+    frsyn,
+    frvar,
+)
 
 # REACT's 25-d layout with datasets.specs.METRIC_GROUPS["react"]: AU (binary), VA, expressions.
 REACT_PARTS = [(slice(0, 15), 1 / 15, True), (slice(15, 17), 1.0, False), (slice(17, 25), 1 / 8, False)]
@@ -32,6 +44,7 @@ def dtw_reference(a: np.ndarray, b: np.ndarray) -> float:
 
 # --- CCC -----------------------------------------------------------------------------------------
 
+
 def test_ccc_identical_and_negated():
     y = np.random.default_rng(0).normal(size=(50, 3))
     assert ccc(y, y) == pytest.approx(1.0, abs=1e-6)
@@ -50,10 +63,11 @@ def test_ccc_worked_example():
 
 def test_ccc_constant_channel_is_zero_not_nan():
     assert ccc(col(1, 1, 1), col(1, 2, 3)) == 0.0
-    assert ccc(col(0.1, 0.1, 0.1), col(0.1, 0.1, 0.1)) == 0.0   # equal constants: 0 / 1e-8
+    assert ccc(col(0.1, 0.1, 0.1), col(0.1, 0.1, 0.1)) == 0.0  # equal constants: 0 / 1e-8
 
 
 # --- DTW -----------------------------------------------------------------------------------------
+
 
 def test_dtw_worked_example():
     # a = 0, 1, 2 against b = 0, 2. Squared costs (rows a, columns b): [[0, 4], [1, 1], [4, 0]].
@@ -64,8 +78,9 @@ def test_dtw_worked_example():
     assert dtw(np.array([[0.0, 0.0], [3.0, 4.0]]), np.array([[0.0, 0.0]])) == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("ta,tb,d", [(1, 1, 1), (1, 6, 3), (6, 1, 1), (2, 2, 1), (5, 8, 1), (8, 5, 3),
-                                     (13, 13, 3), (20, 7, 3)])
+@pytest.mark.parametrize(
+    "ta,tb,d", [(1, 1, 1), (1, 6, 3), (6, 1, 1), (2, 2, 1), (5, 8, 1), (8, 5, 3), (13, 13, 3), (20, 7, 3)]
+)
 def test_dtw_matches_brute_force(ta, tb, d):
     rng = np.random.default_rng(ta * 100 + tb * 10 + d)
     a, b = rng.normal(size=(ta, d)), rng.normal(size=(tb, d))
@@ -79,6 +94,7 @@ def test_dtw_of_identical_sequences_is_exactly_zero():
 
 
 # --- FRCorr and FRDist ---------------------------------------------------------------------------
+
 
 def test_frcorr_hand_value():
     g1, g2 = col(1, 2, 3), col(3, 2, 1)
@@ -124,6 +140,7 @@ def test_frdist_batched_over_samples_matches_brute_force():
 
 
 # --- FRDiv, FRVar, FRDvs -------------------------------------------------------------------------
+
 
 def test_frdiv_hand_values():
     same = np.stack([col(0, 1), col(0, 1), col(0, 1)])
@@ -176,16 +193,17 @@ def test_uniform_noise_values():
 
 # --- FRSyn ---------------------------------------------------------------------------------------
 
+
 def delayed(s: np.ndarray, frames: int, fill: np.ndarray) -> np.ndarray:
     """s shifted later by `frames`; the first frames come from `fill`."""
-    return np.vstack([fill[:frames], s[:len(s) - frames]])
+    return np.vstack([fill[:frames], s[: len(s) - frames]])
 
 
 def test_frsyn_finds_a_three_frame_delay():
     rng = np.random.default_rng(4)
     s = rng.normal(size=(300, 3))
     p_late = delayed(s, 3, rng.normal(size=(3, 3)))
-    p_early = np.vstack([s[3:], rng.normal(size=(3, 3))])   # the prediction leads by 3 frames
+    p_early = np.vstack([s[3:], rng.normal(size=(3, 3))])  # the prediction leads by 3 frames
     assert frsyn([np.stack([p_late, p_early])], [s], fps=25) == 3.0
     # A channel that never fires (an AU) would make the official TLCC NaN; here it is skipped.
     p_late[:, 1] = 0.0
@@ -202,7 +220,7 @@ def test_frsyn_ties_go_to_the_smallest_lag():
 def test_frsyn_degenerate_inputs_give_the_worst_offset_not_nan():
     s = np.random.default_rng(6).normal(size=(100, 2))
     constant = np.full((2, 100, 2), 0.5)
-    assert frsyn([constant], [s], fps=25) == 49.0    # round(2 * 25) - 1, as the official window
+    assert frsyn([constant], [s], fps=25) == 49.0  # round(2 * 25) - 1, as the official window
     assert frsyn([constant], [s], fps=30) == 59.0
     assert frsyn([s[None]], [np.zeros((100, 2))], fps=25) == 49.0
 
@@ -215,12 +233,13 @@ def test_frsyn_short_sequences():
 
 # --- binarize and all_metrics --------------------------------------------------------------------
 
+
 def test_binarize_thresholds_binary_parts_only():
     parts = [(slice(0, 3), 1.0, True), (slice(3, 4), 1.0, False)]
     x = np.array([[0.2, 0.5, 0.7, 0.3]])
     out = binarize(x, parts)
     np.testing.assert_array_equal(out, [[0.0, 1.0, 1.0, 0.3]])
-    assert x[0, 1] == 0.5   # a copy
+    assert x[0, 1] == 0.5  # a copy
 
 
 def react_like(rng: np.random.Generator, t: int) -> np.ndarray:
@@ -239,7 +258,7 @@ def test_all_metrics_gt_as_prediction():
     assert all(isinstance(v, float) and math.isfinite(v) for v in out.values())
     assert out["FRDiv"] == 0.0
     assert out["FRDist"] == 0.0
-    assert out["FRCorr"] == pytest.approx(3.0, abs=1e-6)   # 3 samples, each CCC 1 on every channel
+    assert out["FRCorr"] == pytest.approx(3.0, abs=1e-6)  # 3 samples, each CCC 1 on every channel
 
 
 def test_all_metrics_binarizes_predictions():
@@ -247,7 +266,7 @@ def test_all_metrics_binarizes_predictions():
     g = react_like(rng, 30)
     g[:, :15] = g[:, :15] >= 0.5
     p = g.copy()
-    p[:, :15] = np.where(g[:, :15] > 0, 0.9, 0.1)   # wrong as raw values, right once thresholded
+    p[:, :15] = np.where(g[:, :15] > 0, 0.9, 0.1)  # wrong as raw values, right once thresholded
     out = all_metrics([p[None]], [[g]], [g], REACT_PARTS, fps=25)
     assert out["FRDist"] == 0.0
     assert fr_dist_pair(p, g, REACT_PARTS) > 0.0

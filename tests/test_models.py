@@ -1,4 +1,5 @@
 """The reaction model: causal features, strict causality, ONNX step == torch, latents, training."""
+
 from __future__ import annotations
 
 import json
@@ -34,13 +35,14 @@ def small_model(seamless_clips):
 
 def _spec():
     from dyadic.datasets.specs import SEAMLESS_SPEC
+
     return SEAMLESS_SPEC
 
 
 def _inputs(model, clip, batch=2, frames=60):
     layout = model.config.channel_layout
     spk = layout.encode(clip.speaker[:frames])
-    rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a, np.float32)[None], batch, 0))  # noqa: E731
+    rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a, np.float32)[None], batch, 0))
     latent = torch.from_numpy(np.random.default_rng(1).standard_normal((batch, model.config.latent)).astype(np.float32))
     return rep(clip.audio[:frames]), rep(spk), rep(clip.speaker_valid[:frames]), latent
 
@@ -56,9 +58,9 @@ def test_streaming_features_equal_batch_features(sample_root, seamless_clips):
         stream, rng, out, i = StreamingLogMel(it.fps), np.random.default_rng(0), [], 0
         while i < len(audio):  # chunks of any size, like a microphone or a WebRTC track delivers
             n = int(rng.integers(1, 4000))
-            out.append(stream.push(audio[i:i + n]))
+            out.append(stream.push(audio[i : i + n]))
             i += n
-        streamed = np.concatenate(out)[:it.n_frames]
+        streamed = np.concatenate(out)[: it.n_frames]
         assert len(streamed) == it.n_frames
         np.testing.assert_array_equal(streamed, batch)
 
@@ -80,17 +82,17 @@ def test_model_is_strictly_causal(small_model, seamless_clips):
     ref = small_model.run(audio, spk, valid, latent)
     k = 29
     audio2, spk2, valid2 = audio.clone(), spk.clone(), valid.clone()
-    audio2[:, k + 1:] += torch.randn_like(audio2[:, k + 1:]) * 3
-    spk2[:, k + 1:] += torch.randn_like(spk2[:, k + 1:])
-    valid2[:, k + 1:] = 0
+    audio2[:, k + 1 :] += torch.randn_like(audio2[:, k + 1 :]) * 3
+    spk2[:, k + 1 :] += torch.randn_like(spk2[:, k + 1 :])
+    valid2[:, k + 1 :] = 0
     out = small_model.run(audio2, spk2, valid2, latent)
-    assert torch.equal(out[:, :k + 1], ref[:, :k + 1])
-    assert not torch.allclose(out[:, k + 1:], ref[:, k + 1:])
+    assert torch.equal(out[:, : k + 1], ref[:, : k + 1])
+    assert not torch.allclose(out[:, k + 1 :], ref[:, k + 1 :])
     # the teacher-forced training form is causal too (the same GRU, no look-ahead)
     prev = torch.cat([small_model.listener_mean.expand(2, 1, -1), ref[:, :-1]], dim=1)
     seq = small_model.forward_sequence(audio, spk, valid, prev, latent)
     seq2 = small_model.forward_sequence(audio2, spk2, valid2, prev, latent)
-    assert torch.equal(seq[:, :k + 1], seq2[:, :k + 1])
+    assert torch.equal(seq[:, : k + 1], seq2[:, : k + 1])
 
 
 def test_latent_changes_the_reaction(small_model, seamless_clips):
@@ -120,22 +122,32 @@ def test_onnx_step_loop_matches_torch(small_model, seamless_clips, tmp_path):
     clip = seamless_clips[0]
     frames = 90
     seeds = [3, 4, 5]
-    onnx_out = generate(runtime, clip.audio[:frames], clip.speaker[:frames], clip.speaker_valid[:frames], seeds,
-                        decode=False)
-    torch_out = generate(TorchRuntime(small_model, "cpu"), clip.audio[:frames], clip.speaker[:frames],
-                         clip.speaker_valid[:frames], seeds, decode=False)
+    onnx_out = generate(
+        runtime, clip.audio[:frames], clip.speaker[:frames], clip.speaker_valid[:frames], seeds, decode=False
+    )
+    torch_out = generate(
+        TorchRuntime(small_model, "cpu"),
+        clip.audio[:frames],
+        clip.speaker[:frames],
+        clip.speaker_valid[:frames],
+        seeds,
+        decode=False,
+    )
     np.testing.assert_allclose(onnx_out, torch_out, atol=1e-4)
     # ... and the torch full-sequence forward (free running) over the same latents
     layout = small_model.config.channel_layout
-    z = torch.from_numpy(np.stack([[LatentSchedule(small_model.config.latent, s, 30.0)(f) for f in range(frames)]
-                                   for s in seeds]))
-    rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a, np.float32)[None], len(seeds), 0))  # noqa: E731
-    full = small_model.run(rep(clip.audio[:frames]), rep(layout.encode(clip.speaker[:frames])),
-                           rep(clip.speaker_valid[:frames]), z).numpy()
+    z = torch.from_numpy(
+        np.stack([[LatentSchedule(small_model.config.latent, s, 30.0)(f) for f in range(frames)] for s in seeds])
+    )
+    rep = lambda a: torch.from_numpy(np.repeat(np.asarray(a, np.float32)[None], len(seeds), 0))
+    full = small_model.run(
+        rep(clip.audio[:frames]), rep(layout.encode(clip.speaker[:frames])), rep(clip.speaker_valid[:frames]), z
+    ).numpy()
     np.testing.assert_allclose(onnx_out, full, atol=1e-4)
     # a batched call serves many sessions: row 1 of a batch of 3 == the same session alone
-    single = generate(runtime, clip.audio[:frames], clip.speaker[:frames], clip.speaker_valid[:frames], [4],
-                      decode=False)
+    single = generate(
+        runtime, clip.audio[:frames], clip.speaker[:frames], clip.speaker_valid[:frames], [4], decode=False
+    )
     np.testing.assert_allclose(onnx_out[1], single[0], atol=1e-5)
 
 
@@ -159,6 +171,7 @@ def test_session_steps_from_raw_samples(small_model, sample_root):
     # rotations come back in dataset units: near the data's own global orientation
     ref = np.asarray(layout.reference_rotations["smplh:global_orient"])[0]
     from scipy.spatial.transform import Rotation
+
     angle = (Rotation.from_rotvec(ref).inv() * Rotation.from_rotvec(listener["smplh:global_orient"])).magnitude()
     assert angle.max() < 1.0
 
@@ -184,21 +197,32 @@ def test_window_ccc_by_hand():
 
     assert ccc(target) == pytest.approx(1.0, abs=1e-5)
     assert ccc(-target) == pytest.approx(-2 * 1.25 / (1.25 + 1.25 + 25), abs=1e-5)  # var 1.25, means 2.5 apart x2
-    assert ccc(target / 2 + 1.25) == pytest.approx(2 * 0.625 / (0.3125 + 1.25), abs=1e-5)  # flat: same mean, half the swing
+    assert ccc(target / 2 + 1.25) == pytest.approx(
+        2 * 0.625 / (0.3125 + 1.25), abs=1e-5
+    )  # flat: same mean, half the swing
     # masked frames do not count: the last frame's wild value is ignored
     m = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1)
     assert ccc(torch.tensor([1.0, 2.0, 3.0, 99.0]), m) == pytest.approx(1.0, abs=1e-5)
     # a target constant in its window has no concordance to learn: left out, not a NaN
     flat = torch.full((1, 4, 1), 2.0)
-    both = window_ccc(torch.cat([target.view(1, 4, 1), flat]), torch.cat([target.view(1, 4, 1), flat]),
-                      torch.ones(2, 4, 1))
+    both = window_ccc(
+        torch.cat([target.view(1, 4, 1), flat]), torch.cat([target.view(1, 4, 1), flat]), torch.ones(2, 4, 1)
+    )
     assert float(both) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_train_resume_and_checkpoint(sample_root, tmp_path):
     out = tmp_path / "run"
-    opts = TrainOptions(data=str(sample_root / "seamless"), out=str(out), epochs=1, batch=4, window=32,
-                        hidden=16, latent=4, progress=False)
+    opts = TrainOptions(
+        data=str(sample_root / "seamless"),
+        out=str(out),
+        epochs=1,
+        batch=4,
+        window=32,
+        hidden=16,
+        latent=4,
+        progress=False,
+    )
     best = train(opts, log=lambda *_: None)
     assert best.exists() and (out / "last.pt").exists()
     opts.epochs, opts.resume = 2, True
@@ -215,9 +239,24 @@ def test_train_with_the_concordance_term(sample_root, tmp_path, capsys):
     recorded with the run's options; a negative weight is refused."""
     from dyadic.engine.cli import build_parser, cmd_train
 
-    args = build_parser().parse_args(["train", "--data", str(sample_root), "--format", "react", "--out",
-                                      str(tmp_path / "run"), "--epochs", "1", "--batch", "4",
-                                      "--ccc-weight", "0.5", "-q"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--data",
+            str(sample_root),
+            "--format",
+            "react",
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--batch",
+            "4",
+            "--ccc-weight",
+            "0.5",
+            "-q",
+        ]
+    )
     assert cmd_train(args) == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert 0 < history[0]["train_ccc_loss"] < 2  # 1 - CCC, CCC in [-1, 1]

@@ -1,4 +1,5 @@
 """`dyadic export`, `dyadic eval`, the shipped weights and the model listener in `dyadic replay`."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from dyadic.engine.cli import main
-from dyadic.models.weights import WEIGHTS_DIR, default_model_path
+from dyadic.models.shipped import WEIGHTS_DIR, default_model_path
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,19 @@ def tiny_checkpoint(sample_root, tmp_path_factory):
     from dyadic.models.train import TrainOptions, train
 
     out = tmp_path_factory.mktemp("tiny-run")
-    train(TrainOptions(data=str(sample_root / "seamless"), out=str(out), epochs=1, batch=4, window=32, hidden=16,
-                       latent=4, progress=False), log=lambda *_: None)
+    train(
+        TrainOptions(
+            data=str(sample_root / "seamless"),
+            out=str(out),
+            epochs=1,
+            batch=4,
+            window=32,
+            hidden=16,
+            latent=4,
+            progress=False,
+        ),
+        log=lambda *_: None,
+    )
     return out / "last.pt"
 
 
@@ -26,8 +38,23 @@ def test_export_then_eval_cli(tiny_checkpoint, sample_root, tmp_path, capsys):
     assert main(["export", str(tiny_checkpoint), "--out", str(onnx_path)]) == 0
     assert onnx_path.exists()
     report_dir = tmp_path / "report"
-    assert main(["eval", "--data", str(sample_root / "seamless"), "--model", str(onnx_path), "--samples", "3",
-                 "--out", str(report_dir), "-q"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(sample_root / "seamless"),
+                "--model",
+                str(onnx_path),
+                "--samples",
+                "3",
+                "--out",
+                str(report_dir),
+                "-q",
+            ]
+        )
+        == 0
+    )
     report = json.loads((report_dir / "metrics.json").read_text())
     assert set(report["rows"]) == {"model", "ground truth", "mirror", "random", "mean listener"}
     for row in report["rows"].values():
@@ -44,8 +71,23 @@ def test_export_then_eval_cli(tiny_checkpoint, sample_root, tmp_path, capsys):
 
 
 def test_eval_checkpoint_through_torch(tiny_checkpoint, sample_root, tmp_path):
-    assert main(["eval", "--data", str(sample_root / "seamless"), "--model", str(tiny_checkpoint), "--samples", "2",
-                 "--out", str(tmp_path), "-q"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(sample_root / "seamless"),
+                "--model",
+                str(tiny_checkpoint),
+                "--samples",
+                "2",
+                "--out",
+                str(tmp_path),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "metrics.json").read_text())["provider"] == "torch-cpu"
 
 
@@ -80,31 +122,100 @@ def test_replay_uses_the_model_with_the_real_listener_as_ghost(sample_root, tmp_
     import av
 
     out = tmp_path / "model.mp4"
-    assert main(["replay", "V00_S0809_I00000582", "--data", str(sample_root / "seamless"), "--out", str(out),
-                 "--seconds", "1", "--size", "160x120", "-q"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "V00_S0809_I00000582",
+                "--data",
+                str(sample_root / "seamless"),
+                "--out",
+                str(out),
+                "--seconds",
+                "1",
+                "--size",
+                "160x120",
+                "-q",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "reaction model" in err and "ghost" in err
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 30
     # the model's listener is not the recording's: the frames differ from a replay without it
     plain = tmp_path / "plain.mp4"
-    assert main(["replay", "V00_S0809_I00000582", "--data", str(sample_root / "seamless"), "--out", str(plain),
-                 "--seconds", "1", "--size", "160x120", "--model", "none", "-q"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "V00_S0809_I00000582",
+                "--data",
+                str(sample_root / "seamless"),
+                "--out",
+                str(plain),
+                "--seconds",
+                "1",
+                "--size",
+                "160x120",
+                "--model",
+                "none",
+                "-q",
+            ]
+        )
+        == 0
+    )
 
     def last_frame(p):
         with av.open(str(p)) as c:
             return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][-1].astype(int)
+
     assert np.abs(last_frame(out) - last_frame(plain)).mean() > 0.5
     # the ghost is drawn: without it the same model listener renders differently
     no_ghost = tmp_path / "no-ghost.mp4"
-    assert main(["replay", "V00_S0809_I00000582", "--data", str(sample_root / "seamless"), "--out", str(no_ghost),
-                 "--seconds", "1", "--size", "160x120", "--no-ghost", "-q"]) == 0
+    assert (
+        main(
+            [
+                "replay",
+                "V00_S0809_I00000582",
+                "--data",
+                str(sample_root / "seamless"),
+                "--out",
+                str(no_ghost),
+                "--seconds",
+                "1",
+                "--size",
+                "160x120",
+                "--no-ghost",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert np.abs(last_frame(out) - last_frame(no_ghost)).mean() > 0.5
 
 
 def test_replay_refuses_a_model_of_another_dataset(sample_root, tmp_path, capsys):
-    assert main(["replay", "--data", str(sample_root / "react"), "--out", str(tmp_path / "x.mp4"), "--seconds", "1",
-                 "--size", "160x120", "--model", str(default_model_path("seamless")), "-q"]) == 2
+    assert (
+        main(
+            [
+                "replay",
+                "--data",
+                str(sample_root / "react"),
+                "--out",
+                str(tmp_path / "x.mp4"),
+                "--seconds",
+                "1",
+                "--size",
+                "160x120",
+                "--model",
+                str(default_model_path("seamless")),
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "trained on seamless data" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.mp4.part").exists()
 
@@ -123,8 +234,7 @@ def test_shipped_model_is_smooth_across_latent_redraws(sample_root):
     std = np.asarray(runtime.config.stats["listener_std"])
     _, clips, _ = load_clips(sample_root / "seamless", "seamless")
     clip = clips[0]
-    out = generate(runtime, clip.audio, clip.speaker, clip.speaker_valid, [0, 1, 2], resample_seconds=4.0,
-                   decode=False)
+    out = generate(runtime, clip.audio, clip.speaker, clip.speaker_valid, [0, 1, 2], resample_seconds=4.0, decode=False)
     steps = (np.abs(np.diff(out, axis=1)) / std).max(-1)  # (K, T-1): the largest channel step per frame
     recorded = (np.abs(np.diff(runtime.layout.encode(clip.listener), axis=0)) / std).max(-1)
     assert np.percentile(steps, 99) < np.percentile(recorded, 99)

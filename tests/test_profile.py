@@ -1,4 +1,5 @@
 """dyadic profile: traces joined through the RTP clock, complete, and reported consistently."""
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,9 @@ def _server_frames(n: int, start_pts: int):
 
 def test_client_frames_are_matched_through_the_rtp_origin_across_a_wrap():
     server = _server_frames(40, start_pts=5_000)
-    origin = 2 ** 32 - 60_000  # the sender's random origin; pts wrap during the run
+    origin = 2**32 - 60_000  # the sender's random origin; pts wrap during the run
     received = server[3:37]  # the client missed the first and the last frames
-    client = [{"rtp": (f["pts"] + origin) % 2 ** 32, "times": {"decoded": f["times"]["sent"] + 0.02}}
-              for f in received]
+    client = [{"rtp": (f["pts"] + origin) % 2**32, "times": {"decoded": f["times"]["sent"] + 0.02}} for f in received]
     joined, unmatched = profile.join(server, client)
     assert unmatched == 0 and [f["index"] for f in joined] == list(range(3, 37))
     # the intervals of a frame add up to its end-to-end time exactly
@@ -37,16 +37,33 @@ def test_client_frames_are_matched_through_the_rtp_origin_across_a_wrap():
 def test_browser_marks_are_named_by_the_path_and_mapped_through_the_best_pong():
     server = _server_frames(10, start_pts=0)
     offset_ms = -1_700_000_000_000.0  # server monotonic ms - page ms
-    pongs = [{"t": 1.0, "rtt": 9.0, "offset": offset_ms + 4.0}, {"t": 2.0, "rtt": 0.8, "offset": offset_ms},
-             {"t": 3.0, "rtt": 3.0, "offset": offset_ms - 1.0}]
-    page = [{"rtp": f["pts"] + 77, "decode_ms": 0.9, "frame_id": f["index"],
-             "page": {"received": (f["times"]["sent"] + 0.002) * 1e3 - offset_ms,
-                      "presented": (f["times"]["sent"] + 0.015) * 1e3 - offset_ms}} for f in server]
+    pongs = [
+        {"t": 1.0, "rtt": 9.0, "offset": offset_ms + 4.0},
+        {"t": 2.0, "rtt": 0.8, "offset": offset_ms},
+        {"t": 3.0, "rtt": 3.0, "offset": offset_ms - 1.0},
+    ]
+    page = [
+        {
+            "rtp": f["pts"] + 77,
+            "decode_ms": 0.9,
+            "frame_id": f["index"],
+            "page": {
+                "received": (f["times"]["sent"] + 0.002) * 1e3 - offset_ms,
+                "presented": (f["times"]["sent"] + 0.015) * 1e3 - offset_ms,
+            },
+        }
+        for f in server
+    ]
     from dyadic.engine.profile_run import ClientSession, RawRun
 
-    session = ClientSession(page, server, {"dropped": 0, "repeated": 0}, clock=pongs,
-                            av=[{"t": 100_010.0 - offset_ms, "ms": 99.0}, {"t": 100_100.0 - offset_ms, "ms": 12.0}],
-                            start=100_050.0 - offset_ms)  # frames 0 and 1 (and the first A/V sample) are warm-up
+    session = ClientSession(
+        page,
+        server,
+        {"dropped": 0, "repeated": 0},
+        clock=pongs,
+        av=[{"t": 100_010.0 - offset_ms, "ms": 99.0}, {"t": 100_100.0 - offset_ms, "ms": 12.0}],
+        start=100_050.0 - offset_ms,
+    )  # frames 0 and 1 (and the first A/V sample) are warm-up
     run = profile.from_raw(RawRun([session], {"server": 1.0}, 1.0, "chromium", {}, [], offset_ms + 0.05, True))
     assert [f["index"] for f in run.frames] == list(range(2, 10)) and run.clock[0]["offset_ms"] == offset_ms
     assert abs(run.clock[0]["os_check_ms"] + 0.05) < 1e-6
@@ -124,8 +141,12 @@ def test_chromium_run_measures_glass_to_glass_and_checks_its_mappings(tmp_path):
     ids = summary["frame_ids"]
     assert ids["checked"] >= 0.95 * len(lines) and ids["mismatched"] <= 0.02 * ids["checked"], ids
     assert summary["av_offset_ms"]["n"] >= 8 and summary["decode_ms"]["median"] > 0
-    assert set(summary["budget"]) == {"glass_to_glass_median_ms", "glass_to_glass_p95_ms",
-                                      "av_offset_max_abs_ms", "latency_end_vs_start_ms"}
+    assert set(summary["budget"]) == {
+        "glass_to_glass_median_ms",
+        "glass_to_glass_p95_ms",
+        "av_offset_max_abs_ms",
+        "latency_end_vs_start_ms",
+    }
     assert summary["cpu_cores"]["client"] > 0.05  # Chromium decodes and composites
     assert summary["client_stats"][0]["codec"] == "H264"
 

@@ -1,4 +1,5 @@
 """The render worker: a session's skinning and rendering in a process of its own."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The default avatar: generated model file, smplx's SMPL-H loader, skinning and the face rig."""
+
 from __future__ import annotations
 
 import shutil
@@ -23,8 +24,14 @@ def avatar(tmp_path_factory):
 def test_smplx_loads_generated_file_through_its_smplh_path(avatar):
     import smplx
 
-    model = smplx.create(str(default_avatar.default_model_dir()), model_type="smplh",
-                         gender="neutral", ext="npz", use_pca=False, num_betas=16)
+    model = smplx.create(
+        str(default_avatar.default_model_dir()),
+        model_type="smplh",
+        gender="neutral",
+        ext="npz",
+        use_pca=False,
+        num_betas=16,
+    )
     assert type(model) is smplx.SMPLH
     data = np.load(default_avatar.default_model_dir() / default_avatar.SMPLH_FILE)
     v = data["v_template"].shape[0]
@@ -129,7 +136,6 @@ def test_fast_skinning_matches_smplx_lbs(avatar):
     from smplx.lbs import lbs
 
     from dyadic.renderer.idle import idle_pose
-
     from dyadic.renderer.pose import BLENDSHAPE_INDEX
 
     poses = [idle_pose(0.7, seed=1, talking=True), idle_pose(2.1, seed=2)]
@@ -145,8 +151,16 @@ def test_fast_skinning_matches_smplx_lbs(avatar):
     m = avatar.model
     with torch.inference_mode():
         full = torch.from_numpy(avatar._full_pose(poses).astype(np.float32)).view(2, -1)
-        ref_v, ref_j = lbs(torch.zeros(2, m.shapedirs.shape[-1]), full, torch.from_numpy(rest),
-                           m.shapedirs, m.posedirs, m.J_regressor, m.parents, m.lbs_weights)
+        ref_v, ref_j = lbs(
+            torch.zeros(2, m.shapedirs.shape[-1]),
+            full,
+            torch.from_numpy(rest),
+            m.shapedirs,
+            m.posedirs,
+            m.J_regressor,
+            m.parents,
+            m.lbs_weights,
+        )
     offset = np.stack([p.transl for p in poses])[:, None] - avatar._pelvis
     np.testing.assert_allclose(verts, ref_v.numpy() + offset, atol=1e-5)
     np.testing.assert_allclose(joints, ref_j.numpy() + offset, atol=1e-5)
@@ -173,8 +187,16 @@ def test_models_with_pose_correctives_go_through_smplx_lbs(avatar, tmp_path):
     m = real.model
     with torch.inference_mode():
         full = torch.from_numpy(real._full_pose(poses).astype(np.float32)).view(2, -1)
-        ref, _ = lbs(torch.zeros(2, m.shapedirs.shape[-1]), full, m.v_template.expand(2, -1, -1),
-                     m.shapedirs, m.posedirs, m.J_regressor, m.parents, m.lbs_weights)
+        ref, _ = lbs(
+            torch.zeros(2, m.shapedirs.shape[-1]),
+            full,
+            m.v_template.expand(2, -1, -1),
+            m.shapedirs,
+            m.posedirs,
+            m.J_regressor,
+            m.parents,
+            m.lbs_weights,
+        )
     offset = np.stack([p.transl for p in poses])[:, None] - real._pelvis
     np.testing.assert_allclose(verts, ref.numpy() + offset, atol=1e-5)
     # the correctives do move the surface: the sparse path would have missed them

@@ -1,4 +1,5 @@
 """renderer/lod.py: the body's triangles halved for software rendering, the head and colour edges whole."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """DyadRenderer: real pyrender, headless EGL (OSMesa checked in a subprocess), one shared renderer."""
+
 from __future__ import annotations
 
 import os
@@ -65,7 +66,7 @@ def test_blendshape_changes_only_head_pixels(avatar, renderer, base, shape):
     assert changed.sum() > 15, shape
     x0, y0, x1, y1 = _head_box(renderer, avatar, listener, listener2)
     outside = changed.copy()
-    outside[max(y0, 0):y1, max(x0, 0):x1] = False
+    outside[max(y0, 0) : y1, max(x0, 0) : x1] = False
     assert outside.sum() == 0, f"{shape} changed {outside.sum()} pixels outside the head"
 
 
@@ -166,8 +167,13 @@ def test_osmesa_and_egl_give_nearly_the_same_image(tmp_path):
     images = {}
     for backend in ("egl", "osmesa"):
         out = tmp_path / f"{backend}.npy"
-        proc = subprocess.run([sys.executable, "-c", _OTHER_BACKEND, backend, str(out)],
-                              capture_output=True, text=True, timeout=120, env=os.environ.copy())
+        proc = subprocess.run(
+            [sys.executable, "-c", _OTHER_BACKEND, backend, str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=os.environ.copy(),
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.startswith(backend)
         images[backend] = np.load(out).astype(np.int16)
@@ -199,7 +205,7 @@ def test_renderers_created_and_closed_in_parallel_threads(avatar, base):
         try:
             with DyadRenderer(avatar, size=(160, 120)) as r:
                 images.append(r.render(speaker, listener))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(repr(exc))
 
     for _ in range(8):

@@ -1,5 +1,6 @@
 """Offline replay to MP4 and the `dyadic` command line, on real generated files, real smplx,
 real pyrender and real PyAV."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,10 @@ def test_cli_data_ls_table_and_json(sample_root, capsys):
 
 def test_cli_data_sample_writes_the_react_layout(tmp_path, capsys):
     out = tmp_path / "react_sample"
-    assert main(["data", "sample", str(out), "--format", "react", "--interactions", "1",
-                 "--seconds", "4", "--seed", "3"]) == 0
+    assert (
+        main(["data", "sample", str(out), "--format", "react", "--interactions", "1", "--seconds", "4", "--seed", "3"])
+        == 0
+    )
     assert capsys.readouterr().out.strip() == str(out)
     assert list(out.rglob("facial-attributes/speaker/session*/*.npy"))
     assert list(out.rglob("coefficients/listener/session*/*.npy"))
@@ -116,19 +119,35 @@ def test_cli_data_sample_writes_the_react_layout(tmp_path, capsys):
 
 def test_cli_replay_end_to_end(sample_root, tmp_path, capsys):
     out = tmp_path / "clip.mp4"
-    code = main(["replay", "V01_S0346_I00000725_P1690", "--data", str(sample_root), "--out", str(out),
-                 "--seconds", "1", "--size", "320x240", "-q"])
+    code = main(
+        [
+            "replay",
+            "V01_S0346_I00000725_P1690",
+            "--data",
+            str(sample_root),
+            "--out",
+            str(out),
+            "--seconds",
+            "1",
+            "--size",
+            "320x240",
+            "-q",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip() == str(out)
     frames, rate, _ = decode(out)
     assert len(frames) == 30 and rate == exact_rate(30000 / 1001)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["replay", "V99_S0000_I00000000", "--seconds", "1"], "V99_S0000_I00000000"),
-    (["data", "ls", "/nonexistent/folder"], "no such folder"),
-    (["data", "sample", "/tmp/dyadic-never-written", "--seconds", "1"], "at least 3 s"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["replay", "V99_S0000_I00000000", "--seconds", "1"], "V99_S0000_I00000000"),
+        (["data", "ls", "/nonexistent/folder"], "no such folder"),
+        (["data", "sample", "/tmp/dyadic-never-written", "--seconds", "1"], "at least 3 s"),
+    ],
+)
 def test_cli_errors_are_one_clear_line(sample_root, capsys, argv, message):
     if argv[0] == "replay":
         argv = argv + ["--data", str(sample_root)]
@@ -137,8 +156,10 @@ def test_cli_errors_are_one_clear_line(sample_root, capsys, argv, message):
     assert err[-1].startswith("dyadic: error:") and message in err[-1]
 
 
-@pytest.mark.parametrize("argv", [["replay", "--size", "640by480"], ["replay", "--seconds", "-1"],
-                                  ["data", "sample", "x", "--interactions", "0"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["replay", "--size", "640by480"], ["replay", "--seconds", "-1"], ["data", "sample", "x", "--interactions", "0"]],
+)
 def test_cli_rejects_bad_options(argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)

@@ -12,6 +12,7 @@ which the same work costs 30-50 % more CPU, so the measurement is repeated, up t
 TWO_SESSIONS_ATTEMPTS times, before the test fails. Tests that are about something else (controls,
 microphone) use FPS_FLOOR.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,7 +69,7 @@ def _presented_delay_growth_s(frames: list[dict]) -> float:
     the frame's RTP time (window.dyadic.frames()): presentation minus RTP time is a constant offset
     plus the delay, so slow motion or a backlog shows as growth."""
     t = np.array([f["presented"] for f in frames]) / 1e3
-    rtp = np.unwrap(np.array([f["rtp"] for f in frames], float), period=2 ** 32)
+    rtp = np.unwrap(np.array([f["rtp"] for f in frames], float), period=2**32)
     lag = t - rtp / 90_000
     return float(np.median(lag[t > t[-1] - 2]) - np.median(lag[t < t[0] + 2]))
 
@@ -204,8 +205,7 @@ def test_chromium_follows_a_switch_to_its_microphone_and_back(server):
 
 # -- sessions come and go -------------------------------------------------------------------------
 def test_vanished_client_is_cleaned_up(server):
-    code = ("import asyncio; from dyadic.engine.probe import probe; "
-            f"asyncio.run(probe({server.ws!r}, seconds=60))")
+    code = f"import asyncio; from dyadic.engine.probe import probe; asyncio.run(probe({server.ws!r}, seconds=60))"
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
         assert server.wait_sessions(1, timeout=30) == 1
@@ -219,6 +219,7 @@ def test_vanished_client_is_cleaned_up(server):
 def test_max_sessions_refused_clearly_but_not_a_reload():
     srv = ServeProcess("--max-sessions", "1")
     try:
+
         async def two():
             import websockets
 
@@ -293,8 +294,13 @@ def test_pushed_movement_and_controls(server):
             welcome = json.loads(await ws.recv())
             spec = welcome["movement"]
             clip = welcome["clips"][0]["id"]
-            for msg in ({"type": "source", "kind": "clip", "clip": clip}, {"type": "seek", "seconds": 2.0},
-                        {"type": "pause"}, {"type": "loop", "on": False}, {"type": "resample"}):
+            for msg in (
+                {"type": "source", "kind": "clip", "clip": clip},
+                {"type": "seek", "seconds": 2.0},
+                {"type": "pause"},
+                {"type": "loop", "on": False},
+                {"type": "resample"},
+            ):
                 await ws.send(json.dumps(msg))
             states = []
             while len(states) < 5:

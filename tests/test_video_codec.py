@@ -1,4 +1,5 @@
 """The live video codec: libx264 at ultrafast through aiortc's H.264 path, negotiated over VP8."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ def _decode(payloads: list[bytes]) -> list[np.ndarray]:
 def _x264_settings(access_unit: bytes) -> dict[str, str]:
     """The settings libx264 writes into its SEI message of the first frame ("... subme=0 ...")."""
     start = access_unit.index(b"options: ") + len(b"options: ")
-    text = access_unit[start:access_unit.index(b"\x00", start)].decode("ascii", "replace")
+    text = access_unit[start : access_unit.index(b"\x00", start)].decode("ascii", "replace")
     return dict(item.split("=", 1) for item in text.split() if "=" in item)
 
 

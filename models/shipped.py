@@ -3,6 +3,7 @@
 They are trained on generated sample data only (`make weights` reproduces them); see README.md,
 "The reaction model". For real use, train on the real dataset: `dyadic train --data DIR`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,5 +17,6 @@ def default_model_path(dataset: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"no default model for {dataset!r} data at {path}; train one (`make weights`, or "
-            f"`dyadic train --format {dataset}` then `dyadic export`) or pass --model FILE")
+            f"`dyadic train --format {dataset}` then `dyadic export`) or pass --model FILE"
+        )
     return path
