@@ -3,7 +3,7 @@ profiler reports too) and the JSON file that bench/run_all.py reads."""
 
 import json
 
-from dyadic.engine.machine import machine_info  # noqa: F401 (re-exported for the benchmarks)
+from dyadic.engine.profiling.hardware import machine_info  # noqa: F401 (re-exported for the benchmarks)
 
 
 def write_json(path: str | None, report: dict) -> None:

@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from dyadic.models.step import StepInputs
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import machine_info, write_json
 
@@ -35,7 +37,7 @@ def time_steps(runtime, batch: int, steps: int, warmup: int) -> dict:
     samples = []
     for k in range(warmup + steps):
         t0 = time.perf_counter()
-        prev, hidden = runtime.step(audio, speaker, valid, prev, latent, hidden)
+        prev, hidden = runtime.step(StepInputs(audio, speaker, valid, prev, latent, hidden))
         if k >= warmup:
             samples.append(time.perf_counter() - t0)
     ms = np.array(samples) * 1e3

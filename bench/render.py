@@ -2,9 +2,10 @@
 
 Skinning: one avatar, and the two avatars of a dyad in one batched call. Rendering: DyadRenderer at
 640x480 and 1280x720, with the full mesh (replay) and, rendering in software, the live render's
-decimated bodies (`_live`, renderer/lod.py), timed in alternating blocks of frames (EGL; OSMesa too with --osmesa, in a subprocess since one process can hold
-only one GL platform). Poses and faces change every frame; warm-up frames are excluded.
-Budget (DESIGN.md section 5): skinning + render <= 15 ms per frame at 640x480 on 2 CPU cores,
+decimated bodies (`_live`, renderer/lod.py), timed in alternating blocks of frames (EGL; OSMesa
+too with --osmesa, in a subprocess since one process can hold only one GL platform). Poses and
+faces change every frame; warm-up frames are excluded.
+Budget (docs/architecture.md; BENCHMARKS.md): skinning + render <= 15 ms per frame at 640x480 on 2 CPU cores,
 measured as one sequential step per frame (skin both avatars, then render), not as a sum of medians.
 """
 

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info, write_json
 
 from dyadic.datasets import default_sample_root, load_interaction
-from dyadic.engine.cli import parse_size
-from dyadic.engine.replay import replay
+from dyadic.engine.cli.options import parse_size
+from dyadic.engine.offline.replay import replay
 from dyadic.renderer.avatar import Avatar
 from dyadic.renderer.offscreen import DyadRenderer
 

@@ -3,9 +3,10 @@
 For 1, 2, 3 ... concurrent 640x480 sessions of `dyadic serve` (its own process, ICE on loopback),
 aiortc clients (decoding H.264 as a browser would) receive for `--seconds` after their first frame,
 in a process of their own at nice +10 (probe_at_low_priority: stand-ins for browsers on other
-machines, they take the CPU the server leaves; `--clients-nice 0` shares the cores evenly); reported: the delivered FPS of each session and the server's CPU per session
-(CPU time of the server process and its render workers over the window / sessions, in cores). Stops after the first count at which a
-session falls under 29 FPS. Budget (issue 4): one session uses at most one of the two cores, and at
+machines, they take the CPU the server leaves; `--clients-nice 0` shares the cores evenly);
+reported: the delivered FPS of each session and the server's CPU per session (CPU time of the
+server process and its render workers over the window / sessions, in cores). Stops after the first
+count at which a session falls under 29 FPS. Budget (issue 4): one session uses at most one of the two cores, and at
 least two sessions hold 30 FPS at once.
 """
 
@@ -20,7 +21,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import machine_info, write_json
 
-from dyadic.engine.probe import ServeProcess, probe_at_low_priority
+from dyadic.engine.harness.probe import probe_at_low_priority
+from dyadic.engine.harness.serve_process import ServeProcess
 
 HOLD_FPS = 29.0
 

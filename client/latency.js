@@ -3,13 +3,15 @@
 // The server streams the trace of every frame it sends (engine/protocol.py "trace": monotonic
 // seconds per stage, and the frame's pts); this page records, for every frame it presents,
 // requestVideoFrameCallback's rtpTimestamp, receiveTime, processingDuration and presentationTime.
-// Two mappings join them (engine/profile.py does the same for `dyadic profile`):
+// Two mappings join them (engine/profiling does the same for `dyadic profile`):
 // - the RTP clock: the sender adds one random 32-bit origin to every pts, found as the
-//   (rtpTimestamp - pts) difference that pairs the most frames and arrives soonest after sending;
+//   (rtpTimestamp - pts) difference that pairs the most frames and arrives soonest after sending
+//   (rtpOrigin: engine/profiling/rtp.py step for step, checked by tests/test_client_agrees.py);
 // - the clock offset to the server's monotonic clock, from ping/pong over the websocket (the pong
 //   with the smallest round trip wins: its error is at most half that round trip).
-// With frame ids on, each presented frame's index is also read from its pixels (engine/frame_id.py)
-// to cross-check the RTP mapping.
+// With frame ids on, each presented frame's index is also read from its pixels (readFrameId:
+// engine/pipeline/frame_id.py's reader, checked by the same test) to cross-check the RTP mapping.
+// The marks and interval names are engine/contracts.py's vocabulary (the same test again).
 'use strict';
 
 (function () {
@@ -18,7 +20,8 @@
   const KEEP_TRACES = 900;        // server traces kept for joining (traces arrive ~1.5 s late)
   const EXPORT_LIMIT = 54000;     // frames kept for a profiling script between two take() (30 min)
   const PONGS = 30;
-  // engine/tracks.py TRACE_STAGES, then this page's marks; interval names as engine/profile.py
+  // engine/contracts.py SERVER_MARKS, then this page's marks; interval names as its SERVER_INTERVALS
+  // and CLIENT_INTERVALS (named by the mark they end at)
   const SERVER_MARKS = ['captured', 'model_end', 'worker_start', 'skinned', 'rendered', 'encode_start',
     'encode_end', 'sent'];
   const CLIENT_MARKS = ['received', 'presented'];
@@ -27,9 +30,11 @@
     encode_start: 'hand-over', encode_end: 'encode', sent: 'send pacing', received: 'network',
     presented: 'jitter buffer+decode',
   };
-  // frame_id.py's layout
+  // engine/pipeline/frame_id.py's layout
   const ID = { cell: 16, bits: 16, white: 235, black: 16 };
   ID.cells = ID.bits + 2;
+  const ORIGIN_WINDOW = 60;   // client frames the RTP origin is searched with
+  const ORIGIN_VOTES = 5;     // frames that must pair up before the page trusts an origin
 
   const median = (v) => quantile(v, 0.5);
   function quantile(values, q) {
@@ -40,6 +45,58 @@
     return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (i - lo);
   }
   const mod = (x) => ((x % RTP_WRAP) + RTP_WRAP) % RTP_WRAP;
+
+  // The sender's RTP origin from client frames [{arrival (server-clock s), rtp}] and server traces
+  // [{pts, times: {sent}}], or null: the (rtp - pts) difference that pairs the most frames; of
+  // equals (pts are regular content times, one tie per frame period), the first whose frames
+  // arrive soonest after they were sent, never before.
+  function rtpOrigin(frames, traces, minVotes) {
+    if (!frames.length || !traces.length) return null;
+    const votes = new Map();
+    for (const f of frames) {
+      for (const t of traces) {
+        const d = mod(f.rtp - t.pts);
+        votes.set(d, (votes.get(d) || 0) + 1);
+      }
+    }
+    const best = Math.max(...votes.values());
+    if (best < minVotes) return null;
+    const sent = new Map();
+    for (const t of traces) if (t.times && t.times.sent !== undefined) sent.set(t.pts, t.times.sent);
+    let chosen = null, soonest = Infinity;
+    for (const [origin, n] of votes) {
+      if (n !== best) continue;
+      const delays = [];
+      for (const f of frames) {
+        const pts = mod(f.rtp - origin);
+        if (sent.has(pts)) delays.push(f.arrival - sent.get(pts));
+      }
+      if (!delays.length || Math.min(...delays) < 0) continue;
+      const typical = median(delays);
+      if (typical < soonest) [chosen, soonest] = [origin, typical];
+    }
+    return chosen;
+  }
+
+  // The index drawn into a frame (frame_id.stamp), from the RGBA pixels `px` of its bottom-left
+  // strip (width `w`, one cell high), or null when the guard cells are not there.
+  function readFrameId(px, w) {
+    const q = ID.cell / 4;
+    const bits = [];
+    for (let c = 0; c < ID.cells; c += 1) {
+      let sum = 0, n = 0;
+      for (let y = q; y < ID.cell - q; y += 1) {
+        for (let x = c * ID.cell + q; x < (c + 1) * ID.cell - q; x += 1) {
+          const i = (y * w + x) * 4;
+          sum += px[i] + px[i + 1] + px[i + 2];
+          n += 3;
+        }
+      }
+      bits.push(sum / n > (ID.white + ID.black) / 2);
+    }
+    if (!bits[0] || bits[1]) return null;
+    return bits.slice(2).reduce((acc, on, b) => acc + (on ? 2 ** b : 0), 0);
+  }
 
   class LatencyMeter {
     constructor() {
@@ -102,22 +159,7 @@
       const h = video.videoHeight;
       if (!h || video.videoWidth < w) return null;
       this.ctx.drawImage(video, 0, h - ID.cell, w, ID.cell, 0, 0, w, ID.cell);
-      const px = this.ctx.getImageData(0, 0, w, ID.cell).data;
-      const q = ID.cell / 4;
-      const bits = [];
-      for (let c = 0; c < ID.cells; c += 1) {
-        let sum = 0, n = 0;
-        for (let y = q; y < ID.cell - q; y += 1) {
-          for (let x = c * ID.cell + q; x < (c + 1) * ID.cell - q; x += 1) {
-            const i = (y * w + x) * 4;
-            sum += px[i] + px[i + 1] + px[i + 2];
-            n += 3;
-          }
-        }
-        bits.push(sum / n > (ID.white + ID.black) / 2);
-      }
-      if (!bits[0] || bits[1]) return null;
-      return bits.slice(2).reduce((acc, on, b) => acc + (on ? 2 ** b : 0), 0);
+      return readFrameId(this.ctx.getImageData(0, 0, w, ID.cell).data, w);
     }
 
     // -- mapping -------------------------------------------------------------------------------------
@@ -126,36 +168,13 @@
       return this.pongs.reduce((a, b) => (b.rtt < a.rtt ? b : a)).offset;
     }
 
-    // As engine/profile.py rtp_origin: pts are content times, regular at a steady frame rate, so
-    // several differences pair equally many frames (one per frame period); of those, the one whose
-    // frames arrive soonest after they were sent, never before, is the origin.
+    // The RTP origin of the newest frames, once enough of them pair up; then kept.
     findOrigin(offsetMs) {
-      if (this.origin !== null || this.frames.length < 5 || !this.traces.size) return this.origin;
-      const frames = this.frames.slice(-60);
-      const votes = new Map();
-      for (const f of frames) {
-        for (const pts of this.traces.keys()) {
-          const d = mod(f.rtp - pts);
-          votes.set(d, (votes.get(d) || 0) + 1);
-        }
-      }
-      const best = Math.max(...votes.values());
-      if (best < 5) return null;
-      let chosen = null, soonest = Infinity;
-      for (const [origin, n] of votes) {
-        if (n !== best) continue;
-        const delays = [];
-        for (const f of frames) {
-          const tr = this.traces.get(mod(f.rtp - origin));
-          if (tr && tr.times && tr.times.sent !== undefined) {
-            delays.push(((f.received !== null ? f.received : f.presented) + offsetMs) / 1000 - tr.times.sent);
-          }
-        }
-        if (!delays.length || Math.min(...delays) < 0) continue;
-        const typical = median(delays);
-        if (typical < soonest) [chosen, soonest] = [origin, typical];
-      }
-      this.origin = chosen;
+      if (this.origin !== null || this.frames.length < ORIGIN_VOTES || !this.traces.size) return this.origin;
+      const frames = this.frames.slice(-ORIGIN_WINDOW).map((f) => ({
+        rtp: f.rtp, arrival: ((f.received !== null ? f.received : f.presented) + offsetMs) / 1000,
+      }));
+      this.origin = rtpOrigin(frames, [...this.traces.values()], ORIGIN_VOTES);
       return this.origin;
     }
 
@@ -214,5 +233,7 @@
     }
   }
 
-  window.DyadicLatency = { LatencyMeter };
+  window.DyadicLatency = {
+    LatencyMeter, rtpOrigin, readFrameId, SERVER_MARKS, CLIENT_MARKS, INTERVALS, ID,
+  };
 })();

@@ -3,9 +3,10 @@
 A reader turns files on disk into `Interaction`s; everything downstream (adapters, model, renderer,
 replay, engine) sees only these types, never a dataset's file layout.
 
-Conventions (DESIGN.md, section 3):
+Conventions (the same for every dataset):
 - one row per video frame; `fps` is the recording's real rate (30, 30000/1001, ...);
-- frame k covers audio samples `round(k*48000/fps)` to `round((k+1)*48000/fps)` at 48 kHz;
+- frame k covers audio samples `audio_sample(k)` = `round(k*48000/fps)` to `frame_end(k)` at 48 kHz
+  (AUDIO_RATE, the one constant for that rate);
 - every channel group carries a per-frame validity mask; invalid frames are *bridged* in the
   array (held/interpolated from the nearest valid frames) so that a renderer never draws garbage,
   and the mask says which frames were bridged. A missing group is absent, not zero-filled.
@@ -25,6 +26,12 @@ AUDIO_RATE = 48_000
 def audio_sample(frame: int | float, fps: float, rate: int = AUDIO_RATE) -> int:
     """First audio sample of video frame `frame` (sample-accurate, no drift over hours)."""
     return int(round(frame * rate / fps))
+
+
+def frame_end(frame: int, fps: float, rate: int = AUDIO_RATE) -> int:
+    """The audio sample where video frame `frame` ends (the next frame's first): its audio is
+    samples [audio_sample(frame), frame_end(frame))."""
+    return audio_sample(frame + 1, fps, rate)
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,10 @@ class ParticipantTrack:
     @property
     def duration(self) -> float:
         return self.n_frames / self.fps
+
+    def frame(self, k: int) -> dict[str, np.ndarray]:
+        """Frame k of every channel group: group name -> (*group.shape) values."""
+        return {name: arr[k] for name, arr in self.channels.items()}
 
     def speaking(self, t: float) -> bool:
         """True when the VAD says this participant speaks at time t (seconds)."""

@@ -22,11 +22,11 @@ Source = str | Path | BinaryIO
 
 def read_audio(source: Source, rate: int = AUDIO_RATE) -> np.ndarray:
     """Decode the first audio stream to mono float32 at `rate` (resampled by PyAV when needed)."""
-    with av.open(source if not isinstance(source, Path) else str(source)) as container:
+    with av.open(source if not isinstance(source, Path) else str(source), "r") as container:
         if not container.streams.audio:
             return np.zeros(0, np.float32)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks = []
+        chunks: list[np.ndarray] = []
         for frame in container.decode(audio=0):
             chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
         chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))

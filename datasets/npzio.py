@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -18,7 +18,7 @@ from numpy.lib import format as npy_format
 ArrayHeader = tuple[tuple[int, ...], np.dtype]
 
 
-def read_npy_header(stream: BinaryIO) -> ArrayHeader:
+def read_npy_header(stream: IO[bytes]) -> ArrayHeader:
     """(shape, dtype) of the .npy file `stream` is positioned at, reading its header only."""
     version = npy_format.read_magic(stream)
     if version == (1, 0):
@@ -26,7 +26,8 @@ def read_npy_header(stream: BinaryIO) -> ArrayHeader:
     elif version == (2, 0):
         shape, _, dtype = npy_format.read_array_header_2_0(stream)
     else:
-        shape, _, dtype = npy_format._read_array_header(stream, version)  # (3, 0): utf-8 header
+        # (3, 0): utf-8 header; the private reader is absent from numpy's stubs
+        shape, _, dtype = npy_format._read_array_header(stream, version)  # type: ignore[attr-defined]
     return tuple(int(n) for n in shape), np.dtype(dtype)
 
 

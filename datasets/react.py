@@ -85,15 +85,16 @@ def index(root: str | Path) -> tuple[list[ReactEntry], list[str]]:
         if missing:
             problems.append(f"{clip}: no {missing[0]} facial-attributes/coefficients: unpaired, skipped")
             continue
-        entry_problems, frames, groups = [], {}, []
+        entry_problems: list[str] = []
+        frames: dict[str, dict[str, int]] = {}
         for role in ROLES:
             frames[role] = {}
-            for kind, (width, slices) in FEATURE_FILES.items():
-                path = roles[role].get(kind)
-                if path is None:
+            for kind, (width, _slices) in FEATURE_FILES.items():
+                npy = roles[role].get(kind)
+                if npy is None:
                     entry_problems.append(f"{clip}: {role} {kind} .npy missing: its groups left out")
                     continue
-                rows, problem = _npy_rows(path, width)
+                rows, problem = _npy_rows(npy, width)
                 if problem:
                     entry_problems.append(f"{role}/{problem}: left out")
                     continue

@@ -14,6 +14,7 @@ import tarfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -45,7 +46,8 @@ class SeamlessClip:
     hypernet_floor: bool = False  # floor(N/15) hypernet rows instead of ceil
 
     def file_ids(self) -> tuple[str, str]:
-        return tuple(f"{self.key}_{p}" for p in self.participants)
+        first, second = self.participants
+        return f"{self.key}_{first}", f"{self.key}_{second}"
 
 
 IMPROV, NATURAL = "improvised/dev/0000", "naturalistic/dev/0000"
@@ -363,7 +365,7 @@ def _json_bytes(
     utterances = plan.of(person)
     transcript, vad = [], []
     for u in utterances:
-        words = []
+        words: list[dict[str, Any]] = []
         for w in u.words:
             if rng.random() < 0.01:  # WhisperX leaves ~0.2-1% of words unaligned
                 words.append({"word": w.text, "start": None, "end": None})
@@ -512,7 +514,7 @@ def write_react_session(
 ) -> None:
     """REACT 2025 layout: facial-attributes (T, 25), coefficients (T, 58), audio, video-face-crop;
     the speaker (folder `speaker`) holds the floor most of the time."""
-    from dyadic.renderer.pose import BLENDSHAPE_INDEX  # ARKit order of the 52 expression components
+    from .specs import BLENDSHAPE_INDEX  # ARKit order of the 52 expression components
 
     dyad = make_dyad(
         rng,
@@ -578,7 +580,7 @@ MIN_SECONDS = 3.0
 
 def generate_sample(
     out_dir: str | Path,
-    format: str = "seamless",
+    format: str = "seamless",  # noqa: A002 - public keyword argument (`dyadic sample --format`)
     interactions: int = 4,
     seconds: float = 20.0,
     seed: int = 0,
@@ -605,13 +607,8 @@ def generate_sample(
         for i in range(interactions):
             clip = SEAMLESS_CLIPS[i] if i < len(SEAMLESS_CLIPS) else _extra_clip(i)
             if not quirks:
-                clip = SeamlessClip(
-                    clip.key,
-                    clip.participants,
-                    clip.rate,
-                    tuple(loc.replace(".tar", "") for loc in clip.locations),
-                    clip.movement,
-                )
+                first, second = (loc.replace(".tar", "") for loc in clip.locations)
+                clip = SeamlessClip(clip.key, clip.participants, clip.rate, (first, second), clip.movement)
             write_seamless_clip(sink, clip, rng, seconds, seed)
         if quirks and interactions >= len(SEAMLESS_CLIPS):
             write_placeholder(sink, PLACEHOLDER_ID, PLACEHOLDER_FOLDER)

@@ -262,6 +262,7 @@ def audio_problems(ref: FileRef | None, file_id: str, duration: float) -> tuple[
             if not container.streams.audio:
                 return False, [f"{ref.name}: no audio stream: no audio"]
             audio = container.streams.audio[0]
+            assert audio.time_base is not None  # always set on a demuxed stream
             seconds = float(audio.duration * audio.time_base) if audio.duration else 0.0
     except Exception as exc:
         return False, [f"{ref.name}: unreadable ({exc}): no audio"]
@@ -309,7 +310,8 @@ def index(root: str | Path) -> tuple[list[SeamlessEntry], list[str]]:
     """Usable interactions under `root` (sorted by id) and the problems of files left out."""
     found = scan(root)
     problems = list(found.problems)
-    summaries, by_key = {}, {}
+    summaries: dict[str, NpzSummary] = {}
+    by_key: dict[str, list[Bundle]] = {}
     for bundle in found.bundles:
         summary = summarize_npz(bundle.npz)
         if summary.skip:
@@ -430,6 +432,7 @@ def load_track(
     wav = bundle.files.get("wav")
     has_audio, wav_problems = audio_problems(wav, bundle.file_id, n / fps)
     problems += wav_problems
+    usable_wav = wav if has_audio else None  # a missing WAV is never usable
     return ParticipantTrack(
         file_id=bundle.file_id,
         participant=participant_label(bundle.file_id),
@@ -437,8 +440,8 @@ def load_track(
         n_frames=n,
         channels=channels,
         valid=valid,
-        audio_path=wav.path if has_audio and wav.member is None else None,
-        audio_loader=media.lazy_audio(wav.open) if has_audio else None,
+        audio_path=usable_wav.path if usable_wav is not None and usable_wav.member is None else None,
+        audio_loader=media.lazy_audio(usable_wav.open) if usable_wav is not None else None,
         vad=vad,
         transcript=transcript,
         problems=problems,

@@ -129,7 +129,66 @@ REACT_EXPRESSION_ORDER: tuple[str, ...] = (
 )
 # FaceVerse v2's 52 expression components are fitted to ARKit's 52 blendshapes; their order is
 # `exp_name_list` in faceverse_simple_v2.npy (a licensed file, not read here). Assumed: ARKit's
-# documented order, renderer.pose.ARKIT_BLENDSHAPES.
+# documented order, ARKIT_BLENDSHAPES below (the avatar's face weights use the same names).
+
+# Apple ARKit's 52 blendshape locations, in the order of ARFaceAnchor.BlendShapeLocation's
+# documentation (eyes, jaw, mouth, brows, cheeks, nose, tongue).
+ARKIT_BLENDSHAPES: tuple[str, ...] = (
+    "eyeBlinkLeft",
+    "eyeLookDownLeft",
+    "eyeLookInLeft",
+    "eyeLookOutLeft",
+    "eyeLookUpLeft",
+    "eyeSquintLeft",
+    "eyeWideLeft",
+    "eyeBlinkRight",
+    "eyeLookDownRight",
+    "eyeLookInRight",
+    "eyeLookOutRight",
+    "eyeLookUpRight",
+    "eyeSquintRight",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawRight",
+    "jawOpen",
+    "mouthClose",
+    "mouthFunnel",
+    "mouthPucker",
+    "mouthLeft",
+    "mouthRight",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "noseSneerLeft",
+    "noseSneerRight",
+    "tongueOut",
+)
+BLENDSHAPE_INDEX = {name: i for i, name in enumerate(ARKIT_BLENDSHAPES)}
+assert len(ARKIT_BLENDSHAPES) == 52
 
 SPECS = {"seamless": SEAMLESS_SPEC, "react": REACT_SPEC}
 

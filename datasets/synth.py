@@ -10,6 +10,7 @@ speech envelope. Everything is drawn from one numpy Generator, so a seed fixes t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from scipy import signal
@@ -158,7 +159,7 @@ def _glottal_source(rng, n: int, rate: int, voice: Voice) -> np.ndarray:
 
 
 def speech_audio(
-    rng: np.random.Generator, utterances: list[Utterance], seconds: float, rate: int, voice: Voice
+    rng: np.random.Generator, utterances: list[Utterance], seconds: float | Fraction, rate: int, voice: Voice
 ) -> np.ndarray:
     """One person's voice alone: each syllable a vowel through three formant resonators under a
     raised-cosine envelope, with fricative noise on s/f/v/z onsets."""

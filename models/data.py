@@ -40,7 +40,9 @@ def clip_arrays(it: Interaction, layout: ChannelLayout) -> ClipArrays:
 
 
 def load_clips(
-    root: str | Path, format: str | None = None, progress: bool = False
+    root: str | Path,
+    format: str | None = None,  # noqa: A002 - public keyword argument, as in generate_sample
+    progress: bool = False,
 ) -> tuple[str, list[ClipArrays], list[str]]:
     """(spec name, clips, problems) of every loadable interaction of one format under `root`.
 
@@ -91,6 +93,7 @@ def channel_stats(
     no `valid`: every frame); a channel that never varies gets std 1."""
     rows = arrays
     if valid is not None:
+        assert group_matrix is not None, "`valid` needs `group_matrix`"
         rows = [np.where(v.astype(np.float32) @ group_matrix > 0.5, a, np.nan) for a, v in zip(arrays, valid)]
     x = np.concatenate(rows).astype(np.float64)
     with warnings.catch_warnings():  # all-NaN columns (a group never valid) are expected

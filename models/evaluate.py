@@ -108,13 +108,13 @@ def evaluate(
     cols, parts, names = metric_columns(layout)
     group_index = {n: i for i, n in enumerate(layout.names)}
     needed = [group_index[g] for groups, _, _ in METRIC_GROUPS[spec] for g in groups]
-    used, skipped = [], []
+    used: list[ClipArrays] = []
+    skipped: list[ClipArrays] = []
     for c in clips:
         (used if c.listener_valid[:, needed].any(0).all() else skipped).append(c)
     if not used:
-        raise ValueError(
-            f"{data}: no {spec} interaction has the metric channels ({', '.join(sorted(set(n.split('[')[0] for n in names)))})"
-        )
+        channels = ", ".join(sorted({n.split("[")[0] for n in names}))
+        raise ValueError(f"{data}: no {spec} interaction has the metric channels ({channels})")
     log(
         f"evaluating {Path(model).name} ({runtime.provider}) on {len(used)} {spec} interaction(s), "
         f"{samples} samples each"

@@ -1,6 +1,7 @@
 """Export the reaction model's step as an ONNX graph: `dyadic export CHECKPOINT --out model.onnx`.
 
-The graph is ReactionModel.step for a batch of sessions, with the recurrent state explicit:
+The graph is ReactionModel.step for a batch of sessions, with the recurrent state explicit (its
+inputs and outputs are named as step.py's StepInputs and StepOutputs):
 
     inputs:  audio (B, A), speaker (B, C), speaker_valid (B, G), previous (B, C), latent (B, Z),
              hidden (layers, B, H)
@@ -22,11 +23,12 @@ from pathlib import Path
 
 import torch
 
+from .config import METADATA_KEY
 from .reaction import ReactionModel
+from .step import STEP_INPUT_NAMES, STEP_OUTPUT_NAMES
 
-INPUTS = ["audio", "speaker", "speaker_valid", "previous", "latent", "hidden"]
-OUTPUTS = ["listener", "hidden_out"]
-METADATA_KEY = "dyadic"
+INPUTS = list(STEP_INPUT_NAMES)  # the graph's names are the step contract's (step.py)
+OUTPUTS = list(STEP_OUTPUT_NAMES)
 
 
 class _Step(torch.nn.Module):
@@ -89,6 +91,7 @@ def export_onnx(model: ReactionModel, out: str | Path, **extra_metadata) -> Path
             )
     finally:
         quiet.setLevel(level)
+    assert program is not None  # dynamo=True always returns a program
     program.save(str(tmp))
     proto = onnx.load(str(tmp))
     entry = proto.metadata_props.add()

@@ -1,9 +1,9 @@
 """Causal audio features: one log-mel frame per video frame, from the 48 kHz samples heard so far.
 
-Frame k of a clip at `fps` covers samples [round(k*48000/fps), round((k+1)*48000/fps)) (DESIGN.md,
-section 3). Its feature is the log-mel spectrum of the WINDOW samples that END at the frame's last
-sample (zero before the clip starts), so it never needs a sample of frame k+1: the feature of frame
-k is ready the moment the frame's audio has arrived.
+Frame k of a clip at `fps` covers samples [audio_sample(k), frame_end(k)) (datasets/interaction.py).
+Its feature is the log-mel spectrum of the WINDOW samples that END at the frame's last sample (zero
+before the clip starts), so it never needs a sample of frame k+1: the feature of frame k is ready
+the moment the frame's audio has arrived.
 
 One function (`_log_mel`) turns windows into features; training (`log_mel_frames`, a whole clip)
 and streaming (`StreamingLogMel`, samples as they come) both call it, so the model sees the same
@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-SAMPLE_RATE = 48_000
+from dyadic.datasets.interaction import AUDIO_RATE, frame_end
+
 WINDOW = 2048  # 42.7 ms: longer than one frame at >= 24 fps, so every sample is heard
 N_MELS = 40
 F_MIN, F_MAX = 60.0, 8_000.0  # speech band
@@ -35,7 +36,7 @@ def _mel_to_hz(m):
 
 
 def mel_filterbank(
-    n_mels: int = N_MELS, window: int = WINDOW, rate: int = SAMPLE_RATE, f_min: float = F_MIN, f_max: float = F_MAX
+    n_mels: int = N_MELS, window: int = WINDOW, rate: int = AUDIO_RATE, f_min: float = F_MIN, f_max: float = F_MAX
 ) -> np.ndarray:
     """(window//2 + 1, n_mels) triangular filters (HTK mel scale), each normalised to unit area."""
     bins = np.fft.rfftfreq(window, 1.0 / rate)
@@ -60,16 +61,11 @@ def _log_mel(windows: np.ndarray) -> np.ndarray:
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 
-def frame_end(k: int, fps: float, rate: int = SAMPLE_RATE) -> int:
-    """One past the last audio sample of video frame k."""
-    return int(round((k + 1) * rate / fps))
-
-
 def log_mel_frames(audio: np.ndarray, fps: float, n_frames: int | None = None) -> np.ndarray:
     """(n_frames, N_MELS) features of a whole clip; frames past the audio's end hear silence."""
     audio = np.asarray(audio, np.float32).reshape(-1)
     if n_frames is None:
-        n_frames = int(math.floor(len(audio) * fps / SAMPLE_RATE + 1e-9))
+        n_frames = int(math.floor(len(audio) * fps / AUDIO_RATE + 1e-9))
     ends = np.array([frame_end(k, fps) for k in range(n_frames)], np.int64)
     padded = np.concatenate(
         [np.zeros(WINDOW, np.float32), audio, np.zeros(max(0, int(ends.max(initial=0)) - len(audio)), np.float32)]

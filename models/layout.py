@@ -1,6 +1,6 @@
 """ChannelLayout: a participant's channel groups <-> one flat float32 vector per frame.
 
-The model is built from a MotionSpec (DESIGN.md, section 3): the layout lists the spec's reaction
+The model is built from a MotionSpec (datasets/interaction.py): the layout lists the spec's reaction
 groups (`datasets.specs.REACTION_GROUPS`) in order, with their sizes and kinds, and flattens a
 track's arrays into (n, size) values and (n, groups) validity. A group the track lacks is zeros and
 invalid: masked, never faked.
@@ -33,7 +33,8 @@ class ChannelLayout:
 
     @classmethod
     def for_spec(cls, spec: MotionSpec, names: tuple[str, ...] | None = None) -> ChannelLayout:
-        names = tuple(names or REACTION_GROUPS.get(spec.name, spec.names))
+        default = REACTION_GROUPS.get(spec.name, spec.names)
+        names = tuple(names or default)
         groups = [spec[n] for n in names]
         return cls(
             spec.name, list(names), [g.size for g in groups], [g.kind for g in groups], [tuple(g.shape) for g in groups]

@@ -19,35 +19,10 @@ KL term that ties it to the N(0, I) prior (a conditional VAE).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 
-from .features import N_MELS
-from .layout import ChannelLayout
-
-
-@dataclass
-class ReactionConfig:
-    layout: dict  # ChannelLayout.to_dict(): the spec's reaction groups (speaker and listener alike)
-    fps: float = 30.0
-    audio_dim: int = N_MELS
-    hidden: int = 256
-    latent: int = 16
-    layers: int = 1
-    stats: dict = field(default_factory=dict)  # means/stds of audio, speaker, listener (lists)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ReactionConfig:
-        return cls(**d)
-
-    @property
-    def channel_layout(self) -> ChannelLayout:
-        return ChannelLayout.from_dict(self.layout)
+from .config import ReactionConfig
 
 
 def _buffer(values, size: int, default: float) -> torch.Tensor:
@@ -57,6 +32,15 @@ def _buffer(values, size: int, default: float) -> torch.Tensor:
 
 
 class ReactionModel(nn.Module):
+    # buffers, registered in __init__
+    audio_mean: torch.Tensor
+    audio_std: torch.Tensor
+    speaker_mean: torch.Tensor
+    speaker_std: torch.Tensor
+    listener_mean: torch.Tensor
+    listener_std: torch.Tensor
+    group_matrix: torch.Tensor
+
     def __init__(self, config: ReactionConfig):
         super().__init__()
         self.config = config

@@ -2,7 +2,8 @@
 
     runtime = load_runtime("model.onnx")          # or a training checkpoint (.pt): torch
     runtime.provider                              # "CUDAExecutionProvider", "CPUExecutionProvider", "torch-cpu", ...
-    listener, hidden = runtime.step(audio, speaker, speaker_valid, previous, latent, hidden)
+    out = runtime.step(StepInputs(audio, speaker, speaker_valid, previous, latent, hidden))
+    out.listener, out.hidden                      # StepOutputs
 
 `step` takes a batch: one call serves many sessions (one row each). Values are in model units
 (ChannelLayout.encode); `ReactionSession` wraps one live session: it turns raw audio samples and
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .export import INPUTS, METADATA_KEY
+from .config import METADATA_KEY, ReactionConfig
 from .features import StreamingLogMel
 from .layout import ChannelLayout
-from .reaction import ReactionConfig
+from .step import STEP_INPUT_NAMES, StepInputs, StepOutputs, Stepper
 
 log = logging.getLogger("dyadic.models")
 
@@ -100,10 +101,10 @@ class OnnxRuntime(_Runtime):
             )
         return (["CUDAExecutionProvider"] if cuda and device != "cpu" else []) + ["CPUExecutionProvider"]
 
-    def step(self, audio, speaker, speaker_valid, previous, latent, hidden):
-        feeds = dict(zip(INPUTS, (audio, speaker, speaker_valid, previous, latent, hidden)))
-        listener, hidden = self.session.run(None, {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()})
-        return listener, hidden
+    def step(self, inputs: StepInputs) -> StepOutputs:
+        feeds = {name: np.ascontiguousarray(v, np.float32) for name, v in zip(STEP_INPUT_NAMES, inputs)}
+        listener, hidden = self.session.run(None, feeds)
+        return StepOutputs(listener, hidden)
 
 
 class TorchRuntime(_Runtime):
@@ -120,18 +121,15 @@ class TorchRuntime(_Runtime):
         self.config = model.config
         self.provider = f"torch-{self.device.type}"
 
-    def step(self, audio, speaker, speaker_valid, previous, latent, hidden):
+    def step(self, inputs: StepInputs) -> StepOutputs:
         t = self.torch
         with t.inference_mode():
-            args = [
-                t.as_tensor(np.asarray(a, np.float32), device=self.device)
-                for a in (audio, speaker, speaker_valid, previous, latent, hidden)
-            ]
+            args = [t.as_tensor(np.asarray(a, np.float32), device=self.device) for a in inputs]
             listener, hidden = self.model.step(*args)
-            return listener.cpu().numpy(), hidden.cpu().numpy()
+            return StepOutputs(listener.cpu().numpy(), hidden.cpu().numpy())
 
 
-def load_runtime(path: str | Path, device: str = "auto"):
+def load_runtime(path: str | Path, device: str = "auto") -> OnnxRuntime | TorchRuntime:
     """An .onnx file -> OnnxRuntime; a training checkpoint (.pt) -> TorchRuntime."""
     path = Path(path)
     if path.suffix == ".onnx":
@@ -187,7 +185,7 @@ class ReactionSession:
 
     def __init__(
         self,
-        runtime,
+        runtime: Stepper,
         seed: int = 0,
         fps: float | None = None,
         resample_seconds: float | None = DEFAULT_RESAMPLE_SECONDS,
@@ -211,12 +209,14 @@ class ReactionSession:
             speaker, speaker_valid = np.zeros(c, np.float32), np.zeros(g, np.float32)
         spk = self.layout.encode(np.asarray(speaker, np.float32)[None])
         listener, self.hidden = self.runtime.step(
-            np.asarray(audio_features, np.float32)[None],
-            spk,
-            np.asarray(speaker_valid, np.float32)[None],
-            self.previous,
-            self.latents(self.frame)[None],
-            self.hidden,
+            StepInputs(
+                audio=np.asarray(audio_features, np.float32)[None],
+                speaker=spk,
+                speaker_valid=np.asarray(speaker_valid, np.float32)[None],
+                previous=self.previous,
+                latent=self.latents(self.frame)[None],
+                hidden=self.hidden,
+            )
         )
         self.previous = listener
         self.frame += 1
@@ -224,7 +224,7 @@ class ReactionSession:
 
 
 def generate(
-    runtime,
+    runtime: Stepper,
     audio: np.ndarray,
     speaker: np.ndarray,
     speaker_valid: np.ndarray,
@@ -248,12 +248,14 @@ def generate(
     for f in range(t):
         latent = np.stack([s(f) for s in schedules])
         prev, hidden = runtime.step(
-            np.repeat(audio[f : f + 1], k, 0),
-            np.repeat(spk[f : f + 1], k, 0),
-            np.repeat(valid[f : f + 1], k, 0),
-            prev,
-            latent,
-            hidden,
+            StepInputs(
+                audio=np.repeat(audio[f : f + 1], k, 0),
+                speaker=np.repeat(spk[f : f + 1], k, 0),
+                speaker_valid=np.repeat(valid[f : f + 1], k, 0),
+                previous=prev,
+                latent=latent,
+                hidden=hidden,
+            )
         )
         out[:, f] = prev
     return layout.decode(out) if decode else out

@@ -25,9 +25,10 @@ import torch
 
 from dyadic.datasets.specs import SPECS
 
+from .config import ReactionConfig
 from .data import ClipArrays, channel_stats, load_clips, split_clips
 from .layout import ChannelLayout
-from .reaction import ReactionConfig, ReactionModel
+from .reaction import ReactionModel
 
 FREE_BITS = 0.1
 

@@ -151,11 +151,6 @@ def react_pose(ch: Channels) -> AvatarPose:
 ADAPTERS: dict[str, Callable[[Channels], AvatarPose]] = {"seamless": seamless_pose, "react": react_pose}
 
 
-def frame_channels(channels: Mapping[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
-    """Frame k of a track's channel arrays."""
-    return {name: arr[k] for name, arr in channels.items()}
-
-
 def adapter_for(dataset: str) -> Callable[[Channels], AvatarPose]:
     try:
         return ADAPTERS[dataset]

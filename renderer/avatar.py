@@ -29,6 +29,7 @@ import contextlib
 import io
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,13 @@ def _load_smplx(kind: str, model_file: Path):
     import smplx
 
     cls = {"smplh": smplx.SMPLH, "smplx": smplx.SMPLX}[kind]
-    kwargs = dict(ext=model_file.suffix.lower()[1:], use_pca=False, flat_hand_mean=True, num_betas=16, batch_size=1)
+    kwargs: dict[str, Any] = {
+        "ext": model_file.suffix.lower()[1:],
+        "use_pca": False,
+        "flat_hand_mean": True,
+        "num_betas": 16,
+        "batch_size": 1,
+    }
     if kind == "smplx":
         kwargs.update(num_expression_coeffs=10, use_face_contour=False)
     try:
@@ -170,7 +177,7 @@ class Avatar:
             w = m.lbs_weights.numpy()
             head_joints = [HEAD_JOINT] + ([22, 23, 24] if self.kind == "smplx" else [])
             self.head_vertex_mask = w[:, head_joints].sum(1) > 0.5
-            self.vertex_colors = np.tile(np.float32(CLAY), (self.num_vertices, 1))
+            self.vertex_colors = np.tile(np.array(CLAY, np.float32), (self.num_vertices, 1))
 
     def _load_default_extras(self, folder: Path) -> None:
         rig = np.load(folder / "face_rig.npz")

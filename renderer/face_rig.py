@@ -136,7 +136,7 @@ def build_head(builder: MeshBuilder) -> dict[str, dict[str, np.ndarray]]:
         azimuths = np.radians(np.linspace(-80, 80, 11))
         rows_u = np.array([0.0, 0.3, 0.55, 0.75, 0.88, 0.95, 1.0])
 
-        def lid(top, edge):
+        def lid(top, edge, eye=eye, rows_u=rows_u, azimuths=azimuths):  # this iteration's values
             return _lid_points(eye, top + rows_u * (edge - top), azimuths)
 
         lid_label = np.repeat(np.where(rows_u >= 0.95, lab("brow"), lab("lid")), len(azimuths))
@@ -167,7 +167,7 @@ def build_head(builder: MeshBuilder) -> dict[str, dict[str, np.ndarray]]:
         tangent = np.gradient(centres, axis=0)
         normals = surface_normal(centres)
         us, vs = [], []
-        for tan, nrm in zip(tangent, normals):
+        for tan, _nrm in zip(tangent, normals):
             u, v, _ = _frame(tan, np.array([0, 1.0, 0]))
             us.append(u)
             vs.append(np.cross(tan / np.linalg.norm(tan), u))
@@ -241,12 +241,12 @@ def build_head(builder: MeshBuilder) -> dict[str, dict[str, np.ndarray]]:
     disc = np.vstack([[0.0, MOUTH_Y, surface_z(0, MOUTH_Y, 0.0004)], np.stack([dx, dy, surface_z(dx, dy, 0.0004)], 1)])
     disc_v = np.concatenate([[0.0], disc_rho * np.sin(disc_phi)])  # -1 bottom .. 1 top
     disc_x = disc[:, 0] / MOUTH_HALF_WIDTH
-    dfaces = [np.stack([np.zeros(n_ring, int), 1 + (np.arange(n_ring) + 1) % n_ring, 1 + np.arange(n_ring)], 1)]
+    blocks = [np.stack([np.zeros(n_ring, int), 1 + (np.arange(n_ring) + 1) % n_ring, 1 + np.arange(n_ring)], 1)]
     for ring in range(len(rho) - 1):
         a = 1 + ring * n_ring + np.arange(n_ring)
         b = 1 + ring * n_ring + (np.arange(n_ring) + 1) % n_ring
-        dfaces += [np.stack([a, b, b + n_ring], 1), np.stack([a, b + n_ring, a + n_ring], 1)]
-    dfaces = np.concatenate(dfaces)
+        blocks += [np.stack([a, b, b + n_ring], 1), np.stack([a, b + n_ring, a + n_ring], 1)]
+    dfaces = np.concatenate(blocks)
     dn = np.cross(disc[dfaces[:, 1]] - disc[dfaces[:, 0]], disc[dfaces[:, 2]] - disc[dfaces[:, 0]])
     dfaces = np.where((dn[:, 2] > 0)[:, None], dfaces, dfaces[:, ::-1])
     teeth = (disc_v > 0.55) & (np.abs(disc_x) < 0.75)
@@ -276,9 +276,8 @@ def _mouth_shapes(rig: _Rig, lip_phi, disc_v, disc_x) -> None:
         rig.offset("jawLeft", part, w * np.array([0.009, 0, 0]))  # towards the avatar's left (+x)
         rig.offset("jawRight", part, w * np.array([-0.009, 0, 0]))
         if part != "head":
-            rig.offset("mouthClose", part, -0.9 * w * rot * (1.0 if part == "lips" else 1.0))
+            rig.offset("mouthClose", part, -0.9 * w * rot)
 
-    up, fwd = np.array([0, 1.0, 0]), np.array([0, 0, 1.0])
     for part, rest, low, xs in (("lips", lips, lips_low, lips[:, 0] / a), ("mouth", disc, disc_low, disc_x)):
         high = 1 - low
         centre_y = rest[:, 1] - MOUTH_Y

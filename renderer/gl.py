@@ -113,7 +113,8 @@ def import_pyrender(backend: str = "auto") -> ModuleType:
     """Select the backend (if not done yet), apply the numpy-2 shim and return the pyrender module."""
     select_backend(backend)
     if not hasattr(np, "infty"):
-        np.infty = np.inf  # pyrender 0.1.45 still uses np.infty, removed in numpy 2
+        # pyrender 0.1.45 still uses np.infty, removed in numpy 2 (and so from its stubs)
+        np.infty = np.inf  # type: ignore[attr-defined]
     import pyrender
 
     return pyrender

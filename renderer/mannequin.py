@@ -204,10 +204,10 @@ def capsule(
     for a in alphas[::-1]:
         offsets.append(length + r1 * np.cos(a))
         radii.append(r1 * np.sin(a))
-    offsets, radii = np.array(offsets), np.array(radii)
-    centres = p0 + offsets[:, None] * d
+    offs, rads = np.array(offsets), np.array(radii)
+    centres = p0 + offs[:, None] * d
     n = len(centres)
-    verts, faces = loft(centres, np.tile(u, (n, 1)), np.tile(v, (n, 1)), radii, radii * flatten, n_around)
+    verts, faces = loft(centres, np.tile(u, (n, 1)), np.tile(v, (n, 1)), rads, rads * flatten, n_around)
     verts, faces = close_tube(verts, faces, n_around, p0 - d * r0, p1 + d * r1)
     s = (verts - p0) @ d
     return verts, faces, s
@@ -375,7 +375,7 @@ def _limbs(b: MeshBuilder, J: np.ndarray) -> None:
         """Capsule for bone j0 from J[j0] to `end`, blending into `parent` and `child` (or None)."""
         p1 = np.asarray(end, float)
         verts, faces, s = capsule(J[j0], p1, r0, r1, n_around, n_body, n_cap, hint, flatten)
-        length = np.linalg.norm(p1 - J[j0])
+        length = float(np.linalg.norm(p1 - J[j0]))
         bones, bounds = [parent, j0], [0.0]
         if child is not None:
             bones.append(child)
@@ -395,7 +395,7 @@ def _limbs(b: MeshBuilder, J: np.ndarray) -> None:
         heel = J[ankle] + (0, -0.055, -0.05)
         toe = J[foot] + (0, -0.02, 0.075)
         verts, faces, s = capsule(heel, toe, 0.04, 0.035, 12, 4, 3, hint=(1.0, 0, 0), flatten=0.75)
-        w = chain_weights(s, [ankle, foot], [np.linalg.norm(J[foot] - heel)], 0.03)
+        w = chain_weights(s, [ankle, foot], [float(np.linalg.norm(J[foot] - heel))], 0.03)
         b.add(f"foot_{side}", verts, faces, w, "shoes")
 
     for side, (collar, shoulder, elbow, wrist, base) in (("l", (13, 16, 18, 20, 22)), ("r", (14, 17, 19, 21, 37))):
@@ -454,7 +454,7 @@ def _limbs(b: MeshBuilder, J: np.ndarray) -> None:
 
     # neck: from inside the torso up into the head
     verts, faces, s = capsule(J[12] + (0, -0.06, 0), J[15] + (0, 0.02, 0.0), 0.057, 0.052, 24, 6, 2)
-    neck_len = np.linalg.norm(J[15] - J[12])
+    neck_len = float(np.linalg.norm(J[15] - J[12]))
     w = chain_weights(s - 0.06, [9, 12, 15], [0.0, neck_len], 0.025)
     b.add("neck", verts, faces, w, "skin")
 

@@ -96,7 +96,7 @@ def _look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
 def _placement(x: float, yaw_deg: float, forward: float = 0.0) -> np.ndarray:
     yaw = math.radians(yaw_deg)
     pose = np.eye(4)
-    pose[:3, :3] = [[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]]
+    pose[:3, :3] = [[math.cos(yaw), 0.0, math.sin(yaw)], [0.0, 1.0, 0.0], [-math.sin(yaw), 0.0, math.cos(yaw)]]
     pose[:3, 3] = (x, 0.0, forward)
     return pose
 
@@ -157,7 +157,7 @@ class DyadRenderer:
                 faces,
                 rest,
                 normals,
-                np.tile(np.float32(GHOST_RGBA[:3]), (avatar.num_vertices, 1)),
+                np.tile(np.array(GHOST_RGBA[:3], np.float32), (avatar.num_vertices, 1)),
                 translucent,
             )
 
@@ -301,6 +301,7 @@ class DyadRenderer:
             self._speaker.upload(speaker_vertices, spk_n)
             self._listener.upload(listener_vertices, lst_n)
             if ghost_vertices is not None:
+                assert self._ghost is not None  # checked on entry
                 self._ghost.upload(ghost_vertices, ghost_n)
             self._draw(ghost=ghost_vertices is not None)
             self._read_colour(fmt, out)

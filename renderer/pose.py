@@ -1,8 +1,10 @@
-"""AvatarPose: what an adapter hands the avatar for one frame (DESIGN.md, section 3).
+"""AvatarPose: what an adapter hands the avatar for one frame (engine/contracts.py lists it).
 
 SMPL-H parameters in axis-angle, face blendshape weights by ARKit name, and an optional head
 rotation applied on top of the body's head joint (REACT gives the head pose in its 3DMM, with no
-body). The render frame is y-up, the avatar faces +z (towards the camera).
+body). Face weights are named and ordered as ARKit's blendshapes (datasets/specs.py, where the
+datasets that use the same 52 names find them too). The render frame is y-up, the avatar faces +z
+(towards the camera).
 """
 
 from __future__ import annotations
@@ -11,64 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Apple ARKit's 52 blendshape locations, in the order of ARFaceAnchor.BlendShapeLocation's
-# documentation (eyes, jaw, mouth, brows, cheeks, nose, tongue).
-ARKIT_BLENDSHAPES: tuple[str, ...] = (
-    "eyeBlinkLeft",
-    "eyeLookDownLeft",
-    "eyeLookInLeft",
-    "eyeLookOutLeft",
-    "eyeLookUpLeft",
-    "eyeSquintLeft",
-    "eyeWideLeft",
-    "eyeBlinkRight",
-    "eyeLookDownRight",
-    "eyeLookInRight",
-    "eyeLookOutRight",
-    "eyeLookUpRight",
-    "eyeSquintRight",
-    "eyeWideRight",
-    "jawForward",
-    "jawLeft",
-    "jawRight",
-    "jawOpen",
-    "mouthClose",
-    "mouthFunnel",
-    "mouthPucker",
-    "mouthLeft",
-    "mouthRight",
-    "mouthSmileLeft",
-    "mouthSmileRight",
-    "mouthFrownLeft",
-    "mouthFrownRight",
-    "mouthDimpleLeft",
-    "mouthDimpleRight",
-    "mouthStretchLeft",
-    "mouthStretchRight",
-    "mouthRollLower",
-    "mouthRollUpper",
-    "mouthShrugLower",
-    "mouthShrugUpper",
-    "mouthPressLeft",
-    "mouthPressRight",
-    "mouthLowerDownLeft",
-    "mouthLowerDownRight",
-    "mouthUpperUpLeft",
-    "mouthUpperUpRight",
-    "browDownLeft",
-    "browDownRight",
-    "browInnerUp",
-    "browOuterUpLeft",
-    "browOuterUpRight",
-    "cheekPuff",
-    "cheekSquintLeft",
-    "cheekSquintRight",
-    "noseSneerLeft",
-    "noseSneerRight",
-    "tongueOut",
-)
-BLENDSHAPE_INDEX = {name: i for i, name in enumerate(ARKIT_BLENDSHAPES)}
-assert len(ARKIT_BLENDSHAPES) == 52
+from dyadic.datasets.specs import ARKIT_BLENDSHAPES, BLENDSHAPE_INDEX
+
+__all__ = ["ARKIT_BLENDSHAPES", "BLENDSHAPE_INDEX", "NUM_BODY_JOINTS", "NUM_HAND_JOINTS", "AvatarPose"]
 
 NUM_BODY_JOINTS = 21  # SMPL-H body joints 1..21 (pelvis is global_orient)
 NUM_HAND_JOINTS = 15

@@ -11,3 +11,12 @@ def sample_root(tmp_path_factory):
     from dyadic.datasets.sample import generate_default_sample
 
     return generate_default_sample(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """The shipped Seamless reaction model on ONNX Runtime's CPU provider."""
+    from dyadic.models.runtime import load_runtime
+    from dyadic.models.shipped import default_model_path
+
+    return load_runtime(default_model_path("seamless"), "cpu")

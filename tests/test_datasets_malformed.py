@@ -49,7 +49,7 @@ def test_truncated_npz(root):
     assert "not a readable npz" in line
     assert any(f"{DEMO}_P0602A.npz: no partner" in p for p in catalog.problems)  # its partner: unpaired
     _others_load(root, DEMO)
-    with pytest.raises(DatasetError, match="P0947.npz"):
+    with pytest.raises(DatasetError, match=r"P0947.npz"):
         load_file(path)
 
 

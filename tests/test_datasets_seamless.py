@@ -68,7 +68,7 @@ def test_2997_fps_audio_alignment(loaded):
     interaction = loaded[SPLIT]
     fps = interaction.fps
     assert audio_sample(1000, fps) == round(1000 * 48000 * 1001 / 30000)  # 1601600: exact, no drift
-    s0, s1 = interaction.audio_span(0, interaction.n_frames)
+    _s0, s1 = interaction.audio_span(0, interaction.n_frames)
     audio = interaction.speaker.audio()
     assert audio.dtype == np.float32
     assert abs(len(audio) - s1) <= 48000 / fps  # audio and motion durations agree within one frame

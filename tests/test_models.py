@@ -50,7 +50,7 @@ def _inputs(model, clip, batch=2, frames=60):
 def test_streaming_features_equal_batch_features(sample_root, seamless_clips):
     from dyadic.datasets import load_interaction
 
-    for clip_id, fps in (("V00_S0809_I00000582", 30.0), ("V00_S0809_I00000583", 30000 / 1001)):
+    for clip_id, _fps in (("V00_S0809_I00000582", 30.0), ("V00_S0809_I00000583", 30000 / 1001)):
         it = load_interaction(sample_root / "seamless", clip_id)
         audio = it.speaker.audio()
         batch = log_mel_frames(audio, it.fps, it.n_frames)
@@ -237,7 +237,7 @@ def test_train_resume_and_checkpoint(sample_root, tmp_path):
 def test_train_with_the_concordance_term(sample_root, tmp_path, capsys):
     """`dyadic train --ccc-weight W` reaches training: the term is logged per epoch on its own and
     recorded with the run's options; a negative weight is refused."""
-    from dyadic.engine.cli import build_parser, cmd_train
+    from dyadic.engine.cli.main import build_parser, cmd_train
 
     args = build_parser().parse_args(
         [
@@ -273,11 +273,11 @@ def test_bad_model_files_give_clear_errors(tmp_path):
         load_runtime(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a graph")
-    with pytest.raises(ModelFileError, match="junk.onnx"):
+    with pytest.raises(ModelFileError, match=r"junk.onnx"):
         load_runtime(junk)
     bad_pt = tmp_path / "junk.pt"
     torch.save({"hello": 1}, bad_pt)
-    with pytest.raises(ModelFileError, match="junk.pt"):
+    with pytest.raises(ModelFileError, match=r"junk.pt"):
         load_runtime(bad_pt)
 
 

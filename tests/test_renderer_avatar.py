@@ -217,5 +217,5 @@ def test_face_rig_must_follow_single_joints(avatar, tmp_path, monkeypatch):
     data["weights"][rig[0], [12, 15]] = 0.5  # shared by the neck and the head
     np.savez(broken / default_avatar.SMPLH_FILE, **data)
     monkeypatch.setenv("DYADIC_CACHE", str(tmp_path))
-    with pytest.raises(BodyModelError, match="face_rig.npz: vertex_ids"):
+    with pytest.raises(BodyModelError, match=r"face_rig.npz: vertex_ids"):
         Avatar()

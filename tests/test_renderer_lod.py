@@ -54,7 +54,7 @@ def test_auto_decimates_only_software_rendering():
 
 
 def test_serve_takes_a_fraction_or_auto(capsys):
-    from dyadic.engine.cli import build_parser
+    from dyadic.engine.cli.main import build_parser
 
     assert build_parser().parse_args(["serve"]).decimate == "auto"
     assert build_parser().parse_args(["serve", "--decimate", "0"]).decimate == 0.0

@@ -26,7 +26,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dyadic.engine.probe import ServeProcess, probe, probe_at_low_priority
+from dyadic.engine.harness.probe import probe, probe_at_low_priority
+from dyadic.engine.harness.serve_process import ServeProcess
 
 SESSION_FPS = 29.0  # the issue's 30 +/- 1, one session
 BROWSER_FRAMES_10S = 280  # the issue's Chromium figure
@@ -131,15 +132,15 @@ def test_low_priority_clients_say_why_without_a_server_and_refuse_bad_arguments(
         port = s.getsockname()[1]
     with pytest.raises(RuntimeError, match="probe clients failed"):
         probe_at_low_priority(f"ws://127.0.0.1:{port}/ws", sessions=1, seconds=1.0, timeout=60)
-    from dyadic.engine.probe import main
+    from dyadic.engine.cli import main
 
     for bad in (["--sessions", "0"], ["--seconds", "-1"], ["--nice", "25"]):
         with pytest.raises(SystemExit):
-            main([f"ws://127.0.0.1:{port}/ws", *bad])
+            main(["probe", f"ws://127.0.0.1:{port}/ws", *bad])
 
 
 def test_chromium_plays_the_page(server):
-    from dyadic.engine.browser import ChromiumPage
+    from dyadic.engine.harness.browser import ChromiumPage
 
     async def browse():
         async with ChromiumPage(server.url) as page:
@@ -175,7 +176,7 @@ def test_chromium_follows_a_switch_to_its_microphone_and_back(server):
     """The page's source buttons, as a user clicks them: a recording, the browser microphone, a
     recording again. Each switch re-anchors the audio clock (session.py); the page must keep
     decoding video and playing audio through both, with no growing delay."""
-    from dyadic.engine.browser import ChromiumPage
+    from dyadic.engine.harness.browser import ChromiumPage
 
     async def phase(page, seconds: float) -> tuple[dict, dict, str]:
         before = await page.stats()
@@ -205,7 +206,9 @@ def test_chromium_follows_a_switch_to_its_microphone_and_back(server):
 
 # -- sessions come and go -------------------------------------------------------------------------
 def test_vanished_client_is_cleaned_up(server):
-    code = f"import asyncio; from dyadic.engine.probe import probe; asyncio.run(probe({server.ws!r}, seconds=60))"
+    code = (
+        f"import asyncio; from dyadic.engine.harness.probe import probe; asyncio.run(probe({server.ws!r}, seconds=60))"
+    )
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
         assert server.wait_sessions(1, timeout=30) == 1

@@ -1,0 +1,5 @@
+"""`dyadic`: the command line (main.py), its option types (options.py)."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,549 @@
+"""The `dyadic` command line: one console script with subcommands.
+
+    dyadic replay | data ls | data sample | train | export | eval | serve | probe | profile
+
+Each subcommand's options are in `dyadic <command> --help` (built below, the one source of truth)
+and in README.md.
+
+Heavy imports (torch, pyrender, PyAV) happen inside the subcommands, so `dyadic --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .options import (
+    UserError,
+    non_negative_float,
+    parse_decimate,
+    parse_size,
+    positive_float,
+    positive_int,
+)
+
+
+def _data_root(arg: str | None) -> Path:
+    from dyadic.datasets import default_sample_root
+
+    if arg is None:
+        return default_sample_root()
+    root = Path(arg).expanduser()
+    if not root.exists():
+        raise UserError(f"--data {arg}: no such folder")
+    return root
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dyadic.datasets import load_interaction
+    from dyadic.engine.offline.replay import replay
+    from dyadic.renderer.avatar import Avatar
+    from dyadic.renderer.offscreen import DyadRenderer
+
+    root = _data_root(args.data)
+    interaction = load_interaction(root, args.clip)
+    for line in interaction.problems + interaction.speaker.problems + interaction.listener.problems:
+        print(f"warning: {line}", file=sys.stderr)
+    runtime = None
+    if args.model != "none":
+        from dyadic.models.runtime import load_runtime
+        from dyadic.models.shipped import default_model_path
+
+        model_path = args.model or default_model_path(interaction.dataset)
+        runtime = load_runtime(model_path)
+        print(
+            f"listener: reaction model {model_path} ({runtime.provider}), "
+            f"seed {args.seed}; {'real listener as ghost' if args.ghost else 'no ghost'}",
+            file=sys.stderr,
+        )
+    avatar = Avatar(args.body_model)
+    n = (
+        interaction.n_frames
+        if args.seconds is None
+        else min(interaction.n_frames, max(1, round(args.seconds * interaction.fps)))
+    )
+    ghost = runtime is not None and args.ghost
+    with (
+        DyadRenderer(avatar, size=args.size, backend=args.gl, msaa=args.msaa, ghost=ghost) as renderer,
+        tqdm(total=n, unit="frame", desc=f"replay {interaction.id}", disable=args.quiet) as bar,
+    ):
+        result = replay(
+            interaction,
+            args.out,
+            avatar=avatar,
+            renderer=renderer,
+            seconds=args.seconds,
+            audio=args.audio,
+            model=runtime,
+            seed=args.seed,
+            progress=bar.update,
+        )
+    print(
+        f"{result.frames} frames at {result.fps:.3f} fps ({result.seconds:.1f} s) in "
+        f"{result.wall_seconds:.1f} s: {result.speed:.1f}x real time [{result.backend}: {result.gl_renderer}]",
+        file=sys.stderr,
+    )
+    print(result.path)
+    return 0
+
+
+def _groups_summary(groups: list[str]) -> str:
+    prefixes = sorted({g.split(":")[0] for g in groups})
+    return ",".join(prefixes) if prefixes else "-"
+
+
+def cmd_data_ls(args: argparse.Namespace) -> int:
+    from dyadic.datasets import scan
+
+    root = Path(args.dir).expanduser()
+    if not root.exists():
+        raise UserError(f"{args.dir}: no such folder")
+    catalog = scan(root)
+    infos = catalog.interactions
+    if args.json:
+        rows = [
+            {
+                "id": i.id,
+                "dataset": i.dataset,
+                "participants": i.participants,
+                "frames": i.n_frames,
+                "fps": i.fps,
+                "duration": round(i.duration, 3),
+                "groups": i.groups,
+                "problems": i.problems,
+            }
+            for i in infos
+        ]
+        print(json.dumps({"root": str(root), "interactions": rows, "skipped": catalog.problems}, indent=2))
+        return 0
+    header = ("id", "dataset", "participants", "frames", "fps", "duration", "features", "problems")
+    table = [header] + [
+        (
+            i.id,
+            i.dataset,
+            " ".join(i.participants),
+            str(i.n_frames),
+            f"{i.fps:.3f}",
+            f"{i.duration:.1f}s",
+            _groups_summary(i.groups),
+            str(len(i.problems)) if i.problems else "-",
+        )
+        for i in infos
+    ]
+    widths = [max(len(row[c]) for row in table) for c in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    problems = [(i.id, p) for i in infos for p in i.problems] + [("skipped", p) for p in catalog.problems]
+    if problems:
+        print(f"\n{len(problems)} problem(s):")
+        for clip, p in problems:
+            print(f"  {clip}: {p}")
+    print(f"\n{len(infos)} interaction(s) in {root}")
+    return 0
+
+
+def cmd_data_sample(args: argparse.Namespace) -> int:
+    from dyadic.datasets.sample import generate_sample
+
+    out = Path(args.out_dir).expanduser()
+    generate_sample(out, format=args.format, interactions=args.interactions, seconds=args.seconds, seed=args.seed)
+    print(out)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dyadic.models.train import TrainOptions, train
+
+    opts = TrainOptions(
+        data=str(_data_root(args.data)),
+        out=args.out,
+        format=args.format,
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        device=args.device,
+        resume=args.resume,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        ccc_weight=args.ccc_weight,
+        progress=not args.quiet,
+    )
+    best = train(opts, log=lambda line: print(line, file=sys.stderr))
+    print(best)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dyadic.models.export import export_onnx
+    from dyadic.models.train import load_checkpoint
+
+    if not Path(args.checkpoint).is_file():
+        raise UserError(f"{args.checkpoint}: no such checkpoint")
+    model = load_checkpoint(args.checkpoint)
+    out = export_onnx(model, args.out, source=str(args.checkpoint))
+    print(f"{model.step_parameters():,} parameters, {out.stat().st_size / 1e6:.2f} MB", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from dyadic.datasets import scan
+    from dyadic.models.evaluate import evaluate, markdown_table
+    from dyadic.models.shipped import default_model_path
+
+    root = _data_root(args.data)
+    model = args.model
+    if model is None:
+        formats = [e.info.dataset for e in scan(root).entries]
+        if not formats:
+            raise UserError(f"{root}: no interactions found")
+        model = default_model_path(args.format or formats[0])
+    report = evaluate(
+        root,
+        model,
+        samples=args.samples,
+        out=args.out,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    print(markdown_table(report))
+    print(f"written: {Path(args.out) / 'metrics.json'}, {Path(args.out) / 'metrics.md'}", file=sys.stderr)
+    return 0
+
+
+def serve_models(model: str | None, root: Path) -> dict[str, Path]:
+    """dataset -> model file: the one given (its own dataset), else the shipped default of every
+    dataset found under the data root (and Seamless's for the microphones)."""
+    from dyadic.datasets import scan
+    from dyadic.models.runtime import load_runtime
+    from dyadic.models.shipped import default_model_path
+
+    if model is not None:
+        if model == "none":
+            return {}
+        path = Path(model).expanduser()
+        return {load_runtime(path, "cpu").layout.spec_name: path}
+    datasets = {e.info.dataset for e in scan(root).entries} | {"seamless"}
+    return {d: default_model_path(d) for d in sorted(datasets)}
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from ..profiling.report import run_profile, table, write_all
+
+    out = Path(args.out)
+    print(
+        f"dyadic profile: {args.sessions} session(s), {args.client} client, {args.seconds:.0f} s ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    if args.mic and args.clip:
+        raise UserError("profile: give a clip or --mic, not both")
+    run = run_profile(
+        args.clip,
+        args.data,
+        args.seconds,
+        args.sessions,
+        args.client,
+        frame_ids=args.client == "chromium" and not args.no_frame_id,
+        microphone=args.mic,
+    )
+    summary = write_all(run, out)
+    print(table(summary))
+    print(f"wrote {out / 'trace.jsonl'}, {out / 'summary.json'}, {out / 'report.html'}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from dyadic.engine.serve.server import ServeOptions, Server, serve_forever
+
+    root = _data_root(args.data)
+    logging.getLogger("dyadic").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    options = ServeOptions(
+        data=root,
+        models=serve_models(args.model, root),
+        host=args.host,
+        port=args.port,
+        size=args.size,
+        max_sessions=args.max_sessions,
+        ice_loopback=args.ice_loopback,
+        stun=args.stun or [],
+        turn=args.turn or [],
+        body_model=args.body_model,
+        gl_backend=args.gl,
+        decimate=args.decimate,
+        device=args.device,
+        video_codec=args.video_codec,
+    )
+
+    def ready(server: Server) -> None:
+        models = ", ".join(f"{d}: {s.provider}" for d, s in server.engine.steppers.items()) or "none"
+        print(
+            f"dyadic serve: {len(server.engine.clips)} clip(s) from {root}; models {models}; "
+            f"up to {args.max_sessions} session(s){'; ICE on loopback only' if args.ice_loopback else ''}",
+            file=sys.stderr,
+        )
+        print(f"open {server.url}", flush=True)
+
+    try:
+        asyncio.run(serve_forever(options, ready))
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import asyncio
+    from dataclasses import asdict
+
+    from ..harness.probe import ProbeResult, probe
+
+    if args.nice:
+        os.nice(args.nice)
+
+    async def clients() -> list[ProbeResult]:
+        return list(await asyncio.gather(*(probe(args.url, seconds=args.seconds) for _ in range(args.sessions))))
+
+    print(json.dumps([asdict(r) for r in asyncio.run(clients())]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dyadic", description="A real-time dyadic avatar engine.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("replay", help="render an interaction (speaker and listener side by side) to MP4")
+    r.add_argument("clip", nargs="?", help="interaction id (V00_S0809_I00000582) or file id; default: the first")
+    r.add_argument("--data", metavar="DIR", help="dataset folder (Seamless or REACT); default: the embedded sample")
+    r.add_argument("--out", default="out/replay.mp4", metavar="FILE.mp4", help="output file (default: %(default)s)")
+    r.add_argument("--seconds", type=positive_float, metavar="S", help="render only the first S seconds")
+    r.add_argument("--size", type=parse_size, default=(640, 480), metavar="WxH", help="video size (default: 640x480)")
+    r.add_argument(
+        "--body-model", metavar="DIR", help="a real SMPL-H or SMPL-X model folder; default: the embedded avatar"
+    )
+    r.add_argument(
+        "--gl",
+        choices=("auto", "egl", "osmesa"),
+        default="auto",
+        help="headless GL platform (default: auto, EGL first)",
+    )
+    r.add_argument("--msaa", action="store_true", help="4x anti-aliasing (about 2x render cost on CPU)")
+    r.add_argument(
+        "--audio",
+        choices=("speaker", "listener", "both"),
+        default="speaker",
+        help="whose audio goes into the MP4 (default: %(default)s)",
+    )
+    r.add_argument(
+        "--model",
+        metavar="FILE|none",
+        help="reaction model (.onnx or .pt) that plays the listener; default: the shipped weights "
+        "for the data's format; 'none': show the recorded listener",
+    )
+    r.add_argument("--seed", type=int, default=0, help="the model listener's latent seed (default: 0)")
+    r.add_argument(
+        "--ghost",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw the recorded listener as a translucent ghost over the model's (default: on)",
+    )
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_replay)
+
+    d = sub.add_parser("data", help="inspect or generate dataset files")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    ls = dsub.add_parser("ls", help="list the interactions found in a folder")
+    ls.add_argument("dir", metavar="DIR")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_data_ls)
+    sm = dsub.add_parser("sample", help="write sample data in the exact format of a real dataset")
+    sm.add_argument("out_dir", metavar="OUT_DIR")
+    sm.add_argument("--format", choices=("seamless", "react"), default="seamless")
+    sm.add_argument("--interactions", type=positive_int, default=4, metavar="N")
+    sm.add_argument("--seconds", type=positive_float, default=20.0, metavar="S")
+    sm.add_argument("--seed", type=int, default=0, metavar="K")
+    sm.set_defaults(func=cmd_data_sample)
+
+    t = sub.add_parser("train", help="train the online reaction model on dataset files")
+    t.add_argument("--data", metavar="DIR", help="dataset folder; default: the embedded sample")
+    t.add_argument("--format", choices=("seamless", "react"), help="which format to use (default: the first found)")
+    t.add_argument("--out", default="runs/default", metavar="DIR", help="checkpoints go here (default: %(default)s)")
+    t.add_argument("--epochs", type=positive_int, default=40, metavar="N")
+    t.add_argument("--batch", type=positive_int, default=32, metavar="N", help="windows per batch (default: 32)")
+    t.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate (default: 2e-3)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="held-out share of the interactions, by sorted id (default: 0.2)",
+    )
+    t.add_argument(
+        "--ccc-weight",
+        type=non_negative_float,
+        default=0.0,
+        metavar="W",
+        help="weight of a per-window concordance (CCC) term next to squared error, against "
+        "flat, under-dispersed reactions (default: %(default)s, squared error alone; "
+        "the shipped REACT model used 0.5)",
+    )
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="write a checkpoint's step function as an ONNX graph")
+    e.add_argument("checkpoint", metavar="CHECKPOINT")
+    e.add_argument("--out", default="model.onnx", metavar="FILE.onnx", help="(default: %(default)s)")
+    e.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser("eval", help="REACT metrics of a model and the reference rows on held-out data")
+    ev.add_argument("--data", metavar="DIR", help="held-out interactions; default: the embedded sample")
+    ev.add_argument("--format", choices=("seamless", "react"), help="with no --model: whose default model")
+    ev.add_argument(
+        "--model", metavar="FILE", help=".onnx (ONNX Runtime) or .pt checkpoint (torch); default: the shipped weights"
+    )
+    ev.add_argument("--samples", type=positive_int, default=10, metavar="K", help="reactions per speaker (default: 10)")
+    ev.add_argument(
+        "--out", default="report", metavar="DIR", help="metrics.json and metrics.md go here (default: %(default)s)"
+    )
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_eval)
+
+    sv = sub.add_parser("serve", help="serve the live engine and its browser page (WebRTC)")
+    sv.add_argument("--data", metavar="DIR", help="recorded interactions to offer; default: the embedded sample")
+    sv.add_argument(
+        "--model",
+        metavar="FILE|none",
+        help="reaction model (.onnx/.pt) for its dataset; default: the shipped weights of each "
+        "dataset found; 'none': recorded listeners only",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
+    sv.add_argument("--port", type=int, default=8080, help="HTTP + websocket port (default: %(default)s; 0: any free)")
+    sv.add_argument("--size", type=parse_size, default=(640, 480), metavar="WxH", help="video size (default: 640x480)")
+    sv.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="sessions at once; more are refused (default: %(default)s)",
+    )
+    sv.add_argument(
+        "--ice-loopback",
+        action="store_true",
+        help="WebRTC on 127.0.0.1 only (local demos and tests; the browser needs --allow-loopback-in-peer-connection)",
+    )
+    sv.add_argument("--stun", action="append", metavar="URL", help="a STUN server (stun:host:port); none by default")
+    sv.add_argument("--turn", action="append", metavar="URL", help="a TURN server (turn:user:pass@host:port)")
+    sv.add_argument(
+        "--video-codec",
+        choices=("h264", "vp8"),
+        default="h264",
+        help="codec to prefer (default: %(default)s, libx264 ultrafast; the other one when the "
+        "browser does not offer it)",
+    )
+    sv.add_argument(
+        "--body-model", metavar="DIR", help="a real SMPL-H or SMPL-X model folder; default: the embedded avatar"
+    )
+    sv.add_argument("--gl", choices=("auto", "egl", "osmesa"), default="auto", help="headless GL platform")
+    sv.add_argument(
+        "--decimate",
+        type=parse_decimate,
+        default="auto",
+        metavar="F|auto",
+        help="fraction of each body's triangles left out of the live render, the head always whole "
+        "(default: auto, 0.5 when GL renders on the CPU, 0 on a GPU)",
+    )
+    sv.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
+    sv.add_argument("-v", "--verbose", action="store_true", help="log sessions and requests")
+    sv.set_defaults(func=cmd_serve)
+
+    pr = sub.add_parser(
+        "probe",
+        help="connect headless aiortc clients to a running `dyadic serve` and print what they received as JSON",
+    )
+    pr.add_argument("url", help="the server's websocket, ws://HOST:PORT/ws")
+    pr.add_argument("--sessions", type=positive_int, default=1, help="clients at once (default: 1)")
+    pr.add_argument(
+        "--seconds", type=positive_float, default=10.0, help="receive time after the first frame (default: 10)"
+    )
+    pr.add_argument(
+        "--nice",
+        type=int,
+        choices=range(20),
+        default=0,
+        metavar="0..19",
+        help="lower the clients' CPU priority by K, to take only what a server on this machine leaves (default: 0)",
+    )
+    pr.set_defaults(func=cmd_probe)
+
+    pf = sub.add_parser(
+        "profile",
+        help="run the engine against real loopback clients and report where every millisecond of a frame goes",
+    )
+    pf.add_argument("clip", nargs="?", help="interaction id (default: the first)")
+    pf.add_argument("--data", metavar="DIR", help="dataset folder; default: the embedded sample")
+    pf.add_argument(
+        "--seconds", type=positive_float, default=60.0, help="the profiled window, after 2 s of warm-up (default: 60)"
+    )
+    pf.add_argument("--sessions", type=positive_int, default=1, help="concurrent sessions (default: 1)")
+    pf.add_argument(
+        "--client",
+        choices=("chromium", "aiortc"),
+        default="chromium",
+        help="the receiving client (default: chromium, the engine's page in headless Chromium: "
+        "glass to glass, A/V offset; aiortc: no display, to the decoded frame)",
+    )
+    pf.add_argument(
+        "--mic",
+        action="store_true",
+        help="listen to the client's microphone instead of a recording (Chromium's fake capture "
+        "device, a beep; aiortc: a tone): the live path's latency",
+    )
+    pf.add_argument(
+        "--no-frame-id",
+        action="store_true",
+        help="chromium: do not draw frame ids into the picture to cross-check the RTP mapping",
+    )
+    pf.add_argument(
+        "--out",
+        default="report",
+        metavar="DIR",
+        help="where trace.jsonl, summary.json and report.html go (default: report/)",
+    )
+    pf.set_defaults(func=cmd_profile)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dyadic.datasets.errors import DatasetError
+
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (UserError, DatasetError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("DYADIC_DEBUG"):
+            raise
+        print(f"dyadic: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dyadic: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

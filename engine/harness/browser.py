@@ -1,0 +1,98 @@
+"""Headless Chromium as the client of `dyadic serve` (tests, benchmarks, profiling).
+
+Debian's `chromium` driven by Playwright through `executable_path` (Playwright's own browser
+download is never used). The flags: loopback ICE without mDNS, fake
+media devices, autoplay, no background traffic; Playwright gives each launch a fresh profile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page, Playwright
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+    "--disable-quic",
+]
+
+
+class BrowserUnavailable(RuntimeError):
+    pass
+
+
+def chromium_path() -> str:
+    """The system Chromium (scripts/bootstrap.sh installs Debian's package)."""
+    for candidate in (
+        os.environ.get("DYADIC_CHROMIUM"),
+        shutil.which("chromium"),
+        "/usr/bin/chromium",
+        shutil.which("chromium-browser"),
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise BrowserUnavailable(
+        "no Chromium found: install Debian's `chromium` package (make test does) or set DYADIC_CHROMIUM to its path"
+    )
+
+
+class ChromiumPage:
+    """One headless Chromium with the engine's page open: `async with ChromiumPage(url) as page`."""
+
+    def __init__(self, url: str, extra_flags: list[str] | None = None):
+        self.url = url
+        self.flags = CHROMIUM_FLAGS + list(extra_flags or [])
+        self._pw: Playwright | None = None
+        self._browser: Browser | None = None
+        self.page: Page | None = None
+        self.console: list[str] = []
+
+    async def __aenter__(self) -> ChromiumPage:
+        try:
+            from playwright.async_api import async_playwright
+        except ImportError as exc:
+            raise BrowserUnavailable(f"Playwright is not installed ({exc}); it comes with the 'dev' extra") from None
+        self._pw = pw = await async_playwright().start()
+        self._browser = browser = await pw.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=self.flags
+        )  # Playwright gives every launch a fresh, temporary profile
+        context = await browser.new_context()
+        self.page = page = await context.new_page()
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
+        await page.goto(self.url)
+        return self
+
+    async def wait_connected(self, timeout_s: float = 30.0) -> None:
+        assert self.page is not None
+        await self.page.wait_for_function("() => window.dyadic && window.dyadic.pc", timeout=timeout_s * 1e3)
+        await asyncio.wait_for(self.page.evaluate("() => window.dyadic.ready"), timeout_s)
+
+    async def stats(self) -> dict[str, Any]:
+        assert self.page is not None
+        stats: dict[str, Any] = await self.page.evaluate("() => window.dyadic.stats()")
+        return stats
+
+    async def evaluate(self, script: str, arg: Any = None) -> Any:
+        assert self.page is not None
+        return await self.page.evaluate(script, arg)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        if self._pw is not None:
+            await self._pw.stop()

@@ -1,0 +1,103 @@
+"""`dyadic serve` in a process of its own (its own GIL, as in production), for tests, benchmarks and
+profiling: started on a free port with ICE on loopback, its URL read from what it prints, and the
+CPU time of it and its render workers read from /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+
+def process_tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of `pid` and each live descendant, by pid, read from /proc.
+    Each includes the time of its children that have exited (cutime, cstime)."""
+    out: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children = []
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    children += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+            continue
+        out[p] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        todo += children
+    return out
+
+
+class ServeProcess:
+    """`dyadic serve --port 0 --ice-loopback ARGS` in its own process (its own GIL, as in
+    production), its URL read from what it prints."""
+
+    def __init__(self, *args: str):
+        # stderr goes to a file, not a pipe: nobody reads it while the server runs, and a pipe
+        # that fills up (64 KB of log lines in a long profile) would block the server
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dyadic.engine.cli", "serve", "--port", "0", "--ice-loopback", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        assert self.proc.stdout is not None  # stdout=PIPE
+        line = self.proc.stdout.readline()
+        match = re.search(r"open (http://127\.0\.0\.1:(\d+)/)", line)
+        if not match:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"dyadic serve did not start: {line!r} {self._read_stderr()[-2000:]}")
+        self.url, self.port = match.group(1), int(match.group(2))
+        self.ws = f"ws://127.0.0.1:{self.port}/ws"
+
+    def status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "status", timeout=5) as r:
+            status: dict[str, Any] = json.loads(r.read())
+            return status
+
+    def wait_sessions(self, n: int, timeout: float) -> int:
+        """Poll /status until `n` sessions are live (or the timeout); returns the last count."""
+        deadline = time.monotonic() + timeout
+        live: int
+        while (live := self.status()["sessions"]) != n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return live
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time so far of the server and its render workers (live or exited)."""
+        return sum(process_tree_cpu(self.proc.pid).values())
+
+    def _read_stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def stop(self) -> str:
+        """Terminate; returns what the server wrote to stderr (empty if stopped before)."""
+        if self._stderr.closed:
+            return ""
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        err = self._read_stderr()
+        self._stderr.close()
+        return err
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,474 @@
+"""`dyadic serve`: the browser page, websocket signalling/control/telemetry, and the sessions.
+
+One port serves both: plain HTTP GETs return the page's files (client/), `/ws` upgrades to the
+websocket of one session (protocol.py). Media goes over WebRTC (aiortc), offer/answer over
+the websocket, without trickle ICE. Sessions share one model runtime per dataset (batched).
+A bad message gets an error reply on its own socket; a failing session is closed alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http
+import itertools
+import json
+import logging
+import mimetypes
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import av
+import numpy as np
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..contracts import AUDIO_RATE, Source
+from ..pipeline.batching import SharedStepper
+from ..pipeline.session import Session
+from ..pipeline.sources import MicrophoneSource, MicrophoneUnavailable, PlaybackSource, local_microphone
+from ..webrtc import aiortc_patches, codec, ice
+from . import protocol
+from .protocol import ProtocolError
+
+if TYPE_CHECKING:
+    from aiortc import RTCPeerConnection
+    from aiortc.mediastreams import MediaStreamTrack
+    from websockets.asyncio.server import Server as WebSocketServer
+
+    from dyadic.datasets.interaction import Interaction
+
+log = logging.getLogger("dyadic.engine")
+
+CLIENT_FILES = ("index.html", "app.js", "latency.js", "style.css")
+WS_FRAME_LIMIT = 4 * 1024 * 1024  # above protocol.MAX_MESSAGE_BYTES, so that we can answer, not drop
+TELEMETRY_PERIOD_S = 1.0
+LIVE_FPS = 30.0
+SWITCH_INTERVAL_S = 0.001
+# A reloaded page connects again before its old session has freed its render worker (~1 s): a
+# new connection waits this long for sessions that are already closing before it is refused.
+CLOSING_WAIT_S = 5.0
+
+
+def client_dir() -> Path:
+    """client/ beside the engine package (editable install) or installed as dyadic.client."""
+    beside = Path(__file__).resolve().parents[2] / "client"
+    if (beside / "index.html").is_file():
+        return beside
+    import importlib.util
+
+    spec = importlib.util.find_spec("dyadic.client")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    raise FileNotFoundError("the browser page (client/index.html) is not installed")
+
+
+@dataclass
+class ServeOptions:
+    data: Path
+    models: dict[str, Path]  # dataset -> .onnx / .pt
+    host: str = "127.0.0.1"
+    port: int = 8080
+    size: tuple[int, int] = (640, 480)
+    max_sessions: int = 4
+    ice_loopback: bool = False
+    stun: list[str] = field(default_factory=list)
+    turn: list[str] = field(default_factory=list)
+    body_model: str | None = None
+    gl_backend: str = "auto"
+    decimate: float | str = "auto"  # body triangles left out in software rendering: renderer/lod.py
+    device: str = "auto"
+    video_codec: str = "h264"  # preferred; webrtc/codec.py CODECS
+
+
+class Engine:
+    """Everything sessions share: the data catalog, the model runtimes, the options."""
+
+    def __init__(self, options: ServeOptions):
+        from dyadic.datasets import scan
+        from dyadic.models.runtime import load_runtime
+        from dyadic.renderer import gl
+
+        self.options = options
+        # Resolved once here (the EGL probe is a subprocess); every render worker gets the result.
+        self.gl_backend = gl.select_backend(options.gl_backend)
+        self.catalog = scan(options.data)
+        self.steppers = {
+            dataset: SharedStepper(load_runtime(path, options.device)) for dataset, path in options.models.items()
+        }
+        for dataset, stepper in self.steppers.items():
+            if stepper.layout.spec_name != dataset:
+                raise ValueError(
+                    f"model {options.models[dataset]} was trained on {stepper.layout.spec_name} data, not {dataset}"
+                )
+        self.default_dataset = "seamless" if "seamless" in self.steppers else next(iter(self.steppers), None)
+        self.clips = [
+            {
+                "id": i.id,
+                "dataset": i.dataset,
+                "duration": round(i.duration, 2),
+                "fps": round(i.fps, 3),
+                "playable": i.n_frames > 0,
+                "listener": "model" if i.dataset in self.steppers else "recorded",
+            }
+            for i in self.catalog.interactions
+        ]
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - one Engine per server, alive as long as it
+    def load_clip(self, clip_id: str) -> Interaction:
+        """Interaction by id; only ids from the catalog are ever looked up (no paths from clients)."""
+        entry = self.catalog.find(clip_id)
+        if entry is None:
+            raise ProtocolError(f"source: no clip {clip_id!r} in the data (see the clip list)")
+        return entry.load()
+
+    def model_info(self) -> dict[str, dict[str, Any]]:
+        return {d: {"provider": s.provider, "channels": s.layout.size} for d, s in self.steppers.items()}
+
+
+class Server:
+    def __init__(self, options: ServeOptions):
+        self.options = options
+        self.engine = Engine(options)
+        self.sessions: dict[str, Connection] = {}
+        self._ids = itertools.count(1)
+        self._freed = asyncio.Condition()  # notified when a session has gone
+        self._server: WebSocketServer | None = None
+        self.started = time.monotonic()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.host}:{self.port}/"
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self.options.port
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        # Each session's threads make hundreds of short GIL-releasing calls per frame (GL, numpy,
+        # ONNX Runtime); with the default 5 ms switch interval every re-acquisition can wait a
+        # full interval behind another thread's Python code. 1 ms keeps hand-overs short.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if self.options.ice_loopback:
+            aiortc_patches.restrict_to_loopback()
+        aiortc_patches.install()
+        self._server = await serve(
+            self._handle,
+            self.options.host,
+            self.options.port,
+            process_request=self._http,
+            max_size=WS_FRAME_LIMIT,
+            ping_interval=2.0,
+            ping_timeout=4.0,
+        )
+
+    async def stop(self) -> None:
+        for conn in list(self.sessions.values()):
+            await conn.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "sessions": len(self.sessions),
+            "max_sessions": self.options.max_sessions,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "clips": len(self.engine.clips),
+            "models": self.engine.model_info(),
+            "gl_backend": self.engine.gl_backend,
+            "video_codec": self.options.video_codec,
+        }
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/ws":
+            return None  # the websocket handshake goes on
+        if path == "/status":  # for scripts and health checks
+            body = json.dumps(self.status()).encode()
+            return Response(
+                200, "OK", Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))]), body
+            )
+        name = "index.html" if path == "/" else path.lstrip("/")
+        if name not in CLIENT_FILES:  # a fixed list: nothing from the request reaches the file system
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+        body = (client_dir() / name).read_bytes()
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        headers = Headers(
+            [
+                ("Content-Type", f"{ctype}; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ]
+        )
+        return Response(200, "OK", headers, body)
+
+    # -- websocket ------------------------------------------------------------------------------
+    async def _has_room(self) -> bool:
+        """Whether one more session fits, at once or once sessions that are already closing have
+        gone (within CLOSING_WAIT_S)."""
+        limit, loop = self.options.max_sessions, asyncio.get_running_loop()
+        deadline = loop.time() + CLOSING_WAIT_S
+        async with self._freed:
+            while len(self.sessions) >= limit:
+                staying = sum(not conn.closing for conn in self.sessions.values())
+                if staying >= limit or loop.time() >= deadline:
+                    return False
+                try:
+                    await asyncio.wait_for(self._freed.wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    return False
+        return True
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if not await self._has_room():
+            log.warning("refused a session: %d of %d in use", len(self.sessions), self.options.max_sessions)
+            await ws.send(
+                protocol.encode(
+                    "refused",
+                    message=f"the server is full ({self.options.max_sessions} "
+                    "sessions, --max-sessions); try again later",
+                )
+            )
+            await ws.close(1013, "server full")
+            return
+        sid = str(next(self._ids))
+        conn = Connection(self, ws, sid)
+        self.sessions[sid] = conn
+        log.info("session %s opened (%d live)", sid, len(self.sessions))
+        try:
+            await conn.run()
+        finally:
+            await conn.close()
+            self.sessions.pop(sid, None)
+            log.info("session %s closed (%d live)", sid, len(self.sessions))
+            async with self._freed:
+                self._freed.notify_all()
+
+
+class Connection:
+    """One browser tab: its websocket, its peer connection and its Session."""
+
+    def __init__(self, server: Server, ws: ServerConnection, sid: str):
+        self.server, self.ws, self.id = server, ws, sid
+        self.engine = server.engine
+        self.loop = asyncio.get_running_loop()
+        opts = server.options
+        self.session = Session(
+            sid,
+            self.loop,
+            models=self.engine.steppers,
+            default_dataset=self.engine.default_dataset,
+            size=opts.size,
+            body_model=opts.body_model,
+            gl_backend=self.engine.gl_backend,
+            decimate=opts.decimate,
+            on_failure=self._failed_threadsafe,
+        )
+        self.pc: RTCPeerConnection | None = None
+        self.browser_mic: MicrophoneSource | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+
+    # -- messaging --------------------------------------------------------------------------------
+    async def send(self, kind: str, **fields: Any) -> None:
+        try:
+            await self.ws.send(protocol.encode(kind, **fields))
+        except ConnectionClosed:
+            pass
+
+    def _failed_threadsafe(self, text: str) -> None:
+        async def fail() -> None:
+            await self.send("error", message=text, request=None)
+            await self.ws.close(1011, "session failed")
+
+        asyncio.run_coroutine_threadsafe(fail(), self.loop)
+
+    async def error(self, text: str, request: str | None) -> None:
+        log.warning("session %s: %s", self.id, text)
+        await self.send("error", message=text, request=request)
+
+    # -- main loop --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        opts = self.server.options
+        await self.send(
+            "welcome",
+            session=self.id,
+            clips=self.engine.clips,
+            size=list(opts.size),
+            model=self.engine.model_info(),
+            movement=(
+                self.session.inbox[self.engine.default_dataset].describe() if self.engine.default_dataset else None
+            ),
+            ice_servers=ice.browser_ice_servers(opts.stun, opts.turn),
+            limits={"max_message_bytes": protocol.MAX_MESSAGE_BYTES},
+        )
+        self._tasks.append(asyncio.create_task(self._telemetry()))
+        self.session.start()  # warm up while the page negotiates
+        async for message in self.ws:
+            request = None
+            try:
+                if isinstance(message, bytes):
+                    request = "movement"
+                    self.session.movement_inbox().push_binary(message)
+                    continue
+                req = protocol.parse(message)
+                request = req.type
+                await self._dispatch(req)
+            except (ProtocolError, ValueError, MicrophoneUnavailable) as exc:
+                await self.error(str(exc), getattr(exc, "request", None) or request)
+            except Exception as exc:  # a bug serving one request must not end the session
+                log.exception("session %s: %s request failed", self.id, request)
+                await self.error(f"{request or 'message'}: internal error ({type(exc).__name__}: {exc})", request)
+
+    async def _dispatch(self, req: protocol.Request) -> None:
+        body, kind = req.body, req.type
+        session = self.session
+        if kind == "offer":
+            await self._offer(body["sdp"])
+        elif kind == "source":
+            await self._set_source(body)
+        elif kind == "play":
+            self._playback(kind).play()
+        elif kind == "pause":
+            self._playback(kind).pause()
+        elif kind == "seek":
+            self._playback(kind).seek(body["seconds"])
+        elif kind == "loop":
+            self._playback(kind).set_loop(body["on"])
+        elif kind == "resample":
+            session.resample()
+        elif kind == "movement":
+            session.movement_inbox().push_channels(body["channels"])
+            return
+        elif kind == "ping":
+            await self.send("pong", t=body["t"], server=time.monotonic() * 1e3, server_wall=time.time() * 1e3)
+            return
+        elif kind == "trace":
+            session.stats.trace(body["on"], body.get("frame_id", False))
+            return
+        await self.send("state", **session.state())
+
+    def _playback(self, kind: str) -> PlaybackSource:
+        src = self.session.source
+        if not isinstance(src, PlaybackSource):
+            raise ProtocolError(f"{kind}: only a recorded clip can {kind}; the source is {src.kind}")
+        return src
+
+    async def _set_source(self, body: dict[str, Any]) -> None:
+        kind = body["kind"]
+        source: Source
+        browser_mic: MicrophoneSource | None = None
+        if kind == "clip":
+            interaction = await asyncio.get_running_loop().run_in_executor(None, self.engine.load_clip, body["clip"])
+            stepper = self.engine.steppers.get(interaction.dataset)
+            source = PlaybackSource(interaction, stepper.layout if stepper else None)
+        elif kind == "local-mic":
+            source = local_microphone(LIVE_FPS)
+        else:  # "browser-mic" (protocol.py checked the kind)
+            source = browser_mic = MicrophoneSource("browser-mic", LIVE_FPS)
+        self.browser_mic = browser_mic
+        self.session.set_source(source)
+
+    # -- WebRTC -----------------------------------------------------------------------------------
+    async def _offer(self, sdp: str) -> None:
+        from aiortc import RTCPeerConnection, RTCSessionDescription
+
+        if self.pc is not None:
+            raise ProtocolError("offer: this session is already connected (open a new page to reconnect)")
+        opts = self.server.options
+        if opts.ice_loopback:
+            sdp = ice.loopback_sdp(sdp)
+        pc = RTCPeerConnection(ice.rtc_configuration(opts.stun, opts.turn))
+        try:
+            # Our video transceiver exists before the offer is read, so that the codec
+            # preference decides the codec of the answer (aiortc picks it in setRemoteDescription).
+            video = pc.addTransceiver(self.session.video, direction="sendonly")
+            video.setCodecPreferences(codec.preferences(opts.video_codec))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            kinds = {t.kind for t in pc.getTransceivers() if t.mid is not None}
+            if "video" not in kinds:
+                raise ValueError("the offer has no video transceiver")
+            if "audio" in kinds:
+                pc.addTrack(self.session.audio)
+            for t in pc.getTransceivers():
+                if t.kind == "audio" and t.receiver.track is not None:
+                    self._tasks.append(asyncio.create_task(self._pump_browser_audio(t.receiver.track)))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:
+            await pc.close()
+            raise ProtocolError(f"offer: cannot use this SDP ({type(exc).__name__}: {exc})") from None
+        self.pc = pc
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            log.info("session %s: connection %s", self.id, pc.connectionState)
+            if pc.connectionState == "connected":
+                self.session.begin()
+            elif pc.connectionState in ("failed", "closed"):
+                await self.ws.close(1001, f"peer connection {pc.connectionState}")
+
+        self.session.video_codec = codec.negotiated(pc.localDescription.sdp)
+        await self.send("answer", sdp=pc.localDescription.sdp, video_codec=self.session.video_codec)
+
+    async def _pump_browser_audio(self, track: MediaStreamTrack) -> None:
+        """The browser's microphone -> 48 kHz mono -> the browser-mic source (when selected).
+        Read all the time, so aiortc's unbounded receive queue never grows."""
+        from aiortc.mediastreams import MediaStreamError
+
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        try:
+            while True:
+                frame = cast(av.AudioFrame, await track.recv())  # an audio track's: always an AudioFrame
+                mic = self.browser_mic
+                if mic is None:
+                    continue
+                for out in resampler.resample(frame):
+                    mic.push(out.to_ndarray().reshape(-1).astype(np.float32))
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+
+    async def _telemetry(self) -> None:
+        while True:
+            await asyncio.sleep(TELEMETRY_PERIOD_S)
+            await self.send("telemetry", **self.session.telemetry())
+            frames = self.session.stats.take_traces()
+            if frames:
+                await self.send("trace", frames=frames)
+            await self.send("state", **self.session.state())
+
+    @property
+    def closing(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, self.session.close)
+        if self.pc is not None:
+            await self.pc.close()
+        if self.ws.state.name == "OPEN":
+            await self.ws.close()
+
+
+async def serve_forever(options: ServeOptions, ready: Callable[[Server], None] | None = None) -> None:
+    server = Server(options)
+    await server.start()
+    if ready is not None:
+        ready(server)
+    try:
+        await asyncio.Future()
+    finally:
+        await server.stop()

@@ -1,0 +1,34 @@
+"""The reaction model's configuration and the metadata key of its exported file: torch-free, so
+that serving (ONNX Runtime) never imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .features import N_MELS
+from .layout import ChannelLayout
+
+METADATA_KEY = "dyadic"  # the exported ONNX file's metadata entry (export.py) holding the config
+
+
+@dataclass
+class ReactionConfig:
+    layout: dict[str, Any]  # ChannelLayout.to_dict(): the spec's reaction groups (speaker and listener alike)
+    fps: float = 30.0
+    audio_dim: int = N_MELS
+    hidden: int = 256
+    latent: int = 16
+    layers: int = 1
+    stats: dict[str, Any] = field(default_factory=dict)  # means/stds of audio, speaker, listener (lists)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ReactionConfig:
+        return cls(**d)
+
+    @property
+    def channel_layout(self) -> ChannelLayout:
+        return ChannelLayout.from_dict(self.layout)
