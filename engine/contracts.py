@@ -1,6 +1,6 @@
 """The data at every hand-off of a live frame, and the protocols of the stages that make it.
 
-    Source.read(due) ──SpeakerFrame──> listener stage ──ListenerFrame──> posing ──AvatarPose x 2──>
+    Source.read(due) ──SpeakerFrame──> listener stage ──ListenerMotion──> posing ──AvatarPose x 2──>
     render stage ──RenderJob──> render worker ──WorkerFrame──> video track ──> browser
     Source audio ──────────────────────────────────────────────────────> audio track ──> browser
 
@@ -39,7 +39,7 @@ __all__ = [
     "AvatarPose",
     "Channels",
     "FrameTrace",
-    "ListenerFrame",
+    "ListenerMotion",
     "RenderJob",
     "RenderTimes",
     "Source",
@@ -109,7 +109,7 @@ class Source(Protocol):
 
 # -- the listener --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class ListenerFrame:
+class ListenerMotion:
     """The model's listener for one frame, in its dataset's units, by channel group."""
 
     index: int

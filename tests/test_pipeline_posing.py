@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dyadic.datasets import load_interaction
-from dyadic.engine.contracts import ListenerFrame, SpeakerFrame
+from dyadic.engine.contracts import ListenerMotion, SpeakerFrame
 from dyadic.engine.pipeline.posing import Posing
 from dyadic.renderer.adapters import seamless_pose
 from dyadic.renderer.idle import idle_pose
@@ -32,7 +32,7 @@ def test_the_models_listener_wins_and_is_held_between_its_frames(sample_root):
     interaction = load_interaction(sample_root / "seamless", None)
     frame = SpeakerFrame(np.zeros(1600, np.float32), captured=0.0, recorded_listener=interaction.listener.frame(0))
     posing = Posing("seamless", 30.0, has_model=True)
-    model = ListenerFrame(0, interaction.listener.frame(9))
+    model = ListenerMotion(0, interaction.listener.frame(9))
     first = posing.listener(0, frame, model)
     assert _same(first, seamless_pose(interaction.listener.frame(9)))
     assert posing.listener(1, frame, None) is first  # no model frame this time: hold, not the recording

@@ -27,6 +27,8 @@ import av
 import numpy as np
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack
 
+from ..contracts import AUDIO_RATE
+
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
@@ -57,7 +59,7 @@ class ProbeResult:
         return float((len(t) - 1) / (t[-1] - t[0])) if len(t) > 2 else 0.0
 
     def audio_seconds(self) -> float:
-        return self.audio_samples / 48_000
+        return self.audio_samples / AUDIO_RATE
 
 
 async def _reader(ws: ClientConnection, result: ProbeResult, answers: asyncio.Queue[str | None]) -> None:

@@ -13,11 +13,11 @@ from typing import NamedTuple
 
 from dyadic.models.runtime import LatentSchedule, ReactionSession
 
-from ..contracts import ListenerFrame, SpeakerFrame, Stepper
+from ..contracts import ListenerMotion, SpeakerFrame, Stepper
 
 
 class ListenerStep(NamedTuple):
-    frame: ListenerFrame | None  # None when the audio completed no feature frame
+    frame: ListenerMotion | None  # None when the audio completed no feature frame
     features_end: float  # monotonic marks, for the trace and the telemetry
     model_end: float
 
@@ -41,5 +41,5 @@ class ListenerStage:
         for feature in features:  # exactly one per frame at the session's rate
             row = self._reaction.step(feature, frame.movement, frame.movement_valid)
         model_end = time.monotonic()
-        listener = None if row is None else ListenerFrame(index, self._layout.unflatten(row))
+        listener = None if row is None else ListenerMotion(index, self._layout.unflatten(row))
         return ListenerStep(listener, features_end, model_end)

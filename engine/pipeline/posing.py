@@ -12,7 +12,7 @@ from __future__ import annotations
 from dyadic.renderer.adapters import adapter_for
 from dyadic.renderer.idle import idle_pose
 
-from ..contracts import AvatarPose, Channels, ListenerFrame, SpeakerFrame
+from ..contracts import AvatarPose, Channels, ListenerMotion, SpeakerFrame
 
 SPEAKER_IDLE_SEED, LISTENER_IDLE_SEED = 1, 2  # two different idle motions
 
@@ -40,7 +40,7 @@ class Posing:
             return self._adapt(frame.channels)
         return idle_pose(index / self._fps, seed=SPEAKER_IDLE_SEED)
 
-    def listener(self, index: int, frame: SpeakerFrame, model: ListenerFrame | None) -> AvatarPose:
+    def listener(self, index: int, frame: SpeakerFrame, model: ListenerMotion | None) -> AvatarPose:
         """The model's listener; without a model, the recording's; with neither, an idle one."""
         if model is not None:
             self._listener = self.channels(model.channels)

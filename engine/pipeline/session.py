@@ -1,6 +1,6 @@
 """One live session: the wiring of its stages, and the frame thread that runs them on its clock.
 
-    Source ──SpeakerFrame──> ListenerStage ──ListenerFrame──> Posing ──RenderJob──> RenderStage
+    Source ──SpeakerFrame──> ListenerStage ──ListenerMotion──> Posing ──RenderJob──> RenderStage
        │                    (features, model)               (adapters)           (worker process)
        └── audio (AudioLead: ahead of its video) ──> audio track          video track <──┘
 
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..contracts import FrameTrace, ListenerFrame, RenderJob, Source, SpeakerFrame, Stepper
+from ..contracts import FrameTrace, ListenerMotion, RenderJob, Source, SpeakerFrame, Stepper
 from ..webrtc.tracks import AUDIO_LEAD_SEND_DELAY, SessionAudioTrack, SessionVideoTrack
 from .audio_lead import AudioLead
 from .clock import FrameClock, repeat_after
@@ -236,7 +236,7 @@ class Session:
 
     def _step(
         self, index: int, due: float, stages: _SourceStages
-    ) -> tuple[FrameTrace, SpeakerFrame, ListenerFrame | None]:
+    ) -> tuple[FrameTrace, SpeakerFrame, ListenerMotion | None]:
         """Source, movement and listener for one due frame."""
         trace = FrameTrace(index)
         t0 = time.monotonic()
