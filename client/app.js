@@ -1,5 +1,5 @@
 // dyadic browser page: one websocket (/ws) for control + one RTCPeerConnection for media.
-// The protocol is specified in engine/protocol.py; this file only speaks it.
+// The protocol is specified in engine/serve/protocol.py; this file only speaks it.
 'use strict';
 
 (function () {

@@ -106,10 +106,15 @@ def test_no_import_cycles_between_packages():
 
 
 def test_no_two_modules_share_a_name_nor_take_the_standard_librarys():
+    """The packages' modules, the benchmarks and the scripts (run with their folder on sys.path,
+    where a `profile.py` would hide the standard library's from cProfile)."""
     names = defaultdict(list)
     for name, path in _modules().items():
         if path.name != "__init__.py" and not path.name.startswith("__"):
             names[path.stem].append(name)
+    for folder in ("bench", "scripts"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            names[path.stem].append(f"{folder}/{path.name}")
     assert {n: m for n, m in names.items() if len(m) > 1} == {}
     assert sorted(set(names) & set(sys.stdlib_module_names)) == []
 

@@ -82,7 +82,7 @@ def test_serves_the_page_and_nothing_else(server):
     assert "app.js" in page and r.headers["Content-Type"].startswith("text/html")
     with urllib.request.urlopen(server.url + "app.js", timeout=5) as r:
         assert "RTCPeerConnection" in r.read().decode()
-    for bad in ("../pyproject.toml", "%2e%2e/pyproject.toml", "engine/server.py", "nope.html"):
+    for bad in ("../pyproject.toml", "%2e%2e/pyproject.toml", "engine/serve/server.py", "nope.html"):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(server.url + bad, timeout=5)
         assert err.value.code == 404
@@ -174,7 +174,7 @@ def test_chromium_plays_the_page(server):
 
 def test_chromium_follows_a_switch_to_its_microphone_and_back(server):
     """The page's source buttons, as a user clicks them: a recording, the browser microphone, a
-    recording again. Each switch re-anchors the audio clock (session.py); the page must keep
+    recording again. Each switch re-anchors the audio clock (pipeline/session.py); the page must keep
     decoding video and playing audio through both, with no growing delay."""
     from dyadic.engine.harness.browser import ChromiumPage
 

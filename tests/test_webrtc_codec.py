@@ -116,8 +116,8 @@ def test_senders_use_the_fast_encoder_for_h264_only():
     aiortc_patches.install()
     h264 = sender.get_encoder(RTCRtpCodecParameters(mimeType="video/H264", clockRate=90_000, payloadType=102))
     vp8 = sender.get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96))
-    assert isinstance(h264._inner, aiortc_patches.FastH264Encoder)
-    assert isinstance(vp8._inner, Vp8Encoder)
+    assert isinstance(h264.inner, aiortc_patches.FastH264Encoder)
+    assert isinstance(vp8.inner, Vp8Encoder)
 
 
 def test_unknown_codec_is_refused():

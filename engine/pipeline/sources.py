@@ -231,7 +231,7 @@ class MicrophoneSource:
                 self.underruns += 1
             audio = self._take(n)
             # the content time of the last sample taken: the newest push's arrival minus what is
-            # still queued behind it (it drives video pts and the audio clock, tracks.py); padded
+            # still queued behind it (it drives video pts and the audio clock, webrtc/tracks.py); padded
             # with silence, the frame simply ends when it is due
             captured = due if short or self._last_push is None else self._last_push - self._level / AUDIO_RATE
         return SpeakerFrame(audio, captured=captured)

@@ -98,28 +98,28 @@ def encoder_for(
     return default_factory(codec_parameters)
 
 
-class _TimedEncoder:
-    """Wraps an aiortc encoder to stamp encode start/end on the frame's FrameTrace."""
+class TimedEncoder:
+    """Wraps an aiortc encoder (`inner`) to stamp encode start/end on the frame's FrameTrace."""
 
-    _inner: Encoder
+    inner: Encoder
 
     def __init__(self, inner: Encoder) -> None:
-        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "inner", inner)  # past __setattr__, which forwards
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         trace = getattr(frame, "opaque", None)
         if isinstance(trace, FrameTrace):
             trace.mark("encode_start")
-            out = self._inner.encode(frame, force_keyframe)
+            out = self.inner.encode(frame, force_keyframe)
             trace.mark("encode_end")
             return out
-        return self._inner.encode(frame, force_keyframe)
+        return self.inner.encode(frame, force_keyframe)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        return getattr(self.inner, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._inner, name, value)
+        setattr(self.inner, name, value)
 
 
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP's epoch) to 1970
@@ -318,8 +318,8 @@ def install() -> None:
 
     rtp.compute_audio_level_dbov = audio_level_dbov  # looked up as rtp.<name> by the sender
     original = sender.get_encoder
-    # _TimedEncoder is a duck-typed Encoder (a wrapper, not a subclass)
-    sender.get_encoder = lambda codec: _TimedEncoder(encoder_for(codec, original))  # type: ignore[assignment, return-value]
+    # TimedEncoder is a duck-typed Encoder (a wrapper, not a subclass)
+    sender.get_encoder = lambda codec: TimedEncoder(encoder_for(codec, original))  # type: ignore[assignment, return-value]
     peer_connection.RTCRtpSender = type(  # type: ignore[misc, assignment]  # the subclass, for aiortc to build
         "ContentClockRTCRtpSender", (ContentClockSender, sender.RTCRtpSender), {}
     )

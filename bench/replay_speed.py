@@ -6,7 +6,7 @@ several times, and reports the median speed: with the recorded listener (two ava
 and as the command runs by default (the reaction model's listener, the real one as a ghost: the
 model's steps and a third, translucent avatar).
 
-    python bench/replay.py [--seconds 10] [--repeats 3] [--size 640x480] [--json FILE]
+    python bench/replay_speed.py [--seconds 10] [--repeats 3] [--size 640x480] [--json FILE]
 """
 
 from __future__ import annotations
