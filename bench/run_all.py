@@ -16,7 +16,14 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 # (script, its arguments): glass to glass is measured for a recording and for the live microphone
-BENCHMARKS = [("render.py",), ("replay_speed.py",), ("model.py",), ("serve.py",), ("latency.py",), ("latency.py", "--mic")]
+BENCHMARKS = [
+    ("render.py",),
+    ("replay_speed.py",),
+    ("model.py",),
+    ("serve.py",),
+    ("latency.py",),
+    ("latency.py", "--mic"),
+]
 
 
 def fmt(v) -> str:

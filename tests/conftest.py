@@ -20,3 +20,21 @@ def runtime():
     from dyadic.models.shipped import default_model_path
 
     return load_runtime(default_model_path("seamless"), "cpu")
+
+
+@pytest.fixture(scope="session")
+def decode_mp4():
+    """(video frames, average rate, mono audio float32) of an MP4, as PyAV decodes it."""
+
+    def decode(path):
+        import av
+        import numpy as np
+
+        with av.open(str(path)) as c:
+            rate = c.streams.video[0].average_rate
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        with av.open(str(path)) as c:
+            audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+        return frames, rate, audio
+
+    return decode
