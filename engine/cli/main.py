@@ -264,6 +264,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from dyadic.engine.serve.access import normalise_origin
     from dyadic.engine.serve.server import ServeOptions, Server, serve_forever
 
     root = _data_root(args.data)
@@ -283,6 +284,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         decimate=args.decimate,
         device=args.device,
         video_codec=args.video_codec,
+        public_hosts=args.public_host or [],
+        allow_origins=[normalise_origin(o) for o in args.allow_origin or []],
     )
 
     def ready(server: Server) -> None:
@@ -447,6 +450,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--stun", action="append", metavar="URL", help="a STUN server (stun:host:port); none by default")
     sv.add_argument("--turn", action="append", metavar="URL", help="a TURN server (turn:user:pass@host:port)")
+    sv.add_argument(
+        "--public-host",
+        action="append",
+        metavar="NAME",
+        help="a host name or address the server is reached by, besides its --host and localhost (repeatable); "
+        "requests naming any other Host are refused",
+    )
+    sv.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="URL",
+        help="another site whose pages may connect, e.g. https://demo.example.org (repeatable); by default only "
+        "the server's own pages may",
+    )
     sv.add_argument(
         "--video-codec",
         choices=("h264", "vp8"),

@@ -50,6 +50,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+ECHO_LIMIT = 60  # characters of a client's own text quoted back in an error
 MAX_MESSAGE_BYTES = 256 * 1024  # an SDP offer is ~5 KB; a movement frame a few KB
 SOURCE_KINDS = ("clip", "browser-mic", "local-mic")
 KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "trace")
@@ -108,7 +109,15 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
         _flag(body, "on", kind)
         _flag(body, "frame_id", kind, optional=True)
     elif kind not in KNOWN_TYPES:
-        raise ProtocolError(f"unknown message type {kind!r}")
+        raise ProtocolError(f"unknown message type {quoted(kind)}")
+
+
+def quoted(value: str, limit: int = ECHO_LIMIT) -> str:
+    """`value` quoted for a reply or a log line, cut to `limit` characters: a client's text is never
+    echoed whole (a 250 KB "type" would otherwise go to the log and back)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def parse(text: str | bytes) -> Request:
@@ -119,6 +128,8 @@ def parse(text: str | bytes) -> Request:
         body = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not valid JSON: {exc}") from None
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise ProtocolError("not valid JSON: nested too deeply") from None
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         raise ProtocolError("a message must be a JSON object with a string 'type'")
     try:

@@ -26,7 +26,7 @@ import av
 import numpy as np
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.http11 import Request, Response
 
 from ..contracts import AUDIO_RATE, Source
@@ -35,6 +35,7 @@ from ..pipeline.session import Session
 from ..pipeline.sources import MicrophoneSource, MicrophoneUnavailable, PlaybackSource, local_microphone
 from ..webrtc import aiortc_patches, codec, ice
 from . import protocol
+from .access import AccessPolicy
 from .protocol import ProtocolError
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ SWITCH_INTERVAL_S = 0.001
 # A reloaded page connects again before its old session has freed its render worker (~1 s): a
 # new connection waits this long for sessions that are already closing before it is refused.
 CLOSING_WAIT_S = 5.0
+# a client that keeps sending bad requests gets an error reply to each, but only this many log lines
+WARNINGS_PER_WINDOW, WARNING_WINDOW_S = 5, 10.0
 
 
 def client_dir() -> Path:
@@ -85,6 +88,8 @@ class ServeOptions:
     decimate: float | str = "auto"  # body triangles left out in software rendering: renderer/lod.py
     device: str = "auto"
     video_codec: str = "h264"  # preferred; webrtc/codec.py CODECS
+    public_hosts: list[str] = field(default_factory=list)  # names besides the bind address and localhost
+    allow_origins: list[str] = field(default_factory=list)  # other sites whose pages may connect
 
 
 class Engine:
@@ -125,7 +130,7 @@ class Engine:
         """Interaction by id; only ids from the catalog are ever looked up (no paths from clients)."""
         entry = self.catalog.find(clip_id)
         if entry is None:
-            raise ProtocolError(f"source: no clip {clip_id!r} in the data (see the clip list)")
+            raise ProtocolError(f"source: no clip {protocol.quoted(clip_id)} in the data (see the clip list)")
         return entry.load()
 
     def model_info(self) -> dict[str, dict[str, Any]]:
@@ -189,7 +194,17 @@ class Server:
         }
 
     # -- HTTP ----------------------------------------------------------------------------------
+    @functools.cached_property
+    def access(self) -> AccessPolicy:
+        """Built once the port is known (port 0 picks one)."""
+        opts = self.options
+        return AccessPolicy(opts.host, self.port, opts.public_hosts, opts.allow_origins)
+
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        refusal = self.access.refusal(request.headers.get("Host"), request.headers.get("Origin"))
+        if refusal is not None:
+            log.warning("refused %s from %s: %s", request.path[:80], _peer(connection), refusal)
+            return connection.respond(http.HTTPStatus.FORBIDDEN, "forbidden\n")
         path = request.path.split("?", 1)[0]
         if path == "/ws":
             return None  # the websocket handshake goes on
@@ -277,6 +292,7 @@ class Connection:
         self.pc: RTCPeerConnection | None = None
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._warned_since, self._warned, self._unlogged = 0.0, 0, 0  # the warning rate limit
         self._closed = False
 
     # -- messaging --------------------------------------------------------------------------------
@@ -294,7 +310,18 @@ class Connection:
         asyncio.run_coroutine_threadsafe(fail(), self.loop)
 
     async def error(self, text: str, request: str | None) -> None:
-        log.warning("session %s: %s", self.id, text)
+        """An `error` reply to this client, and a log line unless this client has had
+        WARNINGS_PER_WINDOW of them within WARNING_WINDOW_S (then one line says how many were not)."""
+        now = time.monotonic()
+        if now - self._warned_since >= WARNING_WINDOW_S:
+            if self._unlogged:
+                log.warning("session %s: %d more bad requests not logged", self.id, self._unlogged)
+            self._warned_since, self._warned, self._unlogged = now, 0, 0
+        if self._warned < WARNINGS_PER_WINDOW:
+            self._warned += 1
+            log.warning("session %s: %s", self.id, text)
+        else:
+            self._unlogged += 1
         await self.send("error", message=text, request=request)
 
     # -- main loop --------------------------------------------------------------------------------
@@ -314,6 +341,12 @@ class Connection:
         )
         self._tasks.append(asyncio.create_task(self._telemetry()))
         self.session.start()  # warm up while the page negotiates
+        try:
+            await self._serve_messages()
+        except ConnectionClosedError as exc:  # a reset, a protocol error, a ping timeout: expected
+            log.warning("session %s: the connection broke (%s)", self.id, exc)
+
+    async def _serve_messages(self) -> None:
         async for message in self.ws:
             request = None
             try:
@@ -472,3 +505,11 @@ async def serve_forever(options: ServeOptions, ready: Callable[[Server], None] |
         await asyncio.Future()
     finally:
         await server.stop()
+
+
+def _peer(connection: ServerConnection) -> str:
+    try:
+        host, port = connection.remote_address[:2]
+        return f"{host}:{port}"
+    except (TypeError, ValueError, OSError):
+        return "?"

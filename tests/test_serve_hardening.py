@@ -1,0 +1,119 @@
+"""The server against hostile pages and clients: foreign origins and host names refused, deep or
+huge messages answered in one line, abrupt closes logged in one line, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from dyadic.engine.harness.serve_process import ServeProcess
+from dyadic.engine.serve.access import AccessPolicy, host_name, normalise_origin
+from dyadic.engine.serve.protocol import ECHO_LIMIT
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ServeProcess("--max-sessions", "2", "--allow-origin", "https://demo.example.org")
+    yield srv
+    srv.stop()
+
+
+def _status(url: str, headers: dict[str, str]) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def _welcome(ws_url: str, **kwargs) -> dict:
+    async with websockets.connect(ws_url, **kwargs) as ws:
+        return json.loads(await asyncio.wait_for(ws.recv(), 30))
+
+
+# -- origins and host names ------------------------------------------------------------------------
+def test_pages_of_other_sites_and_unknown_host_names_are_refused(server):
+    own = f"http://127.0.0.1:{server.port}"
+    assert _status(server.url, {}) == 200
+    assert _status(server.url, {"Origin": own}) == 200
+    assert _status(server.url + "status", {"Host": "evil.example"}) == 403  # DNS rebinding
+    assert _status(server.url, {"Host": f"evil.example:{server.port}"}) == 403
+    assert _status(server.url + "status", {"Origin": "http://evil.example"}) == 403
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(_welcome(server.ws, origin="http://evil.example"))
+    assert refused.value.response.status_code == 403
+    assert asyncio.run(_welcome(server.ws, origin=own))["type"] == "welcome"  # the server's own page
+    assert asyncio.run(_welcome(server.ws, origin="https://demo.example.org"))["type"] == "welcome"
+    assert asyncio.run(_welcome(server.ws))["type"] == "welcome"  # no Origin: a script, not a page
+
+
+def test_the_access_policy_knows_the_servers_names():
+    policy = AccessPolicy("127.0.0.1", 8080, public_hosts=["Avatar.LAN"], allow_origins=["https://a.example"])
+    for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "avatar.lan:8080", "localhost"):
+        assert policy.refusal(host, None) is None, host
+    for origin in ("http://localhost:8080", "https://avatar.lan:8080", "http://[::1]:8080", "https://a.example/"):
+        assert policy.refusal("localhost:8080", origin) is None, origin
+    assert "Host" in (policy.refusal("10.0.0.5:8080", None) or "")
+    assert "Host" in (policy.refusal(None, None) or "")
+    assert "Origin" in (policy.refusal("localhost:8080", "null") or "")
+    assert "Origin" in (policy.refusal("localhost:8080", "http://localhost:9999") or "")
+    any_address = AccessPolicy("0.0.0.0", 80)
+    assert any_address.refusal("0.0.0.0", None) is not None  # a name it was never given
+    assert any_address.refusal("localhost", "http://localhost") is None  # the default port left out
+    assert host_name("[::1]:80") == "::1" and host_name("::1") == "::1"
+    assert normalise_origin("HTTPS://Demo.Example.org:8443/") == "https://demo.example.org:8443"
+    with pytest.raises(ValueError, match="--allow-origin"):
+        normalise_origin("demo.example.org")
+
+
+# -- bad messages and bad connections -------------------------------------------------------------
+async def _replies(ws_url: str, messages: list[str]) -> list[dict]:
+    async with websockets.connect(ws_url, max_size=None) as ws:
+        await ws.recv()  # welcome
+        out = []
+        for text in messages:
+            await ws.send(text)
+            while (reply := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] != "error":
+                pass  # telemetry and state come and go
+            out.append(reply)
+        return out
+
+
+def test_deep_and_huge_messages_get_a_short_error_and_the_session_goes_on(server):
+    deep = "[" * 100_000 + "]" * 100_000
+    huge_type = json.dumps({"type": "x" * 200_000})
+    huge_clip = json.dumps({"type": "source", "kind": "clip", "clip": "y" * 200_000})
+    replies = asyncio.run(_replies(server.ws, [deep, huge_type, huge_clip, '{"type": "nope"}']))
+    assert "nested too deeply" in replies[0]["message"]
+    for reply in replies[1:3]:  # the client's text is cut, not echoed whole
+        assert len(reply["message"]) < ECHO_LIMIT + 120 and "200000 characters" in reply["message"]
+    assert replies[3]["message"] == "unknown message type 'nope'"
+
+
+def test_expected_network_events_are_one_line_and_warnings_are_limited():
+    async def abrupt(ws_url: str) -> None:
+        ws = await websockets.connect(ws_url)
+        await ws.recv()
+        ws.transport.abort()  # a TCP reset: no closing handshake
+
+    async def chatty(ws_url: str) -> None:
+        async with websockets.connect(ws_url) as ws:
+            await ws.recv()
+            for k in range(30):
+                await ws.send(json.dumps({"type": f"bad-{k}"}))
+            await asyncio.sleep(1.0)
+
+    with ServeProcess("--max-sessions", "2") as srv:
+        asyncio.run(abrupt(srv.ws))
+        asyncio.run(chatty(srv.ws))
+        srv.wait_sessions(0, 15)
+        log = srv.stop()
+    assert "Traceback" not in log, log
+    assert log.count("the connection broke") == 1, log
+    assert sum("unknown message type" in line for line in log.splitlines()) == 5, log
