@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 import websockets
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from dyadic.engine.harness.serve_process import ServeProcess
+from dyadic.engine.harness.serve_process import ServeProcess, process_tree_cpu
 from dyadic.engine.serve.access import AccessPolicy, host_name, normalise_origin
 from dyadic.engine.serve.protocol import ECHO_LIMIT
 
@@ -117,3 +117,51 @@ def test_expected_network_events_are_one_line_and_warnings_are_limited():
     assert "Traceback" not in log, log
     assert log.count("the connection broke") == 1, log
     assert sum("unknown message type" in line for line in log.splitlines()) == 5, log
+
+
+# -- sockets that never negotiate, and offers that cannot be used -----------------------------------
+def test_a_socket_that_never_offers_gets_no_render_worker_and_is_closed():
+    async def idle(ws_url: str, pid: int) -> tuple[int, int, str, float]:
+        async with websockets.connect(ws_url) as ws:
+            await ws.recv()  # welcome
+            t0 = asyncio.get_running_loop().time()
+            await asyncio.sleep(1.0)
+            processes = len(process_tree_cpu(pid))  # the server alone: no worker without an offer
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            return processes, ws.close_code, ws.close_reason, asyncio.get_running_loop().time() - t0
+
+    with ServeProcess("--offer-timeout", "2") as srv:
+        processes, code, reason, after = asyncio.run(idle(srv.ws, srv.proc.pid))
+        assert srv.wait_sessions(0, 10) == 0  # the slot is free again
+    assert processes == 1
+    assert code == 1008 and "no offer within 2 s" in reason and 1.9 < after < 6
+
+
+def test_offers_are_bounded_in_size_and_in_number(server):
+    media = "".join(f"m=audio {9 + k} UDP/TLS/RTP/SAVPF 111\r\n" for k in range(9))
+    many = json.dumps({"type": "offer", "sdp": "v=0\r\n" + media})
+    huge = json.dumps({"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 20_000})
+    unusable = json.dumps({"type": "offer", "sdp": "v=0\r\nnot an offer\r\n"})
+
+    async def go() -> tuple[list[dict], int | None]:
+        async with websockets.connect(server.ws, max_size=None) as ws:
+            await ws.recv()
+            replies = []
+            for text in (many, huge, unusable, unusable, unusable, unusable):
+                await ws.send(text)
+                try:
+                    while (reply := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] != "error":
+                        pass
+                except ConnectionClosed:
+                    break
+                replies.append(reply)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            return replies, ws.close_code
+
+    replies, code = asyncio.run(go())
+    assert "9 media sections" in replies[0]["message"] and "over the limit" in replies[1]["message"]
+    assert all("cannot use this SDP" in r["message"] for r in replies[2:5])
+    assert "3 offers could not be used" in replies[5]["message"] and code == 1008

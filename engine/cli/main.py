@@ -286,6 +286,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         video_codec=args.video_codec,
         public_hosts=args.public_host or [],
         allow_origins=[normalise_origin(o) for o in args.allow_origin or []],
+        offer_timeout_s=args.offer_timeout,
     )
 
     def ready(server: Server) -> None:
@@ -463,6 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="another site whose pages may connect, e.g. https://demo.example.org (repeatable); by default only "
         "the server's own pages may",
+    )
+    sv.add_argument(
+        "--offer-timeout",
+        type=positive_float,
+        default=15.0,
+        metavar="S",
+        help="close a websocket that has not sent its WebRTC offer within S seconds (default: %(default)s); "
+        "no render worker starts before an offer",
     )
     sv.add_argument(
         "--video-codec",

@@ -51,7 +51,9 @@ from dataclasses import dataclass
 from typing import Any
 
 ECHO_LIMIT = 60  # characters of a client's own text quoted back in an error
-MAX_MESSAGE_BYTES = 256 * 1024  # an SDP offer is ~5 KB; a movement frame a few KB
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_SDP_CHARS = 64 * 1024  # a browser's offer with its candidates is 3-10 KB
+MAX_SDP_MEDIA = 8  # m-lines: the page offers 2 (video, audio)  # an SDP offer is ~5 KB; a movement frame a few KB
 SOURCE_KINDS = ("clip", "browser-mic", "local-mic")
 KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "trace")
 
@@ -90,6 +92,11 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
         sdp = body.get("sdp")
         if not isinstance(sdp, str) or not sdp.startswith("v=0"):
             raise ProtocolError("offer: 'sdp' must be an SDP text starting with 'v=0'")
+        if len(sdp) > MAX_SDP_CHARS:
+            raise ProtocolError(f"offer: an SDP of {len(sdp)} characters is over the limit of {MAX_SDP_CHARS}")
+        media = sum(line.startswith("m=") for line in sdp.splitlines())
+        if media > MAX_SDP_MEDIA:  # aiortc parses each on the event loop
+            raise ProtocolError(f"offer: {media} media sections; a session uses at most {MAX_SDP_MEDIA}")
     elif kind == "source":
         if body.get("kind") not in SOURCE_KINDS:
             raise ProtocolError(f"source: 'kind' must be one of {', '.join(SOURCE_KINDS)}")

@@ -57,6 +57,10 @@ SWITCH_INTERVAL_S = 0.001
 CLOSING_WAIT_S = 5.0
 # a client that keeps sending bad requests gets an error reply to each, but only this many log lines
 WARNINGS_PER_WINDOW, WARNING_WINDOW_S = 5, 10.0
+# A socket holds a session slot; it gets no render worker until it offers, and is closed when it
+# has not offered within --offer-timeout (default below) or has sent this many unusable offers.
+OFFER_TIMEOUT_S = 15.0
+MAX_REFUSED_OFFERS = 3
 
 
 def client_dir() -> Path:
@@ -90,6 +94,7 @@ class ServeOptions:
     video_codec: str = "h264"  # preferred; webrtc/codec.py CODECS
     public_hosts: list[str] = field(default_factory=list)  # names besides the bind address and localhost
     allow_origins: list[str] = field(default_factory=list)  # other sites whose pages may connect
+    offer_timeout_s: float = OFFER_TIMEOUT_S  # a socket that has not offered by then is closed
 
 
 class Engine:
@@ -293,6 +298,7 @@ class Connection:
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._warned_since, self._warned, self._unlogged = 0.0, 0, 0  # the warning rate limit
+        self._refused_offers = 0
         self._closed = False
 
     # -- messaging --------------------------------------------------------------------------------
@@ -340,7 +346,7 @@ class Connection:
             limits={"max_message_bytes": protocol.MAX_MESSAGE_BYTES},
         )
         self._tasks.append(asyncio.create_task(self._telemetry()))
-        self.session.start()  # warm up while the page negotiates
+        self._tasks.append(asyncio.create_task(self._expect_offer(self.server.options.offer_timeout_s)))
         try:
             await self._serve_messages()
         except ConnectionClosedError as exc:  # a reset, a protocol error, a ping timeout: expected
@@ -418,6 +424,10 @@ class Connection:
 
         if self.pc is not None:
             raise ProtocolError("offer: this session is already connected (open a new page to reconnect)")
+        if self._refused_offers >= MAX_REFUSED_OFFERS:
+            await self.error(f"offer: {MAX_REFUSED_OFFERS} offers could not be used; closing", "offer")
+            await self.ws.close(1008, "too many unusable offers")
+            return
         opts = self.server.options
         if opts.ice_loopback:
             sdp = ice.loopback_sdp(sdp)
@@ -439,8 +449,11 @@ class Connection:
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
             await pc.close()
-            raise ProtocolError(f"offer: cannot use this SDP ({type(exc).__name__}: {exc})") from None
+            self._refused_offers += 1
+            reason = str(exc)[: protocol.ECHO_LIMIT * 2]
+            raise ProtocolError(f"offer: cannot use this SDP ({type(exc).__name__}: {reason})") from None
         self.pc = pc
+        self.session.start()  # the avatar and the render worker (seconds) start once there is a peer
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -469,6 +482,13 @@ class Connection:
                     mic.push(out.to_ndarray().reshape(-1).astype(np.float32))
         except (MediaStreamError, asyncio.CancelledError):
             pass
+
+    async def _expect_offer(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        if self.pc is None:
+            log.warning("session %s: no offer within %.0f s; closing", self.id, timeout_s)
+            await self.send("error", message=f"no WebRTC offer within {timeout_s:.0f} s", request=None)
+            await self.ws.close(1008, f"no offer within {timeout_s:.0f} s")
 
     async def _telemetry(self) -> None:
         while True:
