@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -12,6 +16,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from dyadic.engine.harness.probe import probe, probe_at_low_priority
 from dyadic.engine.harness.serve_process import ServeProcess, process_tree_cpu
 from dyadic.engine.serve.access import AccessPolicy, host_name, normalise_origin
 from dyadic.engine.serve.protocol import ECHO_LIMIT
@@ -165,3 +170,60 @@ def test_offers_are_bounded_in_size_and_in_number(server):
     assert "9 media sections" in replies[0]["message"] and "over the limit" in replies[1]["message"]
     assert all("cannot use this SDP" in r["message"] for r in replies[2:5])
     assert "3 offers could not be used" in replies[5]["message"] and code == 1008
+
+
+# -- a render worker that dies ---------------------------------------------------------------------
+SESSION_FPS = 29.0
+BYSTANDER_ATTEMPTS = 3  # 8 s measurements; this machine has slow spells (see test_serve.py)
+
+
+def _render_workers(server_pid: int) -> list[int]:
+    workers = []
+    for pid in process_tree_cpu(server_pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if pid != server_pid and b"resource_tracker" not in f.read():
+                    workers.append(pid)
+        except OSError:
+            continue
+    return workers
+
+
+def _kill_one_beside_another(srv: ServeProcess) -> tuple:
+    """A bystander session streams (a low-priority client process); a second session's worker is
+    killed at its first frame. -> (the victim's ProbeResult, the bystander's, the pids killed)."""
+    bystander: dict = {}
+    thread = threading.Thread(target=lambda: bystander.update(r=probe_at_low_priority(srv.ws, 1, 8.0)))
+    thread.start()
+    while srv.status()["sessions"] < 1 or not _render_workers(srv.proc.pid):
+        time.sleep(0.2)
+    time.sleep(3.0)  # the bystander is streaming
+    before, killed = _render_workers(srv.proc.pid), []
+
+    def kill_own_worker() -> None:
+        mine = [p for p in _render_workers(srv.proc.pid) if p not in before]
+        killed.extend(mine)
+        os.kill(mine[0], signal.SIGKILL)
+
+    victim = asyncio.run(probe(srv.ws, seconds=3.0, on_first_frame=kill_own_worker))
+    thread.join()
+    (other,) = bystander["r"]
+    return victim, other, killed
+
+
+def test_a_killed_render_worker_ends_its_session_alone_and_cleanly():
+    """SIGKILL one session's render worker: its page is told and its session ends, nothing of it
+    is left running, and a session beside it holds 30 FPS throughout."""
+    with ServeProcess("--max-sessions", "3") as srv:
+        for _ in range(BYSTANDER_ATTEMPTS):
+            victim, other, killed = _kill_one_beside_another(srv)
+            assert len(killed) == 1 and victim.errors, victim.errors
+            assert "render worker died" in victim.errors[0]["message"]
+            assert not other.errors, other.errors
+            if other.fps() >= SESSION_FPS:
+                break
+            srv.wait_sessions(0, 10)
+        assert other.fps() >= SESSION_FPS
+        assert srv.wait_sessions(0, 15) == 0 and _render_workers(srv.proc.pid) == []
+        log = srv.stop()
+    assert "Traceback" not in log and log.count("render worker died") >= 1, log

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from ..contracts import FrameTrace, RenderJob
 from ..webrtc.tracks import SessionVideoTrack
 from . import frame_id
-from .render_worker import RenderWorker
+from .render_worker import RenderWorker, RenderWorkerError
 from .stats import SessionStats
 
 log = logging.getLogger("dyadic.engine")
@@ -71,9 +71,10 @@ class RenderStage:
                     frame_id.stamp(rgb, trace.index)
                 self._video.offer(rgb, trace)  # copies the frame out of the worker's buffer
                 self._stats.rendered += 1
-        except BaseException as exc:
+        except BaseException as exc:  # the session's frame thread ends the session with it
             self.error = exc
-            log.exception("session %s: render stage failed", self.name)
+            if not isinstance(exc, RenderWorkerError):
+                log.exception("session %s: render stage failed", self.name)
         finally:
             self.ready.set()
             if worker is not None:

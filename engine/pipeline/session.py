@@ -33,7 +33,7 @@ from .inbox import MovementInbox
 from .listener import ListenerStage
 from .posing import Posing
 from .render_stage import RenderStage
-from .render_worker import RenderWorker
+from .render_worker import RenderWorker, RenderWorkerError
 from .sources import IDLE_FPS, IdleSource
 from .stats import SessionStats
 
@@ -194,7 +194,10 @@ class Session:
             self._loop(render)
         except BaseException as exc:  # one session's failure never reaches the others
             self.error = exc
-            log.exception("session %s failed", self.id)
+            if isinstance(exc, RenderWorkerError):  # it says what happened: no traceback of ours
+                log.error("session %s stopped: %s", self.id, exc)
+            else:
+                log.exception("session %s failed", self.id)
             self.on_failure(f"the session stopped: {exc}")
         finally:
             self.ready.set()

@@ -350,7 +350,8 @@ class Connection:
         try:
             await self._serve_messages()
         except ConnectionClosedError as exc:  # a reset, a protocol error, a ping timeout: expected
-            log.warning("session %s: the connection broke (%s)", self.id, exc)
+            if exc.sent is None or exc.sent.code == 1000:  # not a close of ours, which said why already
+                log.warning("session %s: the connection broke (%s)", self.id, exc)
 
     async def _serve_messages(self) -> None:
         async for message in self.ws:
