@@ -92,6 +92,10 @@ def load_interaction(root: str | Path, clip_id: str | None = None) -> Interactio
         detail = f"; problems: {'; '.join(catalog.problems[:3])}" if catalog.problems else ""
         raise DatasetError(f"{catalog.root}: no Seamless Interaction or REACT interaction found{detail}")
     entry = catalog.entries[0] if clip_id is None else catalog.find(clip_id)
+    if entry is None and clip_id is not None:
+        skipped = [line for line in catalog.problems if clip_id in line]
+        if skipped:  # it is there, but was skipped: say why, not "no such interaction"
+            raise DatasetError(f"{clip_id}: skipped: {'; '.join(skipped[:3])}")
     if entry is None:
         available = ", ".join(e.info.id for e in catalog.entries[:5])
         more = f" (and {len(catalog.entries) - 5} more)" if len(catalog.entries) > 5 else ""

@@ -82,3 +82,13 @@ def test_cli_rejects_bad_options(argv):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+
+
+def test_a_clip_that_was_skipped_says_why(sample_root, capsys):
+    """The sample holds an empty placeholder, as the real dataset does: asking for it names the
+    file and the reason, not "no such interaction"."""
+    code = main(["replay", "V01_S0346_I00000726", "--data", str(sample_root), "--seconds", "0.1", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert err.startswith("dyadic: error: V01_S0346_I00000726: skipped: V01_S0346_I00000726_P")
+    assert "empty placeholder" in err
