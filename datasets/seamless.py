@@ -102,6 +102,9 @@ def scan(root: str | Path) -> ScanResult:
 
     paths = sorted(root.rglob("*.npz")) + sorted(root.rglob("*.tar")) if root.is_dir() else [root]
     for path in paths:
+        if not path.is_file():  # a FIFO or a device named *.npz would block every read
+            result.problems.append(f"{path.name}: not a regular file: skipped")
+            continue
         if path.suffix == ".npz":
             stem = path.name[:-4]
             files = {"npz": FileRef(path)}
@@ -149,6 +152,10 @@ def _expected_shape(key: str, n: int, shape: tuple[int, ...]) -> tuple[int, ...]
     return None if shape == expected else expected
 
 
+NUMERIC_KINDS = "biuf"  # bool, int, unsigned, float: not complex, dates, strings or objects
+MAX_FRAMES = 24 * 3600 * 60  # a day at 60 FPS: more than any recording, less than a lying header
+
+
 def summarize_npz(ref: FileRef) -> NpzSummary:
     """N, usable keys and problems of one NPZ from its headers only."""
     try:
@@ -163,9 +170,14 @@ def summarize_npz(ref: FileRef) -> NpzSummary:
     if not anchor_shape or anchor_shape[0] == 0:
         return NpzSummary(0, {}, [f"{ref.name}: {anchor} has shape {anchor_shape}: empty placeholder, skipped"], True)
     n = anchor_shape[0]
+    if n > MAX_FRAMES:  # a header can claim anything; reading it would exhaust memory
+        return NpzSummary(0, {}, [f"{ref.name}: {anchor} claims {n} frames (over {MAX_FRAMES}): skipped"], True)
     keys, problems = {}, []
-    for key, (shape, _dtype) in sorted(headers.items()):
+    for key, (shape, dtype) in sorted(headers.items()):
         if key not in KEY_SHAPES and key != "movement:hypernet_features":
+            continue
+        if dtype.kind not in NUMERIC_KINDS:
+            problems.append(f"{ref.name}: {key} has dtype {dtype}, expected numbers: left out")
             continue
         expected = _expected_shape(key, n, shape)
         if expected is not None:
@@ -210,6 +222,8 @@ def parse_metadata(ref: FileRef | None, file_id: str) -> tuple[list[Segment], li
             raise ValueError(f"top level is {type(data).__name__}, not an object")
     except (ValueError, UnicodeDecodeError) as exc:
         return [], [], [f"{ref.name}: not valid JSON ({exc}): no VAD or transcript"]
+    except RecursionError:  # json's decoder recurses once per nesting level
+        return [], [], [f"{ref.name}: not valid JSON (nested too deeply): no VAD or transcript"]
     problems = []
     if data.get("id") not in (None, file_id):
         problems.append(f"{ref.name}: id is {data.get('id')!r}, expected {file_id!r}")

@@ -155,3 +155,53 @@ def test_unknown_clip_id(root):
 def test_no_data(tmp_path):
     with pytest.raises(DatasetError, match="no Seamless Interaction or REACT"):
         load_interaction(tmp_path)
+
+
+def test_deeply_nested_json_is_one_line_and_the_scan_goes_on(root):
+    path = _file(root, f"{DEMO}_P0602A.json")
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    interaction = load_interaction(root, DEMO)
+    assert f"{DEMO}_P0602A.json: not valid JSON (nested too deeply): no VAD or transcript" in interaction.problems
+    _others_load(root, None)
+
+
+def test_a_fifo_named_npz_is_skipped_not_waited_on(root):
+    import os
+
+    fifo = root / "V00_S0809_I00000999_P0001.npz"
+    os.mkfifo(fifo)
+    catalog = scan(root)  # opening a FIFO would block here forever
+    assert "V00_S0809_I00000999_P0001.npz: not a regular file: skipped" in catalog.problems
+    _others_load(root, None)
+
+
+def test_text_and_complex_arrays_are_left_out(root):
+    path = _file(root, f"{DEMO}_P0947.npz")
+    arrays = dict(np.load(path))
+    n = len(arrays["smplh:body_pose"])
+    arrays["smplh:global_orient"] = np.full((n, 3), "x")
+    arrays["smplh:translation"] = arrays["smplh:translation"].astype(np.complex64)
+    path.write_bytes(npz_bytes(arrays))
+    interaction = load_interaction(root, DEMO)
+    lines = [p for p in interaction.problems if "P0947.npz" in p]
+    assert f"{DEMO}_P0947.npz: smplh:global_orient has dtype <U1, expected numbers: left out" in lines
+    assert f"{DEMO}_P0947.npz: smplh:translation has dtype complex64, expected numbers: left out" in lines
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0947"))
+    assert "smplh:body_pose" in track.channels  # the rest of the file loads
+
+
+def test_a_header_that_claims_a_trillion_frames_is_skipped(root):
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    path = _file(root, f"{SPLIT}_P0947.npz")
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 21, 3)})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("smplh:body_pose.npy", header.getvalue())  # the header alone: no data follows
+    catalog = scan(root)
+    assert any(
+        p.startswith(f"{SPLIT}_P0947.npz: smplh:body_pose claims 1000000000000 frames") for p in catalog.problems
+    )
+    _others_load(root, SPLIT)
