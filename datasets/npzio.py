@@ -1,6 +1,6 @@
 """NPZ helpers: list keys/shapes from the headers only, and write NPZs with reproducible bytes.
 
-The released Seamless NPZs are DEFLATE-compressed (reference/seamless.md 1.4), so they cannot be
+The released Seamless NPZs are DEFLATE-compressed (the dataset's own files show it), so they cannot be
 memory-mapped; reading only each member's .npy header (a few hundred bytes of inflated stream) is
 what keeps `find_interactions` cheap on large files.
 """

@@ -1,5 +1,5 @@
 """REACT 2025 (MARS) reader: `{split}/{facial-attributes|coefficients}/{speaker|listener}/session{N}/{name}.npy`
-plus `{split}/audio/...wav` and `{split}/video-face-crop/...mp4` (reference/react.md 0-2, 8).
+plus `{split}/audio/...wav` and `{split}/video-face-crop/...mp4` (the challenge's release layout).
 
 Speaker and listener are paired by split + session + file name; 30 fps; audio resampled to 48 kHz.
 REACT has no validity flags: rows with NaN/inf are the invalid frames, bridged like Seamless's.

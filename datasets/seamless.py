@@ -1,4 +1,4 @@
-"""Seamless Interaction reader (reference/seamless.md is the specification).
+"""Seamless Interaction reader (the format of the released dataset, as its README and files define it).
 
 One file bundle = one participant: `{file_id}.npz/.json/.wav/.mp4`, either extracted under
 `{label}/{split}/{batch}/{archive}/` or as members of a webdataset tar `{batch}/{archive}.tar`.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .interaction import ChannelGroup, MotionSpec
 
-# --- Seamless Interaction (reference/seamless.md, section 2) ------------------------------------
+# --- Seamless Interaction (the released files' keys and shapes) ------------------------------------
 SMPLH_GROUPS = (
     ChannelGroup("smplh:global_orient", (3,), "axis_angle", "pelvis rotation, camera frame (y down)"),
     ChannelGroup("smplh:body_pose", (21, 3), "axis_angle", "SMPL-H body joints 1..21"),
@@ -72,7 +72,7 @@ SEAMLESS_EMOTION_ORDER: tuple[str, ...] = (
     "surprise",
 )
 
-# --- REACT 2025 / MARS (reference/react.md, sections 0 and 8) ----------------------------------
+# --- REACT 2025 / MARS (the challenge's released feature files) ----------------------------------
 # facial-attributes (T, 25): [0:15] AU occurrences, [15:17] valence, arousal, [17:25] expression
 # probabilities. coefficients (T, 58): [0:52] FaceVerse-v2 expression, [52:55] rotation,
 # [55:58] translation.

@@ -1,4 +1,4 @@
-"""REACT challenge metrics in NaN-safe numpy (shared/reference/react.md, section 5).
+"""REACT challenge metrics in NaN-safe numpy (as the REACT 2025 organisers' evaluation code defines them).
 
 Inputs: for each evaluated speaker k, `preds[k]` is a (K, T, D) array of K sampled reactions, `gts[k]`
 a list of appropriate ground-truth (T', D) reactions and `speakers[k]` the speaker's own (T_s, D)

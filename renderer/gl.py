@@ -3,7 +3,7 @@
 PyOpenGL binds its platform (EGL, OSMesa, GLX) once, when `OpenGL` is first imported, from the
 PYOPENGL_PLATFORM variable; a process can therefore use only one of them. `select_backend()` must run
 before anything imports pyrender or OpenGL, and everything in dyadic imports pyrender through
-`import_pyrender()` (reference/stack-probe.md, section 2).
+`import_pyrender()` (pyrender 0.1.45 with numpy 2 and PyOpenGL 3.1.10, as measured here).
 
 "auto" tries EGL first (Mesa llvmpipe on CPU machines; the NVIDIA driver on GPU machines, where EGL
 device 0 is the GPU) by creating a real context in a short-lived subprocess: a failed EGL import

@@ -1,4 +1,4 @@
-"""REACT metrics against values worked out by hand on tiny inputs (shared/reference/react.md, section 5)."""
+"""REACT metrics against values worked out by hand on tiny inputs."""
 
 from __future__ import annotations
 
