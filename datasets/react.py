@@ -50,6 +50,9 @@ def _locate(path: Path) -> tuple[str, str, str, str, str] | None:
     return parts[-5], parts[-4], parts[-3], parts[-2], path.stem
 
 
+MAX_FRAMES = int(24 * 3600 * FPS)  # a day: more than any clip, less than a lying header
+
+
 def _npy_rows(path: Path, width: int) -> tuple[int, str | None]:
     """Row count of a (T, width) .npy from its header, or a problem."""
     try:
@@ -61,6 +64,8 @@ def _npy_rows(path: Path, width: int) -> tuple[int, str | None]:
         return 0, f"{path.name}: has shape {shape} {dtype}, expected (T, {width}) float"
     if shape[0] == 0:
         return 0, f"{path.name}: has shape {shape}: empty"
+    if shape[0] > MAX_FRAMES:  # a header can claim anything; reading it would exhaust memory
+        return 0, f"{path.name}: claims {shape[0]} frames (over {MAX_FRAMES})"
     return shape[0], None
 
 
@@ -119,7 +124,10 @@ def index(root: str | Path) -> tuple[list[ReactEntry], list[str]]:
 
 
 def _load_features(path: Path, width: int, n: int) -> np.ndarray:
-    array = np.load(path, allow_pickle=False)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:  # truncated after its header, or unreadable
+        raise DatasetError(f"{path.name}: not a readable .npy ({exc})") from None
     if array.ndim != 2 or array.shape[1] != width:
         raise DatasetError(f"{path.name}: has shape {array.shape}, expected (T, {width})")
     return array[:n].astype(np.float32)

@@ -79,3 +79,27 @@ def test_unpaired_and_bad_npy(sample_root, tmp_path):
     interaction = load_interaction(root, TRAIN)
     assert "react:3dmm_expression" not in interaction.listener.channels
     assert "react:au" in interaction.listener.channels
+
+
+def test_truncated_and_lying_npy_headers_name_the_file(sample_root, tmp_path):
+    import shutil
+
+    from numpy.lib import format as npy_format
+
+    from dyadic.datasets import DatasetError
+
+    root = tmp_path / "react"
+    shutil.copytree(sample_root / "react", root)
+    name = "Camera-2024-06-21-103121-103102.npy"
+    cut = root / "train/facial-attributes/speaker/session0" / name
+    cut.write_bytes(cut.read_bytes()[:-1000])  # the header is whole, the data is not
+    with pytest.raises(DatasetError, match=rf"{name}: not a readable \.npy"):
+        load_interaction(root, TRAIN)
+    lying = root / "val/coefficients/listener/session3/Camera-2024-07-17-104338-104241.npy"
+    with open(lying, "wb") as f:
+        npy_format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 58)})
+    catalog = scan(root)
+    assert any(
+        "Camera-2024-07-17-104338-104241.npy: claims 1000000000000 frames" in p
+        for p in catalog.problems + [p for i in catalog.interactions for p in i.problems]
+    )
