@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import machine_info, write_json
 
 from dyadic.engine.profiling import report as profile
+from dyadic.engine.profiling.run import ProfileRequest
 
 LABELS = {
     "glass_to_glass_median_ms": ("glass to glass median", "ms"),
@@ -38,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the numbers and machine info here")
     args = ap.parse_args(argv)
     out = Path(args.out or ("out/bench-profile-mic" if args.mic else "out/bench-profile"))
-    run = profile.run_profile(
-        None, None, args.seconds, sessions=1, client="chromium", frame_ids=True, microphone=args.mic
-    )
+    request = ProfileRequest(seconds=args.seconds, client="chromium", frame_ids=True, microphone=args.mic)
+    run = profile.run_profile(request)
     summary = profile.write_all(run, out)
     print(profile.table(summary))
     print(f"report: {out / 'report.html'}")

@@ -8,6 +8,7 @@ import numpy as np
 
 from dyadic.engine import contracts
 from dyadic.engine.profiling import report, rtp
+from dyadic.engine.profiling.run import ProfileRequest
 
 
 def _server_frames(n: int, start_pts: int):
@@ -108,7 +109,7 @@ def _check_trace(tmp_path, client_marks: set) -> tuple[list[dict], dict]:
 
 
 def test_short_real_run_writes_a_complete_consistent_report(tmp_path):
-    run = report.run_profile(None, None, seconds=6.0, sessions=1, client="aiortc")
+    run = report.run_profile(ProfileRequest(seconds=6.0, client="aiortc"))
     report.write_all(run, tmp_path)
     lines, summary = _check_trace(tmp_path, {"decoded"})
     assert summary["fps"][0] > 15 and "server" in summary["cpu_cores"]
@@ -120,7 +121,7 @@ def test_short_real_run_writes_a_complete_consistent_report(tmp_path):
 
 
 def test_microphone_run_profiles_the_live_path(tmp_path):
-    run = report.run_profile(None, None, seconds=4.0, sessions=1, client="aiortc", microphone=True)
+    run = report.run_profile(ProfileRequest(seconds=4.0, client="aiortc", microphone=True))
     summary = report.write_all(run, tmp_path)
     assert summary["fps"][0] > 15 and summary["frames"] > 60
     assert run.telemetry[0]["movement"] == "none"  # a clip would play its recorded movement
@@ -128,7 +129,7 @@ def test_microphone_run_profiles_the_live_path(tmp_path):
 
 
 def test_chromium_run_measures_glass_to_glass_and_checks_its_mappings(tmp_path):
-    run = report.run_profile(None, None, seconds=6.0, sessions=1, client="chromium", frame_ids=True)
+    run = report.run_profile(ProfileRequest(seconds=6.0, client="chromium", frame_ids=True))
     report.write_all(run, tmp_path)
     lines, summary = _check_trace(tmp_path, {"received", "presented"})
     assert summary["end_mark"] == "presented" and summary["fps"][0] > 15

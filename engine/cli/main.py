@@ -237,6 +237,7 @@ def serve_models(model: str | None, root: Path) -> dict[str, Path]:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from ..profiling.report import run_profile, table, write_all
+    from ..profiling.run import ProfileRequest
 
     out = Path(args.out)
     print(
@@ -246,15 +247,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )
     if args.mic and args.clip:
         raise UserError("profile: give a clip or --mic, not both")
-    run = run_profile(
-        args.clip,
-        args.data,
-        args.seconds,
-        args.sessions,
-        args.client,
+    request = ProfileRequest(
+        seconds=args.seconds,
+        sessions=args.sessions,
+        client=args.client,
+        clip=args.clip,
+        data=args.data,
         frame_ids=args.client == "chromium" and not args.no_frame_id,
         microphone=args.mic,
     )
+    run = run_profile(request)
     summary = write_all(run, out)
     print(table(summary))
     print(f"wrote {out / 'trace.jsonl'}, {out / 'summary.json'}, {out / 'report.html'}")

@@ -47,7 +47,7 @@ from ..pipeline import frame_id
 from .rtp import join
 
 if TYPE_CHECKING:
-    from .run import RawRun
+    from .run import ProfileRequest, RawRun
 
 # the issue's budget for one 640x480 session with headless Chromium on loopback
 BUDGET = {"glass_to_glass_median_ms": 60.0, "glass_to_glass_p95_ms": 90.0, "av_offset_max_abs_ms": 40.0}
@@ -392,20 +392,11 @@ models {html.escape(json.dumps(summary["server"].get("models")))}.</p>
 
 
 # -- all together -----------------------------------------------------------------------------------
-def run_profile(
-    clip: str | None,
-    data: str | None,
-    seconds: float,
-    sessions: int,
-    client: str,
-    frame_ids: bool = False,
-    microphone: bool = False,
-) -> ProfileRun:
-    """`microphone`: the session listens to the client's microphone (Chromium's fake capture
-    device, or the aiortc probe's tone) instead of playing `clip`."""
+def run_profile(request: ProfileRequest) -> ProfileRun:
+    """Run the server and its clients as `request` says and join what they recorded."""
     from .run import run_clients
 
-    return from_raw(run_clients(clip, data, seconds, sessions, client, frame_ids, microphone))
+    return from_raw(run_clients(request))
 
 
 def write_all(run: ProfileRun, out: Path) -> dict[str, Any]:

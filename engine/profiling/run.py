@@ -61,17 +61,25 @@ class RawRun:
     frame_ids: bool
 
 
-async def _aiortc_session(
-    server: ServeProcess,
-    seconds: float,
-    clip: str | None,
-    frame_ids: bool,
-    started: Callable[[], None],
-    microphone: bool = False,
-) -> ClientSession:
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What to profile: `seconds` of `sessions` sessions, each a `client` playing `clip` of the
+    `data` folder (None: the first clip of the embedded sample), or listening to the client's
+    microphone (Chromium's fake capture device, or the aiortc probe's tone)."""
+
+    seconds: float = 60.0
+    sessions: int = 1
+    client: str = "chromium"  # or "aiortc"
+    clip: str | None = None
+    data: str | None = None
+    frame_ids: bool = False  # Chromium: draw frame ids and read them back
+    microphone: bool = False
+
+
+async def _aiortc_session(server: ServeProcess, request: ProfileRequest, started: Callable[[], None]) -> ClientSession:
     from ..harness.probe import probe
 
-    if frame_ids:
+    if request.frame_ids:
         raise ValueError("frame ids are read by the browser page: use --client chromium")
     first: list[float] = []
 
@@ -82,11 +90,11 @@ async def _aiortc_session(
     # probe's seconds count from its first frame
     r = await probe(
         server.ws,
-        seconds=WARMUP_S + seconds,
-        clip=clip,
+        seconds=WARMUP_S + request.seconds,
+        clip=request.clip,
         trace=True,
         on_first_frame=on_first_frame,
-        microphone=microphone,
+        microphone=request.microphone,
     )
     start = first[0] + WARMUP_S if first else 0.0
     frames = [{"rtp": pts, "times": {"decoded": t}} for t, pts in zip(r.video_times, r.video_pts)]
@@ -94,21 +102,17 @@ async def _aiortc_session(
 
 
 async def _chromium_session(
-    server: ServeProcess,
-    seconds: float,
-    clip: str | None,
-    frame_ids: bool,
-    started: Callable[[], None],
-    microphone: bool = False,
+    server: ServeProcess, request: ProfileRequest, started: Callable[[], None]
 ) -> ClientSession:
     from ..harness.browser import ChromiumPage
     from ..harness.probe import TRACE_SETTLE_S
 
-    url = server.url + ("?frameid=1" if frame_ids else "")
+    seconds, clip = request.seconds, request.clip
+    url = server.url + ("?frameid=1" if request.frame_ids else "")
     async with ChromiumPage(url) as page:
         await page.wait_connected()
         assert page.page is not None  # open since __aenter__
-        if microphone:  # as a user picks it; Chromium's fake capture device beeps
+        if request.microphone:  # as a user picks it; Chromium's fake capture device beeps
             await page.page.click("#src-browser-mic")
         elif clip:
             await page.evaluate("(c) => window.dyadic.send({type: 'source', kind: 'clip', clip: c})", clip)
@@ -164,31 +168,21 @@ async def _chromium_session(
 CLIENTS = {"aiortc": _aiortc_session, "chromium": _chromium_session}
 
 
-def run_clients(
-    clip: str | None,
-    data: str | None,
-    seconds: float,
-    sessions: int,
-    client: str,
-    frame_ids: bool = False,
-    microphone: bool = False,
-) -> RawRun:
+def run_clients(request: ProfileRequest) -> RawRun:
     from ..harness.serve_process import ServeProcess
 
-    if client not in CLIENTS:
-        raise ValueError(f"unknown client {client!r}: one of {', '.join(CLIENTS)}")
-    session_fn = CLIENTS[client]
-    args = ("--data", data) if data else ()
+    if request.client not in CLIENTS:
+        raise ValueError(f"unknown client {request.client!r}: one of {', '.join(CLIENTS)}")
+    session_fn = CLIENTS[request.client]
+    seconds, sessions = request.seconds, request.sessions
+    args = ("--data", request.data) if request.data else ()
     with ServeProcess(*args) as server:
 
         async def clients() -> tuple[
             list[ClientSession], dict[str, float], dict[str, float], float, list[dict[str, float]]
         ]:
             ready: list[int] = []
-            tasks = [
-                asyncio.create_task(session_fn(server, seconds, clip, frame_ids, lambda: ready.append(1), microphone))
-                for _ in range(sessions)
-            ]
+            tasks = [asyncio.create_task(session_fn(server, request, lambda: ready.append(1))) for _ in range(sessions)]
             while len(ready) < sessions and not any(t.done() for t in tasks):
                 await asyncio.sleep(0.05)
             gpu: list[dict[str, float]]
@@ -203,7 +197,8 @@ def run_clients(
         results, cpu0, cpu1, window, gpu = asyncio.run(clients())
         status = server.status()
     cpu = {name: cpu1[name] - cpu0.get(name, 0.0) for name in cpu1}
-    return RawRun(list(results), cpu, window, client, status, gpu, (time.monotonic() - time.time()) * 1e3, frame_ids)
+    offset_ms = (time.monotonic() - time.time()) * 1e3
+    return RawRun(list(results), cpu, window, request.client, status, gpu, offset_ms, request.frame_ids)
 
 
 def _cpu(server_pid: int) -> dict[str, float]:
