@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DatasetError
+from .files import dataset_files
 from .interaction import AUDIO_RATE, Interaction, InteractionInfo, MotionSpec, ParticipantTrack, Segment, audio_sample
 
 __all__ = [
@@ -69,9 +70,10 @@ def scan(root: str | Path) -> Catalog:
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"{root}: no such file or folder")
-    catalog = Catalog(root)
+    paths, unreadable = dataset_files(root)
+    catalog = Catalog(root, problems=unreadable)
     for reader in (seamless, react):
-        entries, problems = reader.index(root)
+        entries, problems = reader.index(paths)
         catalog.entries += entries
         catalog.problems += problems
     for line in catalog.problems:

@@ -11,6 +11,21 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+# No channel of either dataset measures anything near a million (pixels, radians, metres, scores):
+# a finite value beyond it is a corrupt file, and would overflow float32 arithmetic downstream.
+VALUE_LIMIT = 1e6
+
+
+def finite_rows(array: np.ndarray) -> np.ndarray:
+    """Frames (rows) whose every value is finite."""
+    return np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+
+
+def usable_rows(array: np.ndarray) -> np.ndarray:
+    """Frames whose every value is finite and within +/-VALUE_LIMIT (NaN and inf fail the test)."""
+    with np.errstate(invalid="ignore"):
+        return (np.abs(array.reshape(len(array), -1)) <= VALUE_LIMIT).all(axis=1)
+
 
 def _neighbours(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each frame: previous valid index, next valid index, and the fraction between them."""

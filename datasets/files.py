@@ -7,6 +7,7 @@ reads only headers, and the NPZ/MP4 readers can seek inside a member as in a fil
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +88,34 @@ def tar_members(path: Path) -> dict[str, FileRef]:
                 name = info.name.rsplit("/", 1)[-1]
                 members[name] = FileRef(path, info.name, info.offset_data, info.size)
     return members
+
+
+DATASET_SUFFIXES = (".npz", ".tar", ".npy", ".wav", ".mp4")
+
+
+def dataset_files(root: Path, suffixes: tuple[str, ...] = DATASET_SUFFIXES) -> tuple[list[Path], list[str]]:
+    """The regular files under `root` whose names end in `suffixes`, sorted, and one problem line
+    for each folder that could not be listed and each such name that is not a regular file.
+
+    os.walk rather than Path.rglob: rglob skips an unreadable folder without a word, and a FIFO
+    named like a dataset file would block the first read of it forever.
+    """
+    if not root.is_dir():
+        return ([root], []) if root.is_file() else ([], [f"{root.name}: not a regular file: skipped"])
+    found: list[Path] = []
+    problems: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        where = os.path.relpath(exc.filename, root) if exc.filename else str(root)
+        problems.append(f"{where}: unreadable folder ({exc.strerror or exc}): skipped")
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
+        subfolders.sort()
+        for name in names:
+            if name.endswith(suffixes):
+                path = Path(folder, name)
+                if path.is_file():
+                    found.append(path)
+                else:
+                    problems.append(f"{name}: not a regular file: skipped")
+    return sorted(found), problems

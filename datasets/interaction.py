@@ -14,6 +14,7 @@ Conventions (the same for every dataset):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 AUDIO_RATE = 48_000
+log = logging.getLogger("dyadic.datasets")
 
 
 def audio_sample(frame: int | float, fps: float, rate: int = AUDIO_RATE) -> int:
@@ -99,7 +101,16 @@ class ParticipantTrack:
         """Mono float32 audio at 48 kHz (empty when the file has none)."""
         if self.audio_loader is None:
             return np.zeros(0, np.float32)
-        return self.audio_loader()
+        from .errors import DatasetError
+
+        try:
+            return self.audio_loader()
+        except DatasetError as exc:  # the header looked fine but the samples do not decode
+            line = f"{exc}: no audio"
+            log.warning(line)
+            self.problems.append(line)
+            self.audio_loader = None
+            return np.zeros(0, np.float32)
 
     @property
     def duration(self) -> float:

@@ -15,6 +15,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
+from .errors import DatasetError
 from .interaction import AUDIO_RATE
 
 Source = str | Path | BinaryIO
@@ -114,8 +115,9 @@ def _box_le(kind: bytes, payload: bytes) -> bytes:
     return kind + struct.pack("<I", len(payload)) + payload
 
 
-def lazy_audio(opener: Callable[[], Source], rate: int = AUDIO_RATE) -> Callable[[], np.ndarray]:
-    """A loader that decodes on first call and caches the result (audio is read only when replayed)."""
+def lazy_audio(opener: Callable[[], Source], name: str, rate: int = AUDIO_RATE) -> Callable[[], np.ndarray]:
+    """A loader that decodes on first call and caches the result (audio is read only when replayed).
+    A file that does not decode raises DatasetError naming `name`."""
     cache: list[np.ndarray] = []
 
     def load() -> np.ndarray:
@@ -123,6 +125,8 @@ def lazy_audio(opener: Callable[[], Source], rate: int = AUDIO_RATE) -> Callable
             source = opener()
             try:
                 cache.append(read_audio(source, rate))
+            except (av.FFmpegError, ValueError, OSError) as exc:
+                raise DatasetError(f"{name}: audio does not decode ({exc})") from None
             finally:
                 if hasattr(source, "close"):
                     source.close()

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from . import media
-from .bridging import bridge
+from .bridging import VALUE_LIMIT, bridge, usable_rows
+from .companions import audio_problems
 from .errors import DatasetError
+from .files import FileRef
 from .interaction import Interaction, InteractionInfo, ParticipantTrack
 from .npzio import read_npy_header
 from .specs import REACT_ATTRIBUTE_SLICES, REACT_COEFFICIENT_SLICES, REACT_SPEC
@@ -69,11 +71,10 @@ def _npy_rows(path: Path, width: int) -> tuple[int, str | None]:
     return shape[0], None
 
 
-def index(root: str | Path) -> tuple[list[ReactEntry], list[str]]:
-    """Usable speaker/listener pairs under `root` (sorted by id) and the problems of files left out."""
-    root = Path(root)
+def index(paths: list[Path]) -> tuple[list[ReactEntry], list[str]]:
+    """Usable speaker/listener pairs among `paths` (sorted by id) and the problems of files left out."""
     pairs: dict[tuple[str, str, str], dict[str, dict[str, Path]]] = {}
-    for path in sorted(root.rglob("*")) if root.is_dir() else []:
+    for path in paths:
         located = _locate(path)
         if located is None or path.suffix not in (".npy", ".wav", ".mp4"):
             continue
@@ -141,26 +142,35 @@ def load_track(entry: ReactEntry, role: str) -> ParticipantTrack:
         if kind not in entry.frames[role] or not all(g in entry.info.groups for g in slices):
             continue
         array = _load_features(files[kind], width, n)
-        finite = np.isfinite(array).all(axis=1)
+        finite, usable = np.isfinite(array).all(axis=1), usable_rows(array)
+        where = f"{files[kind].name} ({role} {kind})"
         if not finite.all():
+            problems.append(f"{where}: {int((~finite).sum())} frame(s) with NaN/inf: bridged")
+        if (finite & ~usable).any():
             problems.append(
-                f"{files[kind].name} ({role} {kind}): {int((~finite).sum())} frame(s) with NaN/inf: "
-                "bridged" + ("" if finite.any() else ", no valid frame: neutral values")
+                f"{where}: {int((finite & ~usable).sum())} frame(s) with values beyond +/-{VALUE_LIMIT:,.0f}: bridged"
             )
+        if not usable.any():
+            problems.append(f"{where}: no valid frame: neutral values")
         for group, columns in slices.items():
-            channels[group] = bridge(array[:, columns], finite, REACT_SPEC[group].kind)
-            valid[group] = finite.copy()
-    wav = files.get("audio")
+            channels[group] = bridge(array[:, columns], usable, REACT_SPEC[group].kind)
+            valid[group] = usable.copy()
     split, session, name = entry.info.id.split("/")
+    file_id = f"{split}/{role}/{session}/{name}"
+    wav = FileRef(files["audio"]) if "audio" in files else None  # missing: said by the index
+    if wav is not None:
+        has_audio, wav_problems = audio_problems(wav, file_id, n / FPS)
+        problems += [f"{role}/{line}" for line in wav_problems]
+        wav = wav if has_audio else None
     return ParticipantTrack(
-        file_id=f"{split}/{role}/{session}/{name}",
+        file_id=file_id,
         participant=role,
         fps=FPS,
         n_frames=n,
         channels=channels,
         valid=valid,
-        audio_path=wav,
-        audio_loader=media.lazy_audio(lambda: open(wav, "rb")) if wav else None,
+        audio_path=wav.path if wav else None,
+        audio_loader=media.lazy_audio(wav.open, f"{role}/{wav.name}") if wav else None,
         problems=problems,
     )
 

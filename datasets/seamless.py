@@ -20,18 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from . import media
-from .bridging import bridge
+from .bridging import VALUE_LIMIT, bridge, finite_rows, usable_rows
+from .companions import audio_problems, read_fps
 from .errors import DatasetError
-from .files import FileRef, tar_members
+from .files import FileRef, dataset_files, tar_members
 from .interaction import Interaction, InteractionInfo, ParticipantTrack, Segment
 from .npzio import read_npz_headers
 from .specs import MOVEMENT_GROUPS, SEAMLESS_SPEC, SMPLH_GROUPS
 
 DATASET = "seamless"
-FALLBACK_FPS = 30.0
 SENTINEL_LIMIT = 1e3  # |translation| above this is the ~1e12 invalid-frame sentinel
 HYPERNET_RATE = 15  # one hypernet_features row per 15 frames
-DURATION_TOLERANCE_S = 0.5  # the pre-release loader's accepted feature/audio mismatch
 
 # Per-frame shapes of every NPZ key this reader checks (seamless.md 2.1-2.3). Keys not listed
 # (movement_v4:*, future additions) are ignored.
@@ -86,9 +85,9 @@ class ScanResult:
     problems: list[str] = field(default_factory=list)
 
 
-def scan(root: str | Path) -> ScanResult:
-    """Find every bundle under `root` (extracted folders and webdataset tars)."""
-    root = Path(root)
+def scan(paths: list[Path]) -> ScanResult:
+    """Find every bundle among `paths` (extracted `.npz` files with their companions, and
+    webdataset tars); other files are ignored."""
     result = ScanResult()
     seen: dict[str, Bundle] = {}
 
@@ -100,11 +99,7 @@ def scan(root: str | Path) -> ScanResult:
             return
         seen[file_id] = Bundle(file_id, files)
 
-    paths = sorted(root.rglob("*.npz")) + sorted(root.rglob("*.tar")) if root.is_dir() else [root]
-    for path in paths:
-        if not path.is_file():  # a FIFO or a device named *.npz would block every read
-            result.problems.append(f"{path.name}: not a regular file: skipped")
-            continue
+    for path in [p for p in paths if p.suffix == ".npz"] + [p for p in paths if p.suffix == ".tar"]:
         if path.suffix == ".npz":
             stem = path.name[:-4]
             files = {"npz": FileRef(path)}
@@ -208,8 +203,15 @@ def groups_present(summary: NpzSummary) -> list[str]:
 # --- JSON, audio, video ------------------------------------------------------------------------
 
 
+MAX_SECONDS = 24 * 3600.0  # a segment time beyond a day is corrupt, not a long conversation
+
+
 def _seconds(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A segment time in seconds, or None when it is not a number, NaN/inf (Python's json reads
+    `NaN` and `Infinity`), negative or beyond a day."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    return float(value) if 0.0 <= value <= MAX_SECONDS else None
 
 
 def parse_metadata(ref: FileRef | None, file_id: str) -> tuple[list[Segment], list[Segment], list[str]]:
@@ -253,40 +255,6 @@ def parse_metadata(ref: FileRef | None, file_id: str) -> tuple[list[Segment], li
     return vad, transcript, problems
 
 
-def read_fps(ref: FileRef | None, file_id: str) -> tuple[float, list[str]]:
-    """The MP4's average frame rate; 30 with a problem line when the video is missing or empty."""
-    if ref is None:
-        return FALLBACK_FPS, [f"{file_id}.mp4: missing: frame rate taken as 30"]
-    try:
-        with ref.open() as stream:
-            rate = media.video_rate(stream)
-        return float(rate), []
-    except Exception as exc:  # PyAV raises several error types for broken files
-        return FALLBACK_FPS, [f"{ref.name}: no frame rate ({exc}): taken as 30"]
-
-
-def audio_problems(ref: FileRef | None, file_id: str, duration: float) -> tuple[bool, list[str]]:
-    """(usable, problems) for the WAV, from its header only."""
-    if ref is None:
-        return False, [f"{file_id}.wav: missing: no audio"]
-    try:
-        import av
-
-        with ref.open() as stream, av.open(stream) as container:
-            if not container.streams.audio:
-                return False, [f"{ref.name}: no audio stream: no audio"]
-            audio = container.streams.audio[0]
-            assert audio.time_base is not None  # always set on a demuxed stream
-            seconds = float(audio.duration * audio.time_base) if audio.duration else 0.0
-    except Exception as exc:
-        return False, [f"{ref.name}: unreadable ({exc}): no audio"]
-    if seconds <= 0:
-        return False, [f"{ref.name}: no audio samples: no audio"]
-    if abs(seconds - duration) > DURATION_TOLERANCE_S:
-        return True, [f"{ref.name}: audio lasts {seconds:.2f} s but the motion {duration:.2f} s"]
-    return True, []
-
-
 # --- the index ---------------------------------------------------------------------------------
 
 
@@ -320,9 +288,9 @@ def order_speaker_first(bundles: list[Bundle]) -> list[Bundle]:
     return ordered if talk[0] >= talk[1] else ordered[::-1]
 
 
-def index(root: str | Path) -> tuple[list[SeamlessEntry], list[str]]:
-    """Usable interactions under `root` (sorted by id) and the problems of files left out."""
-    found = scan(root)
+def index(paths: list[Path]) -> tuple[list[SeamlessEntry], list[str]]:
+    """Usable interactions among `paths` (sorted by id) and the problems of files left out."""
+    found = scan(paths)
     problems = list(found.problems)
     summaries: dict[str, NpzSummary] = {}
     by_key: dict[str, list[Bundle]] = {}
@@ -389,10 +357,6 @@ def _read_arrays(ref: FileRef, keys: dict[str, tuple[int, ...]]) -> tuple[dict[s
     return arrays, problems
 
 
-def _finite_rows(array: np.ndarray) -> np.ndarray:
-    return np.isfinite(array.reshape(len(array), -1)).all(axis=1)
-
-
 def load_track(
     bundle: Bundle,
     summary: NpzSummary | None = None,
@@ -430,8 +394,15 @@ def load_track(
     channels, valid = {}, {}
     for groups, family_valid, flag in family_groups:
         present = [g for g in groups if g.name in arrays]
-        for g in present:  # a non-finite value in any group invalidates the frame for the family
-            family_valid &= _finite_rows(arrays[g.name])
+        for g in present:  # a NaN, inf or absurd value in any group invalidates the frame for the family
+            usable = usable_rows(arrays[g.name])
+            absurd = int((family_valid & finite_rows(arrays[g.name]) & ~usable).sum())
+            if absurd:
+                problems.append(
+                    f"{bundle.npz.name}: {g.name}: {absurd} frame(s) marked valid hold values beyond "
+                    f"+/-{VALUE_LIMIT:,.0f}: taken as invalid, bridged"
+                )
+            family_valid &= usable
         if present and not family_valid.any():
             problems.append(
                 f"{bundle.npz.name}: {flag}: no valid frame: {', '.join(g.name for g in present)} "
@@ -455,7 +426,7 @@ def load_track(
         channels=channels,
         valid=valid,
         audio_path=usable_wav.path if usable_wav is not None and usable_wav.member is None else None,
-        audio_loader=media.lazy_audio(usable_wav.open) if usable_wav is not None else None,
+        audio_loader=media.lazy_audio(usable_wav.open, usable_wav.name) if usable_wav is not None else None,
         vad=vad,
         transcript=transcript,
         problems=problems,
@@ -473,7 +444,10 @@ def load_entry(entry: SeamlessEntry) -> Interaction:
 def load_file(path: str | Path) -> ParticipantTrack:
     """Read one extracted participant bundle given its `.npz` path (DatasetError if unusable)."""
     path = Path(path)
-    found = scan(path)
+    files, problems = dataset_files(path, (".npz",))
+    if problems:
+        raise DatasetError(problems[0])
+    found = scan(files)
     if not found.bundles:
         raise DatasetError(f"{path.name}: not a Seamless .npz bundle")
     return load_track(found.bundles[0])

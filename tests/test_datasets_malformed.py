@@ -205,3 +205,100 @@ def test_a_header_that_claims_a_trillion_frames_is_skipped(root):
         p.startswith(f"{SPLIT}_P0947.npz: smplh:body_pose claims 1000000000000 frames") for p in catalog.problems
     )
     _others_load(root, SPLIT)
+
+
+def test_a_wav_with_no_channels_means_no_audio(root):
+    import struct
+
+    wav = _file(root, f"{DEMO}_P0947.wav")
+    data = bytearray(wav.read_bytes())
+    struct.pack_into("<H", data, data.find(b"fmt ") + 10, 0)  # nChannels = 0, the rest intact
+    wav.write_bytes(bytes(data))
+    interaction = load_interaction(root, DEMO)
+    assert f"{DEMO}_P0947.wav: header gives 0 channel(s) at 48000 Hz: no audio" in interaction.problems
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0947"))
+    assert len(track.audio()) == 0 and track.channels
+
+
+def test_nan_infinite_and_absurd_segment_times_are_ignored(root):
+    path = _file(root, f"{DEMO}_P0602A.json")
+    data = json.loads(path.read_text())
+    good = len(data["metadata:vad"])
+    data["metadata:vad"] += [
+        {"start": float("nan"), "end": 2.0},
+        {"start": 1.0, "end": float("inf")},
+        {"start": 1.0, "end": 1e30},
+        {"start": -5.0, "end": 1.0},
+    ]
+    path.write_text(json.dumps(data))  # Python writes NaN and Infinity, and reads them back
+    interaction = load_interaction(root, DEMO)
+    assert f"{DEMO}_P0602A.json: metadata:vad: 4 segment(s) without valid start/end: ignored" in interaction.problems
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0602A"))
+    assert len(track.vad) == good and all(0 <= s.start <= s.end < 1e5 for s in track.vad)
+
+
+def test_absurd_values_are_invalid_frames_said_and_bridged(root):
+    path = _file(root, f"{SPLIT}_P0947.npz")
+    arrays = dict(np.load(path))
+    arrays["smplh:body_pose"][5:9] = 1e30
+    arrays["movement:FAUValue"][3, 0] = -1e30
+    path.write_bytes(npz_bytes(arrays))
+    interaction = load_interaction(root, SPLIT)
+    lines = [p for p in interaction.problems if "P0947.npz" in p]
+    assert (
+        f"{SPLIT}_P0947.npz: smplh:body_pose: 4 frame(s) marked valid hold values beyond +/-1,000,000: "
+        "taken as invalid, bridged" in lines
+    )
+    assert any("movement:FAUValue: 1 frame(s)" in p for p in lines)
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0947"))
+    assert not track.valid["smplh:body_pose"][5:9].any() and track.valid["smplh:body_pose"][10]
+    assert max(float(np.abs(a).max()) for a in track.channels.values()) < 1e6
+
+
+def test_a_1000_fps_mp4_is_taken_as_30(root):
+    from fractions import Fraction
+
+    from dyadic.datasets.media import write_mp4
+
+    mp4 = _file(root, f"{DEMO}_P0947.mp4")
+    write_mp4(mp4, [np.zeros((16, 16, 3), np.uint8)] * 3, Fraction(1000), (16, 16))
+    catalog = scan(root)
+    info = next(i for i in catalog.interactions if i.id == DEMO)
+    assert f"{DEMO}_P0947.mp4: frame rate 1000 is outside 10-120: taken as 30" in info.problems
+    assert load_interaction(root, DEMO).fps in (30.0, 30000 / 1001)  # the partner's or the fallback
+
+
+def test_an_unreadable_folder_is_named_and_the_rest_loads(root):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    locked = root / "improvised" / "locked"
+    locked.mkdir(parents=True)
+    shutil.move(_file(root, f"{SPLIT}_P0947.npz"), locked)
+    locked.chmod(0)
+    try:
+        # root reads any folder: drop the two capabilities that let it, as an ordinary user lacks them
+        caps = "-dac_override,-dac_read_search"
+        prefix = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"] if os.geteuid() == 0 else []
+        script = (
+            "import json, sys; from dyadic.datasets import scan; c = scan(sys.argv[1]); "
+            "print(json.dumps([c.problems, [i.id for i in c.interactions]]))"
+        )
+        run = subprocess.run(prefix + [sys.executable, "-c", script, str(root)], capture_output=True, timeout=120)
+    finally:
+        locked.chmod(0o755)
+    problems, ids = json.loads(run.stdout)
+    assert "improvised/locked: unreadable folder (Permission denied): skipped" in problems
+    assert any(p.startswith(f"{SPLIT}_P0602A.npz: no partner file") for p in problems)  # its partner is locked in
+    assert DEMO in ids  # the other interactions load
+
+
+def test_a_wav_that_stops_decoding_after_loading_is_no_audio_with_its_name(root, caplog):
+    interaction = load_interaction(root, DEMO)
+    track = next(t for t in (interaction.speaker, interaction.listener) if t.file_id.endswith("P0947"))
+    _file(root, f"{DEMO}_P0947.wav").write_bytes(b"RIFF" + bytes(40))  # replaced on disk since the load
+    with caplog.at_level("WARNING", logger="dyadic.datasets"):
+        assert len(track.audio()) == 0
+    assert any(r.getMessage().startswith(f"{DEMO}_P0947.wav: audio does not decode") for r in caplog.records)

@@ -103,3 +103,23 @@ def test_truncated_and_lying_npy_headers_name_the_file(sample_root, tmp_path):
         "Camera-2024-07-17-104338-104241.npy: claims 1000000000000 frames" in p
         for p in catalog.problems + [p for i in catalog.interactions for p in i.problems]
     )
+
+
+def test_a_bad_react_wav_is_no_audio_and_the_replay_goes_on(sample_root, tmp_path, capsys, decode_mp4):
+    import shutil
+
+    from dyadic.engine.cli.main import main
+
+    root = tmp_path / "react"
+    shutil.copytree(sample_root / "react", root)
+    name = "Camera-2024-06-21-103121-103102.wav"
+    (root / "train/audio/speaker/session0" / name).write_bytes(b"RIFF garbage" * 10)
+    interaction = load_interaction(root, TRAIN)
+    assert any(p.startswith(f"speaker/{name}: unreadable") and p.endswith("no audio") for p in interaction.problems)
+    assert len(interaction.speaker.audio()) == 0 and len(interaction.listener.audio()) == 48000 * 20
+    out = tmp_path / "clip.mp4"
+    args = ["replay", TRAIN, "--data", str(root), "--out", str(out), "--seconds", "0.5", "--size", "160x120", "-q"]
+    assert main(args) == 0
+    frames, _, audio = decode_mp4(out)
+    assert len(frames) == 15 and np.abs(audio).max() < 1e-3  # the speaker's track: silence, said so
+    assert f"speaker/{name}: unreadable" in capsys.readouterr().err
