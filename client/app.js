@@ -243,6 +243,9 @@
       presentedFrames: rvfcSupported ? presentedFrames : null,
       jitterBufferMs: null, decodeMs: null, freezeCount: null,
       audioPacketsReceived: null, audioTotalSamplesReceived: null, avOffsetMs: null,
+      // how the link is doing: losses, repairs asked for (NACK, PLI), bytes, audio concealed for loss
+      videoPacketsLost: null, nackCount: null, pliCount: null, videoBytesReceived: null,
+      audioConcealedSamples: null,
       rtt: clock.rtt, clockOffsetMs: clock.offset, server: D.telemetry,
     };
     let video = null, audio = null, report = null;
@@ -262,6 +265,10 @@
       out.framesDecoded = num(video.framesDecoded);
       out.framesDropped = num(video.framesDropped);
       out.freezeCount = num(video.freezeCount);
+      out.videoPacketsLost = num(video.packetsLost);
+      out.nackCount = num(video.nackCount);
+      out.pliCount = num(video.pliCount);
+      out.videoBytesReceived = num(video.bytesReceived);
       if (video.jitterBufferEmittedCount > 0) {
         out.jitterBufferMs = (video.jitterBufferDelay / video.jitterBufferEmittedCount) * 1000;
       }
@@ -274,6 +281,7 @@
     if (audio) {
       out.audioPacketsReceived = num(audio.packetsReceived);
       out.audioTotalSamplesReceived = num(audio.totalSamplesReceived);
+      out.audioConcealedSamples = num(audio.concealedSamples);
     }
     // Both are NTP ms of the media being played out now; > 0 means video is ahead of audio.
     const vPlay = video ? num(video.estimatedPlayoutTimestamp) : null;
@@ -368,6 +376,7 @@
       ['repeated', fmt(t.repeated)], ['latency median', `${fmt(lat.median)} ms`],
       ['latency p95', `${fmt(lat.p95)} ms`], ['audio underruns', fmt(t.audio_underruns)],
       ['movement', t.movement || '–'], ['age', `${((Date.now() - t.receivedAt) / 1000).toFixed(1)} s`],
+      ...networkRows(t.network),
     ]) : rows([['telemetry', 'none yet']]);
     const stages = Object.entries((t && t.stages_ms) || {});
     $('live-stages').innerHTML = stages.length
@@ -381,11 +390,24 @@
       ['frames dropped', fmt(c.framesDropped)], ['decode fps', fmt(c.fps)],
       ['presented', rvfcSupported ? fmt(presentedFrames) : 'n/a (no rVFC)'],
       ['jitter buffer', ms(c.jitterBufferMs)], ['decode', ms(c.decodeMs)],
-      ['freezes', fmt(c.freezeCount)], ['audio packets', fmt(c.audioPacketsReceived)],
+      ['freezes', fmt(c.freezeCount)], ['video packets lost', fmt(c.videoPacketsLost)],
+      ['audio packets', fmt(c.audioPacketsReceived)],
       ['audio samples', fmt(c.audioTotalSamplesReceived)], ['A/V offset', ms(c.avOffsetMs)],
       ['ws rtt', ms(clock.rtt)], ['clock offset', clockText(clock.offset)],
     ]);
     renderLatency();
+  }
+
+  // The video link as the server sees it: what it sends, the browser's estimate, the repairs asked for.
+  function networkRows(n) {
+    if (!n) return [];
+    const kbps = (x) => (num(x) === null ? '–' : `${Math.round(x)} kbit/s`);
+    return [
+      ['video sent', kbps(n.sent_kbps)], ['bitrate target', kbps(n.target_kbps)],
+      ['browser estimate', kbps(n.estimate_kbps)], ['loss reported', num(n.lost_pct) === null ? '–' : `${n.lost_pct} %`],
+      ['round trip', num(n.rtt_ms) === null ? '–' : `${n.rtt_ms} ms`], ['packets asked again (NACK)', fmt(n.nacked)],
+      ['keyframes asked (PLI)', fmt(n.keyframe_requests)],
+    ];
   }
 
   function renderLatency() {

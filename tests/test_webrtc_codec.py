@@ -57,23 +57,35 @@ def test_fast_h264_encoder_round_trips_every_frame_at_ultrafast():
     assert decoded[-1].shape == (480, 640, 3) and err < 12, err
 
 
-def test_bitrate_follows_the_estimate_down_but_not_over_the_cap():
-    """A lower estimate (REMB) reopens the encoder with the same options; a higher one above
-    MAX_BITRATE keeps the encoder as it is (no keyframe)."""
+def test_bitrate_follows_the_estimate_in_place_below_aiortcs_floor_and_up_to_the_cap():
+    """A REMB report sets the video's target (REMB_SHARE of it, within MIN..MAX_BITRATE); the
+    encoder takes it in place: the same encoder, no keyframe, and the bytes follow."""
     from aiortc.codecs.h264 import h264_depayload
 
+    def keyframe(payloads: list[bytes]) -> bool:
+        unit = b"".join(h264_depayload(p) for p in payloads)
+        return b"\x00\x00\x01\x65" in unit or b"\x00\x00\x00\x01\x65" in unit  # an IDR slice
+
     enc = aiortc_patches.FastH264Encoder()
-    frames = [f for _, f in _frames(3)]
-    enc.encode(frames[0], True)
-    first = enc.codec
-    assert first.bit_rate == codec.MAX_BITRATE
-    enc.target_bitrate = 3 * codec.MAX_BITRATE  # what a rising REMB report does
-    enc.encode(frames[1])
-    assert enc.codec is first
-    enc.target_bitrate = codec.MAX_BITRATE // 2  # a falling one
-    payloads, _ = enc.encode(frames[2])
-    assert enc.codec is not first and enc.codec.bit_rate == codec.MAX_BITRATE // 2
-    assert _x264_settings(b"".join(h264_depayload(p) for p in payloads))["subme"] == "0"
+    frames = [f for _, f in _frames(150)]
+    sizes, keyframes = [], []
+    for k, frame in enumerate(frames):
+        if k == 50:
+            enc.target_bitrate = 300_000  # a narrow link: under aiortc's 500 kbit/s floor
+        if k == 100:
+            enc.target_bitrate = 10 * codec.MAX_BITRATE  # wide again
+        payloads, _ = enc.encode(frame, force_keyframe=(k == 0))
+        sizes.append(sum(len(p) for p in payloads))
+        keyframes.append(keyframe(payloads))
+        if k == 0:
+            first = enc.codec
+    assert enc.codec is first and keyframes.count(True) == 1  # never reopened, no keyframe on a change
+    assert enc.rate_changes == 2 and enc.keyframes_requested == 1
+    assert enc.target_bitrate == codec.MAX_BITRATE
+    wide, narrow, again = (sum(sizes[a : a + 40]) * 8 * 30 / 40 for a in (10, 60, 110))
+    assert narrow < 0.6 * wide and narrow < 1.2 * 300_000 * codec.REMB_SHARE, (wide, narrow)
+    assert again > 1.5 * narrow, (narrow, again)
+    assert codec.video_bitrate(1e9) == codec.MAX_BITRATE and codec.video_bitrate(0) == codec.MIN_BITRATE
 
 
 def _negotiate(server_first: str, client_codecs: list[str] | None) -> str | None:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 
 from .options import (
@@ -309,15 +310,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     import asyncio
+    import time
     from dataclasses import asdict
 
     from ..harness.probe import ProbeResult, probe
 
     if args.nice:
         os.nice(args.nice)
+    started = time.monotonic()
+
+    def first_frame() -> None:  # a line a script (or a test) can wait for
+        print(f"dyadic probe: first frame after {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+
+    if args.browser:
+        from ..harness.browser import page_timeline
+
+        page_url = args.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1).removesuffix("ws")
+        print(json.dumps(asyncio.run(page_timeline(page_url, args.seconds, on_first_frame=first_frame))))
+        return 0
+    host = urllib.parse.urlsplit(args.url).hostname or ""
+    loopback = host == "localhost" or host.startswith("127.")  # else: ICE on this host's own addresses
 
     async def clients() -> list[ProbeResult]:
-        return list(await asyncio.gather(*(probe(args.url, seconds=args.seconds) for _ in range(args.sessions))))
+        sessions = (
+            probe(args.url, seconds=args.seconds, loopback=loopback, trace=args.trace, on_first_frame=first_frame)
+            for _ in range(args.sessions)
+        )
+        return list(await asyncio.gather(*sessions))
 
     print(json.dumps([asdict(r) for r in asyncio.run(clients())]))
     return 0
@@ -506,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--sessions", type=positive_int, default=1, help="clients at once (default: 1)")
     pr.add_argument(
         "--seconds", type=positive_float, default=10.0, help="receive time after the first frame (default: 10)"
+    )
+    pr.add_argument("--trace", action="store_true", help="ask for the server's per-frame traces too (for latency)")
+    pr.add_argument(
+        "--browser",
+        action="store_true",
+        help="open the page in headless Chromium instead (one session); print its stats every 0.5 s",
     )
     pr.add_argument(
         "--nice",

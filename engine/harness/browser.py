@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,3 +98,25 @@ class ChromiumPage:
             await self._browser.close()
         if self._pw is not None:
             await self._pw.stop()
+
+
+async def page_timeline(
+    url: str, seconds: float, period_s: float = 0.5, on_first_frame: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    """Open the engine's page at `url`, wait for its first presented frame, then read
+    `window.dyadic.stats()` (the page's getStats summary and the server's last telemetry) every
+    `period_s` for `seconds`; each sample gets "t", this machine's monotonic clock in s."""
+    samples: list[dict[str, Any]] = []
+    async with ChromiumPage(url) as page:
+        await page.wait_connected()
+        assert page.page is not None  # open since __aenter__
+        await page.page.wait_for_function("() => window.dyadic.frames().length > 0", timeout=60_000)
+        if on_first_frame is not None:
+            on_first_frame()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sample = await page.stats()
+            sample["t"] = time.monotonic()
+            samples.append(sample)
+            await asyncio.sleep(period_s)
+    return samples

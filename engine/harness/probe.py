@@ -71,6 +71,7 @@ async def _reader(ws: ClientConnection, result: ProbeResult, answers: asyncio.Qu
         if kind == "answer":
             await answers.put(msg["sdp"])
         elif kind == "telemetry":
+            msg["received"] = time.monotonic()  # the server's clock too, on this machine
             result.telemetry.append(msg)
         elif kind == "state":
             result.states.append(msg)

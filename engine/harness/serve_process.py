@@ -16,50 +16,92 @@ import urllib.request
 from typing import Any
 
 
+def _tree(pid: int) -> list[int]:
+    """`pid` and its live descendants, read from /proc (a process gone meanwhile is left out)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        out.append(p)
+    return out
+
+
 def process_tree_cpu(pid: int) -> dict[int, float]:
     """CPU seconds (user + system) of `pid` and each live descendant, by pid, read from /proc.
     Each includes the time of its children that have exited (cutime, cstime)."""
     out: dict[int, float] = {}
-    todo = [pid]
-    while todo:
-        p = todo.pop()
+    for p in _tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            children = []
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    children += [int(c) for c in f.read().split()]
-        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+        except (FileNotFoundError, ProcessLookupError):
             continue
         out[p] = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-        todo += children
     return out
 
 
-class ServeProcess:
-    """`dyadic serve --port 0 --ice-loopback ARGS` in its own process (its own GIL, as in
-    production), its URL read from what it prints."""
+def process_tree_rss(pid: int) -> dict[int, int]:
+    """Resident memory in bytes (VmRSS) of `pid` and each live descendant, by pid."""
+    out: dict[int, int] = {}
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                rss = next((line.split()[1] for line in f if line.startswith("VmRSS:")), None)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if rss is not None:  # a zombie has none
+            out[p] = int(rss) * 1024
+    return out
 
-    def __init__(self, *args: str):
+
+def process_role(pid: int, server_pid: int) -> str:
+    """"server", "render worker PID" or "resource tracker PID" (multiprocessing's helper)."""
+    if pid == server_pid:
+        return "server"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmd = ""
+    return f"resource tracker {pid}" if "resource_tracker" in cmd else f"render worker {pid}"
+
+
+class ServeProcess:
+    """`dyadic serve --port 0 ARGS` in its own process (its own GIL, as in production), its URL
+    read from what it prints. On 127.0.0.1 (the default) ICE stays on loopback (--ice-loopback);
+    on another `host` (a test host, harness/netlab.py) it gathers that host's addresses. `wrap`
+    is a command prefix that runs it elsewhere, e.g. in a test host's network namespace."""
+
+    def __init__(self, *args: str, host: str = "127.0.0.1", wrap: list[str] | None = None):
         # stderr goes to a file, not a pipe: nobody reads it while the server runs, and a pipe
         # that fills up (64 KB of log lines in a long profile) would block the server
         self._stderr = tempfile.TemporaryFile(mode="w+")
+        loopback = ["--ice-loopback"] if host == "127.0.0.1" else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dyadic.engine.cli", "serve", "--port", "0", "--ice-loopback", *args],
+            [
+                *(wrap or []),
+                *(sys.executable, "-m", "dyadic.engine.cli", "serve", "--host", host, "--port", "0"),
+                *loopback,
+                *args,
+            ],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
         )
         assert self.proc.stdout is not None  # stdout=PIPE
         line = self.proc.stdout.readline()
-        match = re.search(r"open (http://127\.0\.0\.1:(\d+)/)", line)
+        match = re.search(r"open (http://([0-9.]+):(\d+)/)", line)
         if not match:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError(f"dyadic serve did not start: {line!r} {self._read_stderr()[-2000:]}")
-        self.url, self.port = match.group(1), int(match.group(2))
-        self.ws = f"ws://127.0.0.1:{self.port}/ws"
+        self.url, self.port = match.group(1), int(match.group(3))
+        self.ws = f"ws://{match.group(2)}:{self.port}/ws"
 
     def status(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + "status", timeout=5) as r:

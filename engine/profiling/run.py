@@ -204,21 +204,10 @@ def run_clients(request: ProfileRequest) -> RawRun:
 def _cpu(server_pid: int) -> dict[str, float]:
     """CPU seconds so far: the server, each of its render workers, and this process with its
     children other than the server (the client: aiortc here, or Playwright and Chromium)."""
-    from ..harness.serve_process import process_tree_cpu
+    from ..harness.serve_process import process_role, process_tree_cpu
 
     server = process_tree_cpu(server_pid)
     mine = process_tree_cpu(os.getpid())
-    out = {_process_name(p, server_pid): s for p, s in server.items()}
+    out = {process_role(p, server_pid): s for p, s in server.items()}
     out["client"] = sum(s for p, s in mine.items() if p not in server)
     return out
-
-
-def _process_name(pid: int, server_pid: int) -> str:
-    if pid == server_pid:
-        return "server"
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        cmd = ""
-    return f"resource tracker {pid}" if "resource_tracker" in cmd else f"render worker {pid}"

@@ -39,7 +39,7 @@ from .access import AccessPolicy
 from .protocol import ProtocolError
 
 if TYPE_CHECKING:
-    from aiortc import RTCPeerConnection
+    from aiortc import RTCPeerConnection, RTCRtpSender
     from aiortc.mediastreams import MediaStreamTrack
     from websockets.asyncio.server import Server as WebSocketServer
 
@@ -295,6 +295,7 @@ class Connection:
             on_failure=self._failed_threadsafe,
         )
         self.pc: RTCPeerConnection | None = None
+        self._video_sender: RTCRtpSender | None = None
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._warned_since, self._warned, self._unlogged = 0.0, 0, 0  # the warning rate limit
@@ -454,6 +455,7 @@ class Connection:
             reason = str(exc)[: protocol.ECHO_LIMIT * 2]
             raise ProtocolError(f"offer: cannot use this SDP ({type(exc).__name__}: {reason})") from None
         self.pc = pc
+        self._video_sender = video.sender
         self.session.start()  # the avatar and the render worker (seconds) start once there is a peer
 
         @pc.on("connectionstatechange")
@@ -494,7 +496,8 @@ class Connection:
     async def _telemetry(self) -> None:
         while True:
             await asyncio.sleep(TELEMETRY_PERIOD_S)
-            await self.send("telemetry", **self.session.telemetry())
+            network = getattr(self._video_sender, "network", None)  # ContentClockSender's, once offered
+            await self.send("telemetry", **self.session.telemetry(), network=await network() if network else None)
             frames = self.session.stats.take_traces()
             if frames:
                 await self.send("trace", frames=frames)

@@ -7,6 +7,8 @@ aiortc and aioice offer no public hook for what the engine needs, so this module
 | `H264Encoder._encode_frame`, `._split_bitstream` (subclass)   | libx264 at ultrafast (FastH264Encoder)  |
 | `aiortc.rtcrtpsender.get_encoder` (replaced)                  | that encoder, and encode times traced   |
 | `RTCRtpSender._next_encoded_frame` (subclass)                 | video paced after encoding (before_send)|
+| `RTCRtpSender._handle_rtcp_packet` (subclass), `._ssrc`       | receiver feedback counted (Feedback)    |
+| `RTCRtpSender.__encoder` (mangled, read)                      | the bitrate target in the telemetry     |
 | `RTCRtpSender.__ntp_timestamp`, `.__rtp_timestamp` (mangled)  | RTCP reports in content time            |
 | `RTCRtpSender.__rtp_header_extensions_map` (mangled)          | the playout-delay header extension      |
 | `aiortc.codecs.HEADER_EXTENSIONS` (appended to)               | offering that extension                 |
@@ -27,6 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
     from av.video.codeccontext import VideoCodecContext
 
 from ..contracts import FrameTrace
-from .codec import MAX_BITRATE, X264_OPTIONS
+from .codec import MAX_BITRATE, VBV_SECONDS, X264_OPTIONS, video_bitrate
 from .tracks import PLAYOUT_DELAY_BUFFERED, PLAYOUT_DELAY_ON_ARRIVAL, PLAYOUT_DELAY_URI
 
 log = logging.getLogger("dyadic.engine")
@@ -56,23 +59,35 @@ LOOPBACK = "127.0.0.1"
 
 # -- the H.264 encoder ------------------------------------------------------------------------------
 class FastH264Encoder(H264Encoder):
-    """aiortc's H264Encoder with libx264 at `ultrafast` on one thread."""
+    """aiortc's H264Encoder with libx264 at `ultrafast` on one thread, whose bitrate follows the
+    receiver's estimate in place (codec.py says why), counting keyframes and rate changes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._target = MAX_BITRATE
+        self.keyframes_requested = 0  # frames encoded as keyframes because a receiver asked (PLI/FIR)
+        self.rate_changes = 0
+
+    @property
+    def target_bitrate(self) -> int:
+        return self._target
+
+    @target_bitrate.setter
+    def target_bitrate(self, estimate: int) -> None:
+        """What aiortc's sender calls with every REMB report."""
+        self._target = video_bitrate(estimate)
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
-        # As aiortc: reopen on a size change or a bitrate change over 10 % (REMB), up to
-        # MAX_BITRATE; that restarts with a keyframe.
-        bitrate = min(self.target_bitrate, MAX_BITRATE)
-        if self.codec:
-            assert self.codec.bit_rate is not None  # set by _open
-            if (
-                frame.width != self.codec.width
-                or frame.height != self.codec.height
-                or abs(bitrate - self.codec.bit_rate) / self.codec.bit_rate > 0.1
-            ):
-                self.codec = None
-        frame.pict_type = av.video.frame.PictureType.I if force_keyframe else av.video.frame.PictureType.NONE
+        if self.codec and (frame.width != self.codec.width or frame.height != self.codec.height):
+            self.codec = None  # a new size: a new encoder (and a keyframe)
         if self.codec is None:
-            self.codec = self._open(frame.width, frame.height, bitrate)
+            self.codec = self._open(frame.width, frame.height, self._target)
+        elif self.codec.bit_rate != self._target:
+            self.codec.bit_rate = self._target  # libx264 reconfigures before this frame
+            self.rate_changes += 1
+        if force_keyframe:
+            self.keyframes_requested += 1
+        frame.pict_type = av.video.frame.PictureType.I if force_keyframe else av.video.frame.PictureType.NONE
         data = b"".join(bytes(packet) for packet in self.codec.encode(frame))
         if data:
             yield from self._split_bitstream(data)
@@ -84,7 +99,9 @@ class FastH264Encoder(H264Encoder):
         codec.pix_fmt = "yuv420p"
         codec.framerate = fractions.Fraction(MAX_FRAME_RATE, 1)
         codec.time_base = fractions.Fraction(1, MAX_FRAME_RATE)
-        codec.options = dict(X264_OPTIONS)
+        # VBV on: it bounds each frame, and libx264 takes a new bitrate only with it
+        vbv = {"maxrate": str(MAX_BITRATE), "bufsize": str(int(MAX_BITRATE * VBV_SECONDS))}
+        codec.options = {**X264_OPTIONS, **vbv}
         codec.profile = "Baseline"
         return codec
 
@@ -129,6 +146,35 @@ def _ntp64(wall_seconds: float) -> int:
     return int((wall_seconds + NTP_UNIX_OFFSET) * (1 << 32)) & 0xFFFF_FFFF_FFFF_FFFF
 
 
+@dataclass
+class Feedback:
+    """What a receiver said about one sent stream over RTCP, kept for the telemetry: how the
+    engine repairs a lossy link is visible (NACK -> retransmission from aiortc's history, PLI/FIR
+    -> the next frame a keyframe, REMB -> the encoder's bitrate)."""
+
+    nacked: int = 0  # packets asked for again
+    keyframe_requests: int = 0  # PLI and FIR
+    estimate_bps: int | None = None  # the receiver's last estimate (REMB)
+    lost_fraction: float | None = None  # its last report's fraction lost
+
+    def note(self, packet: Any, ssrc: int) -> None:
+        if isinstance(packet, rtp.RtcpRtpfbPacket) and packet.fmt == rtp.RTCP_RTPFB_NACK:
+            self.nacked += len(packet.lost)
+        elif isinstance(packet, rtp.RtcpPsfbPacket) and packet.fmt in (rtp.RTCP_PSFB_PLI, rtp.RTCP_PSFB_FIR):
+            self.keyframe_requests += 1
+        elif isinstance(packet, rtp.RtcpPsfbPacket) and packet.fmt == rtp.RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = rtp.unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if ssrc in ssrcs:
+                self.estimate_bps = bitrate
+        elif isinstance(packet, (rtp.RtcpRrPacket, rtp.RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    self.lost_fraction = report.fraction_lost / 256
+
+
 class ContentClockSender:
     """Mixin for aiortc's RTCRtpSender: RTCP sender reports say when the content was captured.
 
@@ -160,6 +206,37 @@ class ContentClockSender:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._RTCRtpSender__rtp_header_extensions_map = PlayoutDelayExtensions(self)
+        self.feedback = Feedback()
+        self._last_sent: tuple[float, int] | None = None  # (monotonic s, bytes sent) at the last network()
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        # RTCRtpSender's: next in the MRO of the class install() builds
+        self.feedback.note(packet, self._ssrc)  # type: ignore[attr-defined]
+        await super()._handle_rtcp_packet(packet)  # type: ignore[misc]
+
+    async def network(self) -> dict[str, Any]:
+        """This stream's link as the receiver reports it, and what the encoder does about it:
+        kbit/s sent since the last call, round trip, loss, the estimate and the video's target."""
+        stats = await self.getStats()  # type: ignore[attr-defined]
+        out: dict[str, Any] = {"nacked": self.feedback.nacked, "keyframe_requests": self.feedback.keyframe_requests}
+        for s in stats.values():
+            if s.type == "outbound-rtp":
+                now, sent = time.monotonic(), int(s.bytesSent)
+                if self._last_sent is not None and now > self._last_sent[0]:
+                    out["sent_kbps"] = round((sent - self._last_sent[1]) * 8e-3 / (now - self._last_sent[0]), 1)
+                self._last_sent = (now, sent)
+            elif s.type == "remote-inbound-rtp" and s.roundTripTime is not None:
+                out["rtt_ms"] = round(s.roundTripTime * 1e3, 1)
+        if self.feedback.lost_fraction is not None:
+            out["lost_pct"] = round(self.feedback.lost_fraction * 100, 1)
+        if self.feedback.estimate_bps is not None:
+            out["estimate_kbps"] = round(self.feedback.estimate_bps / 1e3, 1)
+        encoder = self._RTCRtpSender__encoder  # type: ignore[attr-defined]  # None until the first frame
+        if isinstance(getattr(encoder, "inner", None), FastH264Encoder):
+            out["target_kbps"] = round(encoder.target_bitrate / 1e3, 1)
+            out["keyframes_sent"] = encoder.keyframes_requested
+            out["rate_changes"] = encoder.rate_changes
+        return out
 
     async def _next_encoded_frame(self, codec: RTCRtpCodecParameters) -> RTCEncodedFrame | None:
         # RTCRtpSender's: next in the MRO of the class install() builds
@@ -263,6 +340,9 @@ def missing_hooks() -> list[str]:
         "H264Encoder._split_bitstream": hasattr(H264Encoder, "_split_bitstream"),
         "aiortc.rtcrtpsender.get_encoder": callable(getattr(sender, "get_encoder", None)),
         "RTCRtpSender._next_encoded_frame": hasattr(cls, "_next_encoded_frame"),
+        "RTCRtpSender._handle_rtcp_packet": hasattr(cls, "_handle_rtcp_packet"),
+        "RTCRtpSender._ssrc": "_ssrc" in _code_names(cls.__init__),
+        "RTCRtpSender.__encoder": "_RTCRtpSender__encoder" in _code_names(cls._next_encoded_frame),
         "RTCRtpSender.__ntp_timestamp (written per packet, read per report)": (
             "_RTCRtpSender__ntp_timestamp" in run_rtp and "_RTCRtpSender__ntp_timestamp" in run_rtcp
         ),

@@ -8,11 +8,15 @@ single saving of CPU per session. aiortc has no option for the preset, so `FastH
 (aiortc_patches.py, with every other reach into aiortc's internals) replaces its `_encode_frame`
 and keeps aiortc's packetisation, bitrate clamp and keyframe handling.
 
-The bitrate follows the receiver's estimate (REMB) as in aiortc, but never above MAX_BITRATE.
-aiortc reopens the encoder, with a keyframe, on every change over 10 %; Chromium's estimate climbs
-from aiortc's 1 Mbit/s start to its 3 Mbit/s ceiling in steps, and on loopback that meant a keyframe
-about every second for 20 s, each a large frame that is slow to encode (BENCHMARKS.md, issue 5).
-The avatar on a plain background needs no more than 1 Mbit/s at 640x480 (about 4 kB a frame).
+The bitrate follows the receiver's estimate (REMB): the video gets REMB_SHARE of it (the rest is
+headroom for the audio and packet headers), between MIN_BITRATE and MAX_BITRATE. The avatar on a
+plain background needs no more than 1 Mbit/s at 640x480 (about 4 kB a frame). aiortc instead
+reopens the encoder, with a keyframe, on every change over 10 %, and never goes under 500 kbit/s:
+on a 600 kbit/s link that is more than fits once audio and headers are counted, and every step
+down sends a large keyframe into a link that is already full, so the video stalled for as long as
+the link was narrow (issue 17). Here the rate changes in place (libx264 reconfigures its rate
+control when VBV is on; no keyframe), and the VBV buffer bounds every frame, keyframes included, to
+VBV_SECONDS at MAX_BITRATE.
 
 The codec is chosen per peer connection by codec preferences on the video transceiver, so a client
 that does not offer H.264 still gets VP8.
@@ -35,6 +39,14 @@ X264_OPTIONS = {
     "threads": "1",
 }
 MAX_BITRATE = 1_000_000  # bit/s
+MIN_BITRATE = 150_000  # bit/s: the avatar is still recognisable; below, frames turn to blocks
+REMB_SHARE = 0.85
+VBV_SECONDS = 0.15  # the largest frame: 150 ms at MAX_BITRATE (about 19 kB)
+
+
+def video_bitrate(estimate: float) -> int:
+    """The video's target for a receiver estimate (REMB) of the whole session, in bit/s."""
+    return int(min(max(estimate * REMB_SHARE, MIN_BITRATE), MAX_BITRATE))
 
 
 def preferences(first: str) -> list[RTCRtpCodecCapability]:
