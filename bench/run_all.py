@@ -23,6 +23,7 @@ BENCHMARKS = [
     ("serve.py",),
     ("latency.py",),
     ("latency.py", "--mic"),
+    ("network.py",),
     ("soak.py", "--minutes", "10"),  # the hour-long and two-session soaks: BENCHMARKS.md
 ]
 

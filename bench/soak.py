@@ -65,6 +65,8 @@ async def _page_windows(url: str, seconds: float, out: list[dict[str, Any]], rea
                     "av_ms": av,
                     "g2g_median_ms": g2g.get("median"),
                     "g2g_p95_ms": g2g.get("p95"),
+                    # where the time goes (server stages, network, jitter buffer): medians, ms
+                    "stages_ms": {name: st["median"] for name, st in (summary or {}).get("stages", [])},
                 }
             )
             last, last_t = stats, now

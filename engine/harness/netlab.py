@@ -15,10 +15,13 @@ says why). Leaving the block kills what still runs in the namespaces and deletes
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import time
+from typing import Any
 
 HOSTS = ("server", "client")
 TABLE = "dyadic_impair"
@@ -142,3 +145,110 @@ class TwoHosts:
                     pass
             _run("ip", "netns", "delete", name, check=False)
         self._made = []
+
+
+# -- a client on the client host, and a plan of spoiled links -------------------------------------------
+def start_probe(
+    net: TwoHosts, ws_url: str, seconds: float, *extra: str, timeout: float = 90.0
+) -> subprocess.Popen[str]:
+    """`dyadic probe` (aiortc; with "--browser", headless Chromium) on the client host; returns once
+    its first frame has arrived, so that what follows is timed from a running session."""
+    cmd = [*net.on("client"), sys.executable, "-m", "dyadic.engine.cli", "probe", ws_url, "--seconds", str(seconds)]
+    proc = subprocess.Popen([*cmd, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline, lines = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "first frame after" in line:
+            return proc
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"no first frame on the client host: {''.join(lines)[-3000:]}")
+
+
+def probe_output(proc: subprocess.Popen[str], timeout: float = 120.0) -> Any:
+    """What the probe printed (its JSON), once it has finished."""
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dyadic probe failed ({proc.returncode}): {err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def follow_plan(
+    net: TwoHosts, plan: list[tuple[str, float]], loss_percent: int = 2, cap_kbit: int = 600
+) -> list[tuple[str, float, float]]:
+    """Spoil the link step by step: each (what, seconds) with what one of "loss", "cap", "outage",
+    "clean". Returns (what, start, end) on this machine's monotonic clock; ends clean."""
+    actions = {"loss": lambda: net.loss(loss_percent), "cap": lambda: net.cap(cap_kbit), "outage": net.outage}
+    phases = []
+    for name, duration in plan:
+        start = time.monotonic()
+        actions.get(name, net.clear)()
+        phases.append((name, start, start + duration))
+        time.sleep(max(0.0, start + duration - time.monotonic()))
+    net.clear()
+    return phases
+
+
+def spoiled_link_report(samples: list[dict[str, Any]], phases: list[tuple[str, float, float]]) -> dict[str, Any]:
+    """What a page (`dyadic probe --browser` samples) went through in each phase of follow_plan:
+    per "loss": FPS, NACKs, audio concealed, A/V offset; per "outage": seconds from the link's
+    return to the first second at >= 25 FPS; per "cap": the worst second after 4 s and the bitrate
+    target at its end; per "clean" after a cap: how far the target climbed back."""
+    import numpy as np
+
+    t = np.array([s["t"] for s in samples])
+
+    def series(key: str) -> Any:
+        return np.array([np.nan if s.get(key) is None else s[key] for s in samples], float)
+
+    def network(key: str) -> Any:
+        return np.array([((s.get("server") or {}).get("network") or {}).get(key, np.nan) for s in samples], float)
+
+    decoded, target = series("framesDecoded"), network("target_kbps")
+
+    def fps(start: float, end: float) -> float:
+        return float(np.diff(np.interp([start, end], t, decoded))[0] / (end - start))
+
+    def growth(key: str, start: float, end: float) -> float:
+        return float(np.diff(np.interp([start, end], t, series(key)))[0])
+
+    report: dict[str, Any] = {}
+    for k, (name, start, end) in enumerate(phases):
+        if name == "loss":
+            av = series("avOffsetMs")[(t >= start + 1.0) & (t <= end)]
+            received = growth("audioTotalSamplesReceived", start + 1.0, end)
+            report["loss"] = {
+                "fps": round(fps(start + 1.0, end), 2),
+                "nacks": int(growth("nackCount", start, end)),
+                "audio_concealed_pct": round(100 * growth("audioConcealedSamples", start + 1.0, end) / received, 2),
+                "av_offset_max_abs_ms": float(np.nanmax(np.abs(av))) if np.isfinite(av).any() else None,
+            }
+        elif name == "outage":
+            back = next((x for x in np.arange(0.0, 5.0, 0.1) if fps(end + x, end + x + 1.0) >= 25.0), None)
+            silences = network("silences")[t >= end]
+            report["outage"] = {
+                "seconds": round(end - start, 1),
+                "recovered_after_s": back,
+                "server_saw_silences": int(np.nanmax(silences)) if np.isfinite(silences).any() else None,
+            }
+        elif name == "cap":
+            seconds = np.arange(start + 4.0, end - 1.0 + 1e-9, 0.5)
+            at_end = target[(t >= end - 3.0) & (t <= end)]
+            report["cap"] = {
+                "worst_second_fps": round(min(fps(x, x + 1.0) for x in seconds), 2),
+                "target_at_end_kbps": float(np.nanmin(at_end)) if np.isfinite(at_end).any() else None,
+                "estimate_at_end_kbps": float(np.nanmin(network("estimate_kbps")[(t >= end - 3.0) & (t <= end)])),
+            }
+        elif name == "clean" and k > 0 and phases[k - 1][0] == "cap":
+            late = target[t >= end - 3.0]
+            report["after_cap"] = {
+                "seconds": round(end - start, 1),
+                "target_kbps": float(np.nanmax(late)) if np.isfinite(late).any() else None,
+            }
+    estimate = network("estimate_kbps")
+    seen = np.isfinite(estimate) & np.isfinite(target)
+    report["target_follows_estimate"] = bool(np.all(target[seen] <= np.maximum(estimate[seen] * 0.85, 150) + 1.0))
+    return report

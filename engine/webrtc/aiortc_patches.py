@@ -8,6 +8,7 @@ aiortc and aioice offer no public hook for what the engine needs, so this module
 | `aiortc.rtcrtpsender.get_encoder` (replaced)                  | that encoder, and encode times traced   |
 | `RTCRtpSender._next_encoded_frame` (subclass)                 | video paced after encoding (before_send)|
 | `RTCRtpSender._handle_rtcp_packet` (subclass), `._ssrc`       | receiver feedback counted (Feedback)    |
+| `RTCRtpSender._send_keyframe` (called)                        | a keyframe when reports resume          |
 | `RTCRtpSender.__encoder` (mangled, read)                      | the bitrate target in the telemetry     |
 | `RTCRtpSender.__ntp_timestamp`, `.__rtp_timestamp` (mangled)  | RTCP reports in content time            |
 | `RTCRtpSender.__rtp_header_extensions_map` (mangled)          | the playout-delay header extension      |
@@ -140,6 +141,9 @@ class TimedEncoder:
 
 
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP's epoch) to 1970
+# A receiver's RTCP reports come at least every ~1.5 s (aiortc: 0.5-1.5 s; Chromium: about 1 s,
+# more often with REMB): a longer silence is a link that went down.
+RESUME_KEYFRAME_AFTER_S = 2.0
 
 
 def _ntp64(wall_seconds: float) -> int:
@@ -154,6 +158,7 @@ class Feedback:
 
     nacked: int = 0  # packets asked for again
     keyframe_requests: int = 0  # PLI and FIR
+    silences: int = 0  # times the receiver's reports stopped for RESUME_KEYFRAME_AFTER_S and came back
     estimate_bps: int | None = None  # the receiver's last estimate (REMB)
     lost_fraction: float | None = None  # its last report's fraction lost
 
@@ -208,9 +213,19 @@ class ContentClockSender:
         self._RTCRtpSender__rtp_header_extensions_map = PlayoutDelayExtensions(self)
         self.feedback = Feedback()
         self._last_sent: tuple[float, int] | None = None  # (monotonic s, bytes sent) at the last network()
+        self._last_report: float | None = None  # monotonic s of the receiver's last RTCP packet
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         # RTCRtpSender's: next in the MRO of the class install() builds
+        now = time.monotonic()
+        if self._last_report is not None and now - self._last_report > RESUME_KEYFRAME_AFTER_S:
+            # The receiver was silent (browsers report at least once a second): the link was down
+            # and what was sent meanwhile is lost beyond repair. Send a picture it can decode at
+            # once rather than wait until it asks (Chromium asks only after ~3 s of undecodable frames).
+            self.feedback.silences += 1
+            if self.kind == "video":  # type: ignore[attr-defined]
+                self._send_keyframe()  # type: ignore[attr-defined]
+        self._last_report = now
         self.feedback.note(packet, self._ssrc)  # type: ignore[attr-defined]
         await super()._handle_rtcp_packet(packet)  # type: ignore[misc]
 
@@ -218,7 +233,8 @@ class ContentClockSender:
         """This stream's link as the receiver reports it, and what the encoder does about it:
         kbit/s sent since the last call, round trip, loss, the estimate and the video's target."""
         stats = await self.getStats()  # type: ignore[attr-defined]
-        out: dict[str, Any] = {"nacked": self.feedback.nacked, "keyframe_requests": self.feedback.keyframe_requests}
+        fb = self.feedback
+        out: dict[str, Any] = {"nacked": fb.nacked, "keyframe_requests": fb.keyframe_requests, "silences": fb.silences}
         for s in stats.values():
             if s.type == "outbound-rtp":
                 now, sent = time.monotonic(), int(s.bytesSent)
@@ -342,6 +358,7 @@ def missing_hooks() -> list[str]:
         "RTCRtpSender._next_encoded_frame": hasattr(cls, "_next_encoded_frame"),
         "RTCRtpSender._handle_rtcp_packet": hasattr(cls, "_handle_rtcp_packet"),
         "RTCRtpSender._ssrc": "_ssrc" in _code_names(cls.__init__),
+        "RTCRtpSender._send_keyframe": callable(getattr(cls, "_send_keyframe", None)),
         "RTCRtpSender.__encoder": "_RTCRtpSender__encoder" in _code_names(cls._next_encoded_frame),
         "RTCRtpSender.__ntp_timestamp (written per packet, read per report)": (
             "_RTCRtpSender__ntp_timestamp" in run_rtp and "_RTCRtpSender__ntp_timestamp" in run_rtcp
