@@ -79,11 +79,13 @@
     pong: onPong,
     trace: (msg) => { if (Array.isArray(msg.frames)) D.latency.addTraces(msg.frames); },
     error: (msg) => showError(msg.message, msg.request),
-    refused: (msg) => { refused = true; showBanner(`Refused by the server: ${msg.message}`); },
+    refused: (msg) => { refused = true; showBanner(msg.message); disableControls(); },
   };
 
   function onWelcome(msg) {
     D.welcome = msg;
+    const serverMic = msg.server_microphone || {};
+    $('src-local-mic').hidden = serverMic.available === false; // not offered when the server has none
     $('session').textContent = `session ${msg.session}`;
     if (Array.isArray(msg.size) && msg.size.length === 2) sizeVideo(msg.size[0], msg.size[1]);
     renderClips();
@@ -109,7 +111,10 @@
   }
 
   async function startPeer(welcome) {
-    const pc = new RTCPeerConnection({ iceServers: iceServers(welcome) });
+    const pc = new RTCPeerConnection({
+      iceServers: iceServers(welcome),
+      iceTransportPolicy: welcome.ice_transport_policy === 'relay' ? 'relay' : 'all', // serve --ice-relay
+    });
     D.pc = pc;
     const videoTx = pc.addTransceiver('video', { direction: 'recvonly' });
     audioTx = pc.addTransceiver('audio', { direction: 'sendrecv' }); // mic track is added later
@@ -295,7 +300,11 @@
   // ---- rendering ----------------------------------------------------------------------------------
   const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
   const fmt = (x, digits = 1) => (num(x) === null ? '–' : Number.isInteger(x) ? String(x) : x.toFixed(digits));
-  const rows = (pairs) => pairs.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
+  // [label, value, tooltip?, class?] -> table rows; the tooltip says what the number is and its unit
+  const rows = (pairs) => pairs.map(([k, v, tip, cls]) => {
+    const title = tip ? ` title="${esc(tip)}"` : '';
+    return `<tr><th${title}>${esc(k)}</th><td${cls ? ` class="${cls}"` : ''}>${esc(v)}</td></tr>`;
+  }).join('');
 
   function fmtTime(s) {
     if (num(s) === null) return '–';
@@ -336,12 +345,30 @@
     else if (more > 0) list.insertAdjacentHTML('beforeend', `<li class="muted">${more} more: refine the filter</li>`);
   }
 
+  const DATASETS = { seamless: 'Seamless Interaction', react: 'REACT 2025' };
+
+  // The source in words, for people: never raw JSON.
   function describeSource(src) {
-    if (!src || !src.kind) return 'none';
-    if (src.kind === 'clip') return `clip ${src.clip || src.id || ''}`.trim();
-    if (src.kind === 'browser-mic') return 'browser microphone';
-    if (src.kind === 'local-mic') return 'server microphone';
-    return JSON.stringify(src);
+    if (!src || !src.kind) return 'nothing yet';
+    if (src.kind === 'clip') {
+      const set = DATASETS[src.dataset] || src.dataset;
+      return `a recording: ${src.clip || src.id || '?'}${set ? ` (${set})` : ''}`;
+    }
+    if (src.kind === 'browser-mic') return 'you, through this browser\'s microphone';
+    if (src.kind === 'local-mic') return 'the server\'s microphone';
+    if (src.kind === 'idle') return 'nothing: the avatars idle';
+    return 'another source';
+  }
+
+  // Who is who on the video: the speaker on the left, the listener on the right.
+  function renderLabels() {
+    const st = D.state;
+    if (!st || !st.source) return;
+    const kind = st.source.kind;
+    const speaker = { clip: 'Speaker · recorded', 'browser-mic': 'Speaker · you', 'local-mic': 'Speaker · server microphone' };
+    const listener = st.listener === 'model' ? 'Listener · the model, live' : 'Listener · recorded';
+    Object.assign($('label-speaker'), { textContent: speaker[kind] || 'Speaker', hidden: false });
+    Object.assign($('label-listener'), { textContent: listener, hidden: false });
   }
 
   function renderState() {
@@ -366,21 +393,59 @@
     }
     $('src-browser-mic').classList.toggle('active', src.kind === 'browser-mic');
     $('src-local-mic').classList.toggle('active', src.kind === 'local-mic');
+    renderLabels();
   }
+
+  // What a visitor wants to know, each against its budget; the rest is behind "details".
+  function renderCompact(latency) {
+    const c = lastClient || {};
+    const grade = (x, ok, warn) => (num(x) === null ? '' : x <= ok ? 'ok' : x <= warn ? 'warn' : 'bad');
+    const g2g = latency ? latency.glassToGlass.median : null;
+    const av = num(c.avOffsetMs);
+    $('live-compact').innerHTML = rows([
+      ['frame rate', num(c.fps) === null ? '–' : `${c.fps.toFixed(0)} FPS`,
+        'video frames this page decodes per second (budget: 30)', num(c.fps) === null ? '' : grade(30 - c.fps, 1, 5)],
+      ['glass to glass', num(g2g) === null ? '–' : `${g2g.toFixed(0)} ms`,
+        'from the end of the speaker\'s audio to its frame on this screen, median of the last 10 s (budget: 60 ms)',
+        grade(g2g, 60, 90)],
+      ['A/V offset', av === null ? '–' : `${av > 0 ? '+' : ''}${av.toFixed(0)} ms`,
+        'the video ahead (+) or behind (−) the sound it belongs to (budget: ±40 ms)',
+        av === null ? '' : grade(Math.abs(av), 40, 80)],
+    ]);
+  }
+
+  const STAGE_TIPS = {
+    source: 'reading the next frame of the source (audio and movement)',
+    features: 'audio features of the frame (log-mel)',
+    model: 'the reaction model\'s step',
+    posing: 'turning dataset channels into poses',
+    queue: 'waiting for the render worker',
+    skin: 'skinning both bodies',
+    render: 'drawing the frame (OpenGL, offscreen)',
+    'hand-over': 'from the render worker to the encoder',
+    encode: 'H.264/VP8 encoding',
+    'send pacing': 'held until the frame\'s send time, in step with its audio',
+  };
 
   function renderLive() {
     const t = D.telemetry;
     const lat = (t && t.latency_ms) || {};
-    $('live-server').innerHTML = t ? rows([
-      ['fps', fmt(t.fps)], ['frames', fmt(t.frames)], ['dropped', fmt(t.dropped)],
-      ['repeated', fmt(t.repeated)], ['latency median', `${fmt(lat.median)} ms`],
-      ['latency p95', `${fmt(lat.p95)} ms`], ['audio underruns', fmt(t.audio_underruns)],
-      ['movement', t.movement || '–'], ['age', `${((Date.now() - t.receivedAt) / 1000).toFixed(1)} s`],
-      ...networkRows(t.network),
-    ]) : rows([['telemetry', 'none yet']]);
-    const stages = Object.entries((t && t.stages_ms) || {});
+    const serverFresh = t && Date.now() - t.receivedAt < 3000; // else: say so, never show old numbers
+    $('live-server').innerHTML = !t ? rows([['telemetry', 'none yet']]) : !serverFresh
+      ? rows([['telemetry', `none for ${((Date.now() - t.receivedAt) / 1000).toFixed(0)} s`]]) : rows([
+        ['frames sent', num(t.fps) ? `${fmt(t.fps)} FPS` : '–', 'frames the server sent per second'],
+        ['frames', fmt(t.frames), 'frames made since the session started'],
+        ['dropped', fmt(t.dropped), 'frames the server skipped because it was late'],
+        ['repeated', fmt(t.repeated), 'frames sent twice because the next was not ready'],
+        ['server part', num(lat.median) === null ? '–' : `${fmt(lat.median)} / ${fmt(lat.p95)} ms`,
+          'end of the speaker\'s audio -> frame encoded, median / p95 (the server\'s share of glass to glass)'],
+        ['audio underruns', fmt(t.audio_underruns), 'audio frames that arrived too late and were filled with silence'],
+        ['movement', t.movement || '–', 'where the speaker\'s movement comes from'],
+        ...networkRows(t.network),
+      ]);
+    const stages = Object.entries((serverFresh && t.stages_ms) || {});
     $('live-stages').innerHTML = stages.length
-      ? `<tr><th>stage</th><th>ms</th></tr>${rows(stages.map(([k, v]) => [k, fmt(v, 2)]))}` : '';
+      ? `<tr><th>stage</th><th>ms</th></tr>${rows(stages.map(([k, v]) => [k, fmt(v, 2), STAGE_TIPS[k]]))}` : '';
     const c = lastClient || {};
     const ms = (x) => (num(x) === null ? '–' : `${x.toFixed(1)} ms`);
     $('live-client').innerHTML = rows([
@@ -393,7 +458,7 @@
       ['freezes', fmt(c.freezeCount)], ['video packets lost', fmt(c.videoPacketsLost)],
       ['audio packets', fmt(c.audioPacketsReceived)],
       ['audio samples', fmt(c.audioTotalSamplesReceived)], ['A/V offset', ms(c.avOffsetMs)],
-      ['ws rtt', ms(clock.rtt)], ['clock offset', clockText(clock.offset)],
+      ['ws rtt', ms(clock.rtt), 'round trip of the websocket to the server'],
     ]);
     renderLatency();
   }
@@ -412,6 +477,7 @@
 
   function renderLatency() {
     const s = D.latency.summary();
+    renderCompact(s);
     if (!s) {
       $('live-latency').innerHTML = rows([['frames joined', 'none yet']]);
       return;
@@ -428,8 +494,8 @@
     ])}`;
   }
 
-  // The server clock is monotonic (origin: its boot), so the offset to wall time is huge: show seconds.
-  const clockText = (x) => (num(x) === null ? '–' : Math.abs(x) < 1e5 ? `${x.toFixed(1)} ms` : `${(x / 1000).toFixed(1)} s`);
+  // "live" means a frame is on screen, not merely a connection
+  const firstFrameShown = () => (rvfcSupported ? presentedFrames > 0 : !$('video').paused && $('video').readyState >= 2);
   const wsStateName = () => (D.ws ? ['connecting', 'open', 'closing', 'closed'][D.ws.readyState] : '–');
 
   function updateConnPill() {
@@ -438,7 +504,8 @@
     let cls = 'pill-wait';
     let text = `ws ${ws} · rtc ${pcState}`;
     if (ws === 'closed' || pcState === 'failed') cls = 'pill-bad';
-    else if (ws === 'open' && pcState === 'connected') { cls = 'pill-ok'; text = 'live'; }
+    else if (ws === 'open' && pcState === 'connected' && firstFrameShown()) { cls = 'pill-ok'; text = 'live'; }
+    else if (ws === 'open' && pcState === 'connected') text = 'waiting for the first frame';
     Object.assign($('conn'), { className: `pill ${cls}`, textContent: text });
   }
 
@@ -468,6 +535,13 @@
   function showBanner(text) {
     $('banner-text').textContent = text;
     $('banner').hidden = false;
+  }
+
+  // Nothing to steer once the server has turned the page away.
+  function disableControls() {
+    document.querySelectorAll('.side button, .side input').forEach((el) => { el.disabled = true; });
+    $('video-overlay').textContent = 'No session: the server is full';
+    $('video-overlay').hidden = false;
   }
 
   // ---- wiring -------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ __all__ = [
 
 SAMPLE_VERSION = "sample-v1"
 log = logging.getLogger("dyadic.datasets")
+_logged: set[str] = set()  # problem lines already logged by this process
 
 
 @dataclass
@@ -77,7 +78,9 @@ def scan(root: str | Path) -> Catalog:
         catalog.entries += entries
         catalog.problems += problems
     for line in catalog.problems:
-        log.warning(line)
+        if line not in _logged:  # a command that scans twice (serve) says each thing once
+            _logged.add(line)
+            log.warning(line)
     return catalog
 
 

@@ -122,6 +122,7 @@ class RenderJob(NamedTuple):
 
     speaker: AvatarPose
     listener: AvatarPose
+    framing: str = "body"  # or "faces" for data with no body (renderer/adapters.py framing_for)
 
 
 class RenderTimes(NamedTuple):

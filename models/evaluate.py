@@ -172,11 +172,37 @@ def evaluate(
     return report
 
 
+BASELINES = ("mirror", "random", "mean listener")  # what a useful model must beat; the ground truth is the ceiling
+
+
+def beaten_by(report: dict) -> dict[str, list[str]]:
+    """Baseline row -> the metrics on which it scores better than the model."""
+    model = report["rows"]["model"]
+    out = {}
+    for row in BASELINES:
+        vals = report["rows"].get(row)
+        if vals is None:
+            continue
+        better = [
+            m
+            for m in METRIC_NAMES
+            if (vals[m] > model[m] if HIGHER_IS_BETTER[m] else vals[m] < model[m])
+            and np.isfinite(vals[m])
+            and np.isfinite(model[m])
+        ]
+        if better:
+            out[row] = better
+    return out
+
+
 def markdown_table(report: dict) -> str:
-    head = "| row | " + " | ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in METRIC_NAMES) + " |"
-    lines = [head, "|" + "---|" * (len(METRIC_NAMES) + 1)]
+    """The metrics table; a last column names, for each baseline, where it beats the model."""
+    beaten = beaten_by(report)
+    head = "| row | " + " | ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in METRIC_NAMES)
+    lines = [head + " | better than the model on |", "|" + "---|" * (len(METRIC_NAMES) + 2)]
     for row, vals in report["rows"].items():
-        lines.append(f"| {row} | " + " | ".join(f"{vals[m]:.4g}" for m in METRIC_NAMES) + " |")
+        mark = ", ".join(beaten.get(row, [])) or ("-" if row in BASELINES else "")
+        lines.append(f"| {row} | " + " | ".join(f"{vals[m]:.4g}" for m in METRIC_NAMES) + f" | {mark} |")
     return "\n".join(lines)
 
 

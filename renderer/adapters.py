@@ -26,6 +26,7 @@ from scipy.spatial.transform import Rotation
 
 from dyadic.datasets.specs import REACT_AU_ORDER, SEAMLESS_FAU_ORDER
 
+from .idle import seated_pose
 from .pose import ARKIT_BLENDSHAPES, BLENDSHAPE_INDEX, AvatarPose
 
 Channels = Mapping[str, np.ndarray]
@@ -90,19 +91,7 @@ def camera_to_render_orient(global_orient: np.ndarray) -> np.ndarray:
     return (_CAMERA_TO_RENDER * Rotation.from_rotvec(global_orient)).as_rotvec().astype(np.float32)
 
 
-def _seated_body_pose() -> np.ndarray:
-    """A neutral seated posture for datasets with no body: thighs forward, knees bent, arms down."""
-    pose = np.zeros((21, 3), np.float32)
-    pose[0] = pose[1] = (-1.45, 0.0, 0.0)  # L/R hip (joints 1, 2): thighs forward
-    pose[3] = pose[4] = (1.5, 0.0, 0.0)  # L/R knee (4, 5): shins down
-    pose[15] = (0.0, 0.0, -1.2)  # L shoulder (16): arm down from the T-pose
-    pose[16] = (0.0, 0.0, 1.2)  # R shoulder (17)
-    pose[17] = (0.0, -0.6, 0.0)  # L elbow (18): forearm forward onto the lap
-    pose[18] = (0.0, 0.6, 0.0)  # R elbow (19)
-    return pose
-
-
-SEATED_BODY_POSE = _seated_body_pose()
+SEATED_BODY_POSE = seated_pose().body_pose  # for datasets with no body (renderer/idle.py)
 
 
 def seamless_pose(ch: Channels) -> AvatarPose:
@@ -156,3 +145,14 @@ def adapter_for(dataset: str) -> Callable[[Channels], AvatarPose]:
         return ADAPTERS[dataset]
     except KeyError:
         raise ValueError(f"no pose adapter for dataset {dataset!r}; known: {sorted(ADAPTERS)}") from None
+
+
+def framing_for(dataset: str | None) -> str:
+    """How a dataset's people are framed (renderer/offscreen.py FRAMINGS): "faces", each head and
+    shoulders in its half, for a dataset whose channels hold no body (REACT); else "body"."""
+    from dyadic.datasets.specs import SPECS
+
+    spec = SPECS.get(dataset or "")
+    if spec is None:
+        return "body"
+    return "body" if any(g.name.endswith("body_pose") for g in spec.groups) else "faces"

@@ -49,7 +49,7 @@ CLAY = (0.80, 0.72, 0.66)  # colour of real body models, which carry none
 _threads_configured = False
 
 
-class BodyModelError(RuntimeError):
+class BodyModelError(ValueError):
     """The body-model folder holds nothing smplx can load as SMPL-H or SMPL-X."""
 
 

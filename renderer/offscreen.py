@@ -30,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,6 +45,9 @@ SEAT_OFFSET_X = 0.40  # metres from the centre line to each avatar's pelvis (4:3
 TURN_DEG = 25.0  # each avatar turns this much towards the other
 GHOST_FORWARD = 0.02  # the ghost sits 2 cm in front of the listener so it is not hidden in it
 FRAME_Y = (-0.14, 0.86)  # hips to just above the head, body frame
+FACE_FRAME = (-0.38, 0.18)  # "faces" framing: chest to just above the head, about the head's centre
+DIVIDER_RGB = (0.62, 0.66, 0.70)  # the line between the two faces
+FRAMINGS = ("body", "faces")  # both upper bodies in one view; each head and shoulders in its half
 CAMERA_YFOV = math.radians(30.0)
 SHADER_DIR = Path(__file__).with_name("shaders")
 FLOATS_PER_VERTEX_COLOURED = 10  # pyrender's interleaved VBO: position 3 | normal 3 | colour 4
@@ -173,13 +177,17 @@ class DyadRenderer:
         platform.make_current()
         try:
             meshes = [(self._speaker, self.speaker_pose), (self._listener, self.listener_pose)]
+            w, h = self.size
+            views = {
+                "body": [_View((0, 0, w, h), self.camera_pose, self.camera.get_projection_matrix(w, h))],
+                "faces": self._face_views(avatar, rest),
+            }
             self._draw = _FrameDraw(
                 pyrender,
                 self._offscreen._renderer,
                 self.size,
                 BACKGROUND,
-                self.camera,
-                self.camera_pose,
+                views,
                 meshes,
                 None if self._ghost is None else (self._ghost, ghost_pose),
             )
@@ -205,6 +213,28 @@ class DyadRenderer:
         centre_y = (FRAME_Y[0] + FRAME_Y[1]) / 2
         self.camera = pyrender.PerspectiveCamera(yfov=CAMERA_YFOV, aspectRatio=aspect, znear=0.1, zfar=10.0)
         self.camera_pose = _look_at((0, centre_y + 0.08, distance), (0, centre_y, 0))
+
+    def _face_views(self, avatar: Avatar, rest: np.ndarray) -> list[_View]:
+        """One view per person, each in its half of the frame: a camera straight in front of the
+        head (so the two still look turned towards each other), framing head and shoulders."""
+        w, h = self.size
+        half = w // 2
+        aspect = half / h
+        head = rest[avatar.head_vertex_mask].mean(axis=0)
+        half_h = (FACE_FRAME[1] - FACE_FRAME[0]) / 2
+        distance = half_h / math.tan(CAMERA_YFOV / 2)
+        views = []
+        for k, place in enumerate((self.speaker_pose, self.listener_pose)):
+            centre = place[:3, :3] @ head + place[:3, 3] + (0.0, (FACE_FRAME[0] + FACE_FRAME[1]) / 2, 0.0)
+            camera = self._pyrender_camera(aspect)
+            pose = _look_at(centre + (0.0, 0.03, distance), centre)
+            views.append(_View((k * half, 0, half, h), pose, camera.get_projection_matrix(half, h)))
+        return views
+
+    def _pyrender_camera(self, aspect: float):
+        import pyrender
+
+        return pyrender.PerspectiveCamera(yfov=CAMERA_YFOV, aspectRatio=aspect, znear=0.05, zfar=10.0)
 
     def _colour_reader(self):
         """A function read(fmt, out) that reads the colour buffer (bottom row first, as GL stores
@@ -260,16 +290,19 @@ class DyadRenderer:
         ghost_vertices: np.ndarray | None = None,
         *,
         normals: tuple[np.ndarray | None, ...] | None = None,
+        framing: str = "body",
     ) -> np.ndarray:
         """(H, W, 3) uint8 frame, a new array. Vertices are (V, 3) in the avatar's body frame.
 
         `normals`: optional (speaker, listener[, ghost]) unit normals, e.g. from
         Avatar.skin_with_normals; any that is None or missing is computed from the faces.
+        `framing`: "body" (both upper bodies in one view) or "faces" (each person's head and
+        shoulders in their half: data with no body, adapters.framing_for()).
         """
         from OpenGL.GL import GL_RGB
 
         bottom_up = self._rgb_buffer
-        self._draw_and_read(GL_RGB, bottom_up, speaker_vertices, listener_vertices, ghost_vertices, normals)
+        self._draw_and_read(GL_RGB, bottom_up, speaker_vertices, listener_vertices, ghost_vertices, normals, framing)
         return np.ascontiguousarray(bottom_up[::-1])
 
     def render_rgba(
@@ -279,6 +312,7 @@ class DyadRenderer:
         listener_vertices: np.ndarray,
         *,
         normals: tuple[np.ndarray | None, ...] | None = None,
+        framing: str = "body",
     ) -> np.ndarray:
         """Like render(), for the live path: the frame goes into `out` (H, W, 4) uint8 as GL keeps
         it (RGBA, bottom row first), and a top-down view of `out` is returned. On llvmpipe GL reads
@@ -288,13 +322,17 @@ class DyadRenderer:
 
         if out.shape != (self.size[1], self.size[0], 4) or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous ({self.size[1]}, {self.size[0]}, 4) uint8 array")
-        self._draw_and_read(GL_RGBA, out, speaker_vertices, listener_vertices, None, normals)
+        self._draw_and_read(GL_RGBA, out, speaker_vertices, listener_vertices, None, normals, framing)
         return out[::-1]
 
-    def _draw_and_read(self, fmt, out, speaker_vertices, listener_vertices, ghost_vertices, normals) -> None:
+    def _draw_and_read(
+        self, fmt, out, speaker_vertices, listener_vertices, ghost_vertices, normals, framing: str
+    ) -> None:
         spk_n, lst_n, ghost_n = (tuple(normals or ()) + (None, None, None))[:3]
         if ghost_vertices is not None and self._ghost is None:
             raise ValueError("this DyadRenderer was created without ghost=True")
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, not {framing!r}")
         platform = self._offscreen._platform
         platform.make_current()
         try:
@@ -303,7 +341,7 @@ class DyadRenderer:
             if ghost_vertices is not None:
                 assert self._ghost is not None  # checked on entry
                 self._ghost.upload(ghost_vertices, ghost_n)
-            self._draw(ghost=ghost_vertices is not None)
+            self._draw(ghost=ghost_vertices is not None, framing=framing)
             self._read_colour(fmt, out)
         finally:
             platform.make_uncurrent()  # as pyrender leaves it (module docstring)
@@ -312,16 +350,17 @@ class DyadRenderer:
     def has_ghost(self) -> bool:
         return self._ghost is not None
 
-    def project(self, points: np.ndarray, slot: str = "listener") -> np.ndarray:
+    def project(self, points: np.ndarray, slot: str = "listener", framing: str = "body") -> np.ndarray:
         """Pixel coordinates (N, 2) as (x, y), y down, of body-frame points of one avatar."""
         place = {"speaker": self.speaker_pose, "listener": self.listener_pose}[slot]
+        views = self._draw.views[framing]
+        view = views[min(int(slot == "listener"), len(views) - 1)]
         world = points @ place[:3, :3].T + place[:3, 3]
-        view = np.linalg.inv(self.camera_pose)
-        cam = world @ view[:3, :3].T + view[:3, 3]
-        proj = self.camera.get_projection_matrix(*self.size)
-        clip = np.c_[cam, np.ones(len(cam))] @ proj.T
+        cam = world @ view.view[:3, :3].T + view.view[:3, 3]
+        clip = np.c_[cam, np.ones(len(cam))] @ view.projection.T
         ndc = clip[:, :2] / clip[:, 3:4]
-        return np.stack([(ndc[:, 0] + 1) / 2 * self.size[0], (1 - ndc[:, 1]) / 2 * self.size[1]], 1)
+        x0, y0, w, h = view.viewport  # GL's: y from the bottom
+        return np.stack([x0 + (ndc[:, 0] + 1) / 2 * w, self.size[1] - y0 - (ndc[:, 1] + 1) / 2 * h], 1)
 
     def gl_object_counts(self) -> dict[str, int]:
         """Live GL buffers and vertex arrays among the first 4096 names (a leak check)."""
@@ -352,6 +391,26 @@ class DyadRenderer:
         self.close()
 
 
+class _Item(NamedTuple):
+    """One mesh as _FrameDraw draws it: looked up once."""
+
+    program: int
+    vertex_array: int
+    indices: int  # how many indices (3 per triangle drawn)
+    model: np.ndarray  # 4x4 placement
+    base_colour: np.ndarray
+
+
+class _View:
+    """Where one person is drawn: a viewport (x, y, w, h; GL's origin, bottom left) and a camera."""
+
+    def __init__(self, viewport: tuple[int, int, int, int], camera_pose: np.ndarray, projection: np.ndarray):
+        self.viewport = viewport
+        self.view = np.linalg.inv(camera_pose).astype(np.float32)
+        self.projection = np.asarray(projection, np.float32)
+        self.cam_pos = np.float32(camera_pose[:3, 3])
+
+
 class _FrameDraw:
     """Draws the dyad's fixed scene into pyrender's offscreen framebuffer (context current).
 
@@ -359,38 +418,34 @@ class _FrameDraw:
     once: each mesh's shader program (asked of pyrender, so the same cached program it drew the
     first frame with), uniform locations, vertex array and placement, and the camera matrices.
     Opaque avatars first, then the translucent ghost blended over them, as pyrender orders them.
+    Each framing is a list of views (_View): one for both people, or one per person (the ghost
+    takes the listener's).
     """
 
     UNIFORMS = ("M", "V", "P", "cam_pos", "material.base_color_factor")
 
-    def __init__(self, pyrender, renderer, size, background, camera, camera_pose, meshes, ghost):
+    def __init__(self, pyrender, renderer, size, background, views: dict[str, list[_View]], meshes, ghost):
         self.framebuffer = renderer._main_fb_ms or 0  # 0: OSMesa draws into its own buffer
         self.size, self.background = size, (*background, 1.0)
-        self.view = np.linalg.inv(camera_pose).astype(np.float32)
-        self.projection = camera.get_projection_matrix(*size).astype(np.float32)
-        self.cam_pos = np.float32(camera_pose[:3, 3])
+        self.views = views
         self.locations: dict[int, dict[str, int]] = {}
         self.draws = [self._draw_item(pyrender, renderer, mesh, pose) for mesh, pose in meshes]
         self.ghost = None if ghost is None else self._draw_item(pyrender, renderer, *ghost)
 
     def _draw_item(self, pyrender, renderer, mesh: _AvatarMesh, pose: np.ndarray):
-        from OpenGL.GL import glGetUniformLocation, glUniform3fv, glUniformMatrix4fv, glUseProgram
+        from OpenGL.GL import glGetUniformLocation
 
         prim = mesh.primitive
         program = renderer._get_primitive_program(
             prim, pyrender.RenderFlags.FLAT, pyrender.constants.ProgramFlags.USE_MATERIAL
         )
         pid = program._program_id
-        if pid not in self.locations:  # uniforms that never change live in the program object
-            loc = self.locations[pid] = {n: glGetUniformLocation(pid, n) for n in self.UNIFORMS}
-            glUseProgram(pid)
-            glUniformMatrix4fv(loc["V"], 1, True, self.view)
-            glUniformMatrix4fv(loc["P"], 1, True, self.projection)
-            glUniform3fv(loc["cam_pos"], 1, self.cam_pos)
-            glUseProgram(0)
-        return (pid, prim._vaid, prim.indices.size, pose.astype(np.float32), np.float32(prim.material.baseColorFactor))
+        if pid not in self.locations:
+            self.locations[pid] = {n: glGetUniformLocation(pid, n) for n in self.UNIFORMS}
+        colour = np.asarray(prim.material.baseColorFactor, np.float32)
+        return _Item(pid, prim._vaid, prim.indices.size, pose.astype(np.float32), colour)
 
-    def __call__(self, ghost: bool) -> None:
+    def __call__(self, ghost: bool, framing: str = "body") -> None:
         from OpenGL.GL import (
             GL_BACK,
             GL_BLEND,
@@ -399,24 +454,21 @@ class _FrameDraw:
             GL_DEPTH_BUFFER_BIT,
             GL_DEPTH_TEST,
             GL_DRAW_FRAMEBUFFER,
+            GL_LEQUAL,
             GL_LESS,
             GL_ONE_MINUS_SRC_ALPHA,
             GL_SRC_ALPHA,
-            GL_TRIANGLES,
-            GL_UNSIGNED_INT,
             glBindFramebuffer,
             glBindVertexArray,
             glBlendFunc,
             glClear,
             glClearColor,
+            glColorMask,
             glCullFace,
             glDepthFunc,
             glDepthMask,
             glDisable,
-            glDrawElementsInstanced,
             glEnable,
-            glUniform4fv,
-            glUniformMatrix4fv,
             glUseProgram,
             glViewport,
         )
@@ -431,19 +483,72 @@ class _FrameDraw:
         glEnable(GL_CULL_FACE)
         glCullFace(GL_BACK)
         glDisable(GL_BLEND)
-        items = self.draws + ([self.ghost] if ghost and self.ghost is not None else [])
-        for k, (program, vertex_array, count, model, base_colour) in enumerate(items):
-            if k == len(self.draws):  # the ghost, over the opaque avatars
-                glEnable(GL_BLEND)
-                glBlendFunc(GL_SRC_ALPHA, GL_ONE_MINUS_SRC_ALPHA)
-            glUseProgram(program)
-            loc = self.locations[program]
-            glUniformMatrix4fv(loc["M"], 1, True, model)
-            glUniform4fv(loc["material.base_color_factor"], 1, base_colour)
-            glBindVertexArray(vertex_array)
-            glDrawElementsInstanced(GL_TRIANGLES, count, GL_UNSIGNED_INT, ctypes.c_void_p(0), 1)
+        views = self.views[framing]
+        for k, item in enumerate(self.draws):
+            self._draw_one(item, views[min(k, len(views) - 1)])
+        if len(views) > 1:
+            self._divider()
+        if ghost and self.ghost is not None:
+            # A pass of its own: the ghost occupies nearly the listener's place, and depth-tested
+            # against it the two surfaces interleave pixel by pixel (a grey staircase across the
+            # shirt). Cleared depth, then the ghost's depth alone, then its nearest surface
+            # blended once over everything: a clean translucent overlay.
+            glClear(GL_DEPTH_BUFFER_BIT)
+            listener_view = views[min(1, len(views) - 1)]
+            glColorMask(False, False, False, False)
+            self._draw_one(self.ghost, listener_view)
+            glColorMask(True, True, True, True)
+            glDepthFunc(GL_LEQUAL)
+            glEnable(GL_BLEND)
+            glBlendFunc(GL_SRC_ALPHA, GL_ONE_MINUS_SRC_ALPHA)
+            self._draw_one(self.ghost, listener_view)
+            glDisable(GL_BLEND)
+            glDepthFunc(GL_LESS)
         glBindVertexArray(0)
         glUseProgram(0)
+
+    def _divider(self) -> None:
+        """A thin line between the two halves of the "faces" framing."""
+        from OpenGL.GL import (
+            GL_COLOR_BUFFER_BIT,
+            GL_SCISSOR_TEST,
+            glClear,
+            glClearColor,
+            glDisable,
+            glEnable,
+            glScissor,
+        )
+
+        w, h = self.size
+        glEnable(GL_SCISSOR_TEST)
+        glScissor(w // 2 - 1, 0, 2, h)
+        glClearColor(*DIVIDER_RGB, 1.0)
+        glClear(GL_COLOR_BUFFER_BIT)
+        glDisable(GL_SCISSOR_TEST)
+
+    def _draw_one(self, item: _Item, view: _View) -> None:
+        from OpenGL.GL import (
+            GL_TRIANGLES,
+            GL_UNSIGNED_INT,
+            glBindVertexArray,
+            glDrawElementsInstanced,
+            glUniform3fv,
+            glUniform4fv,
+            glUniformMatrix4fv,
+            glUseProgram,
+            glViewport,
+        )
+
+        glViewport(*view.viewport)
+        glUseProgram(item.program)
+        loc = self.locations[item.program]
+        glUniformMatrix4fv(loc["V"], 1, True, view.view)
+        glUniformMatrix4fv(loc["P"], 1, True, view.projection)
+        glUniform3fv(loc["cam_pos"], 1, view.cam_pos)
+        glUniformMatrix4fv(loc["M"], 1, True, item.model)
+        glUniform4fv(loc["material.base_color_factor"], 1, item.base_colour)
+        glBindVertexArray(item.vertex_array)
+        glDrawElementsInstanced(GL_TRIANGLES, item.indices, GL_UNSIGNED_INT, ctypes.c_void_p(0), 1)
 
 
 def _keep_egl_display(platform) -> None:

@@ -45,3 +45,15 @@ class AvatarPose:
 
     def weight(self, name: str) -> float:
         return float(self.face[BLENDSHAPE_INDEX[name]])
+
+    def copy(self) -> AvatarPose:
+        """An independent copy (every array copied)."""
+        return AvatarPose(
+            self.body_pose.copy(),
+            self.left_hand_pose.copy(),
+            self.right_hand_pose.copy(),
+            self.global_orient.copy(),
+            self.transl.copy(),
+            self.face.copy(),
+            None if self.head_rotation is None else self.head_rotation.copy(),
+        )

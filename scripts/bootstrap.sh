@@ -14,8 +14,9 @@ STAMP="$VENV/.dyadic-installed"
 # EGL (Mesa llvmpipe or the NVIDIA driver) is the first choice; OSMesa is the fallback.
 # libportaudio2 lets `sounddevice` import (local microphone source). chromium is the browser of
 # the WebRTC tests (driven by Playwright with executable_path; nothing else is downloaded).
-# iproute2 (ip netns, tc) and nftables build the impaired test networks (tests/test_network_impaired.py).
-APT_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgl1 libosmesa6 libportaudio2 chromium iproute2 nftables"
+# iproute2 (ip netns, tc) and nftables build the impaired test networks (tests/test_network_impaired.py);
+# coturn is the real TURN server of tests/test_serve_turn.py (started and stopped by the test).
+APT_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libgl1 libosmesa6 libportaudio2 chromium iproute2 nftables coturn"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

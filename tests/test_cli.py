@@ -76,12 +76,63 @@ def test_cli_errors_are_one_clear_line(sample_root, capsys, argv, message):
 
 @pytest.mark.parametrize(
     "argv",
-    [["replay", "--size", "640by480"], ["replay", "--seconds", "-1"], ["data", "sample", "x", "--interactions", "0"]],
+    [
+        ["replay", "--size", "640by480"],
+        ["replay", "--seconds", "-1"],
+        ["data", "sample", "x", "--interactions", "0"],
+        ["serve", "--port", "80000"],
+    ],
 )
-def test_cli_rejects_bad_options(argv):
+def test_cli_rejects_bad_options(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_without_a_traceback(sample_root, tmp_path, capsys):
+    import socket
+
+    def error(argv: list[str]) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and err.startswith("dyadic: error:"), err
+        return err.splitlines()[-1]
+
+    assert "no SMPL-H or SMPL-X model in" in error(["serve", "--body-model", str(tmp_path), "--port", "0"])
+    assert "give a name ending in .mp4" in error(["replay", "--out", str(tmp_path / "x.avi")])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = error(["serve", "--port", str(port), "--data", str(sample_root), "--model", "none"])
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port 0 picks a free one" in err
+
+
+def test_version_help_and_the_default_data(capsys):
+    import argparse
+
+    from dyadic.engine.cli.main import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("dyadic 0.")
+
+    def undocumented(parser: argparse.ArgumentParser, where: str) -> list[str]:
+        out = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    out += undocumented(sub, f"{where} {name}")
+            elif not action.help:
+                out.append(f"{where} {'/'.join(action.option_strings) or action.dest}")
+        return out
+
+    assert undocumented(build_parser(), "dyadic") == []
+    assert main(["data", "ls"]) == 0  # no DIR: the embedded sample
+    out, err = capsys.readouterr()
+    assert "V00_S0809_I00000582" in out
+    assert err.count("V01_S0346_I00000726_P1694.npz") <= 1  # a known problem is said once
 
 
 def test_a_clip_that_was_skipped_says_why(sample_root, capsys):

@@ -43,7 +43,7 @@ def test_export_then_eval_cli(tiny_checkpoint, sample_root, tmp_path, capsys):
             [
                 "eval",
                 "--data",
-                str(sample_root / "seamless"),
+                str(sample_root),  # Seamless and REACT: a Seamless model scores Seamless only, and says so
                 "--model",
                 str(onnx_path),
                 "--samples",
@@ -66,8 +66,18 @@ def test_export_then_eval_cli(tiny_checkpoint, sample_root, tmp_path, capsys):
     assert report["rows"]["ground truth"]["FRDist"] == pytest.approx(0.0, abs=1e-6)
     assert report["rows"]["ground truth"]["FRDiv"] == 0.0
     md = (report_dir / "metrics.md").read_text()
-    assert "| model |" in md and "Causality check" in md
-    assert "| mirror |" in capsys.readouterr().out
+    assert "| model |" in md and "Causality check" in md and "better than the model on |" in md
+    out, err = capsys.readouterr()
+    assert "| mirror |" in out
+    assert "left out: 2 react interaction(s): the model scores seamless data only" in err
+    # a model trained for a few steps loses to some baseline: the table and a note say where
+    from dyadic.models.evaluate import beaten_by
+
+    beaten = beaten_by(report)
+    assert beaten, report["rows"]
+    row, names = next(iter(beaten.items()))
+    assert f"note: the model loses to the {row!r} baseline on {', '.join(names)}" in err
+    assert f"| {', '.join(names)} |" in next(line for line in out.splitlines() if line.startswith(f"| {row} |"))
 
 
 def test_eval_checkpoint_through_torch(tiny_checkpoint, sample_root, tmp_path):
@@ -141,7 +151,7 @@ def test_replay_uses_the_model_with_the_real_listener_as_ghost(sample_root, tmp_
         == 0
     )
     err = capsys.readouterr().err
-    assert "reaction model" in err and "ghost" in err
+    assert "reaction model" in err and "no ghost" in err  # off by default
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 30
     # the model's listener is not the recording's: the frames differ from a replay without it
@@ -172,8 +182,8 @@ def test_replay_uses_the_model_with_the_real_listener_as_ghost(sample_root, tmp_
             return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][-1].astype(int)
 
     assert np.abs(last_frame(out) - last_frame(plain)).mean() > 0.5
-    # the ghost is drawn: without it the same model listener renders differently
-    no_ghost = tmp_path / "no-ghost.mp4"
+    # --ghost draws the recorded listener too: the same model listener renders differently
+    ghosted = tmp_path / "ghost.mp4"
     assert (
         main(
             [
@@ -182,18 +192,18 @@ def test_replay_uses_the_model_with_the_real_listener_as_ghost(sample_root, tmp_
                 "--data",
                 str(sample_root / "seamless"),
                 "--out",
-                str(no_ghost),
+                str(ghosted),
                 "--seconds",
                 "1",
                 "--size",
                 "160x120",
-                "--no-ghost",
+                "--ghost",
                 "-q",
             ]
         )
         == 0
     )
-    assert np.abs(last_frame(out) - last_frame(no_ghost)).mean() > 0.5
+    assert np.abs(last_frame(out) - last_frame(ghosted)).mean() > 0.5
 
 
 def test_replay_refuses_a_model_of_another_dataset(sample_root, tmp_path, capsys):

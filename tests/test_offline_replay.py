@@ -75,3 +75,24 @@ def test_replay_react_clip(sample_root, avatar, renderer, tmp_path, decode_mp4):
     result = replay(interaction, tmp_path / "react.mp4", avatar=avatar, renderer=renderer, seconds=1.0)
     frames, _, audio = decode_mp4(result.path)
     assert len(frames) == 30 and len(audio) >= audio_sample(30, 30.0)
+
+
+def test_captions_name_each_person_and_can_be_left_out(sample_root, avatar, renderer, tmp_path, decode_mp4):
+    from dyadic.engine.offline.replay import caption_texts
+
+    interaction = load_interaction(sample_root / "seamless")
+    speaker = interaction.speaker.participant
+    assert caption_texts(interaction, False, False) == (
+        f"speaker {speaker}, recorded",
+        f"listener {interaction.listener.participant}, recorded",
+    )
+    assert caption_texts(interaction, True, True)[1] == "listener: the model (blue: the recorded one)"
+    react = load_interaction(sample_root / "react")
+    assert caption_texts(react, True, False) == ("speaker, recorded", "listener: the model")
+    with_captions = replay(interaction, tmp_path / "c.mp4", avatar=avatar, renderer=renderer, seconds=0.2)
+    without = replay(interaction, tmp_path / "n.mp4", avatar=avatar, renderer=renderer, seconds=0.2, captions=False)
+    a, b = (decode_mp4(r.path)[0][0].astype(int) for r in (with_captions, without))
+    changed = np.abs(a - b).max(axis=2) > 40
+    h, w = changed.shape
+    assert changed[int(h * 0.85) :, : w // 2].any() and changed[int(h * 0.85) :, w // 2 :].any()  # both corners
+    assert not changed[: int(h * 0.7)].any()  # nothing above the captions

@@ -11,7 +11,7 @@ import pytest
 
 from dyadic.renderer.avatar import Avatar
 from dyadic.renderer.idle import idle_pose, relaxed_pose
-from dyadic.renderer.offscreen import BACKGROUND, DyadRenderer
+from dyadic.renderer.offscreen import BACKGROUND, DIVIDER_RGB, DyadRenderer
 
 BG = np.round(np.array(BACKGROUND) * 255).astype(np.int16)
 
@@ -89,6 +89,19 @@ def test_ghost_is_translucent(avatar, renderer, base):
     np.testing.assert_array_equal(renderer.render(speaker, listener), image)
 
 
+def test_the_ghost_over_its_own_listener_tints_it_evenly(avatar, renderer, base):
+    """The ghost in the very pose of the listener (a model that reproduces the recording): every
+    listener pixel is tinted once, no staircase of pixels where the two surfaces interleave."""
+    speaker, listener, image = base
+    with_ghost = renderer.render(speaker, listener, listener)
+    listener_pixels = foreground(image)
+    listener_pixels[:, : image.shape[1] // 2] = False
+    tinted = np.abs(with_ghost.astype(np.int16) - image).max(axis=2) > 8
+    assert tinted[listener_pixels].mean() > 0.97, tinted[listener_pixels].mean()
+    blue_shift = with_ghost[listener_pixels].astype(np.int16)[:, 2] - image[listener_pixels].astype(np.int16)[:, 2]
+    assert np.percentile(blue_shift, 5) > 0  # and evenly: towards the ghost's blue everywhere
+
+
 def test_frame_draw_matches_pyrenders_own_render(avatar, renderer, base):
     """The per-frame draw (renderer/offscreen.py _FrameDraw) is pyrender's forward pass, faster."""
     import pyrender
@@ -97,14 +110,14 @@ def test_frame_draw_matches_pyrenders_own_render(avatar, renderer, base):
     ghost_pose = relaxed_pose()
     ghost_pose.body_pose[15] = (0, 0, -0.2)
     ghost = avatar.vertices(ghost_pose)
-    for with_ghost in (False, True):
-        ours = renderer.render(speaker, listener, ghost if with_ghost else None)
-        renderer._ghost.mesh.is_visible = with_ghost  # the ghost's VBO already holds `ghost`
-        try:
-            theirs, _ = renderer._offscreen.render(renderer.scene, pyrender.RenderFlags.FLAT)
-        finally:
-            renderer._ghost.mesh.is_visible = True
-        np.testing.assert_array_equal(ours, theirs)
+    renderer.render(speaker, listener, ghost)  # the ghost's VBO now holds `ghost`; not drawn below
+    ours = renderer.render(speaker, listener)
+    renderer._ghost.mesh.is_visible = False
+    try:
+        theirs, _ = renderer._offscreen.render(renderer.scene, pyrender.RenderFlags.FLAT)
+    finally:
+        renderer._ghost.mesh.is_visible = True
+    np.testing.assert_array_equal(ours, theirs)
     # with --msaa the draw goes to the multisampled framebuffer and the read resolves it
     with DyadRenderer(avatar, size=(320, 240), msaa=True) as smooth:
         ours = smooth.render(speaker, listener)
@@ -216,3 +229,25 @@ def test_renderers_created_and_closed_in_parallel_threads(avatar, base):
             t.join()
     assert not errors, errors
     assert len(images) == 24 and all(np.array_equal(im, images[0]) for im in images)
+
+
+def test_faces_framing_gives_each_head_its_half(avatar, renderer, base):
+    """Data with no body (REACT) is framed as two faces, head and shoulders, each in its half."""
+    from dyadic.renderer.adapters import framing_for
+
+    assert (framing_for("seamless"), framing_for("react"), framing_for(None)) == ("body", "faces", "body")
+    speaker, listener, _ = base
+    faces = renderer.render(speaker, listener, framing="faces")
+    w = faces.shape[1]
+    divider = np.round(np.array(DIVIDER_RGB) * 255).astype(np.int16)
+    assert np.abs(faces[:, w // 2 - 1 : w // 2 + 1].astype(np.int16) - divider).max() <= 2  # a line between them
+    for slot, half in (("speaker", slice(0, w // 2 - 2)), ("listener", slice(w // 2 + 2, w))):
+        head = listener[avatar.head_vertex_mask]
+        in_body, in_faces = (renderer.project(head, slot, framing) for framing in ("body", "faces"))
+        height = np.ptp(in_faces[:, 1])
+        assert height > 2 * np.ptp(in_body[:, 1]) and height > 150, height  # twice as large, a third of the frame
+        inside = (in_faces[:, 0] >= half.start) & (in_faces[:, 0] < half.stop) & (in_faces[:, 1] >= 0)
+        assert inside.all()  # the whole head in its own half
+        assert foreground(faces[:, half]).mean() > 0.3  # a person fills the half
+    with pytest.raises(ValueError, match="framing must be one of body, faces"):
+        renderer.render(speaker, listener, framing="feet")

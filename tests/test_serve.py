@@ -150,10 +150,11 @@ def test_chromium_plays_the_page(server):
             last = await page.stats()
             frames = await page.evaluate("() => window.dyadic.frames()")
             latency = await page.evaluate("() => window.dyadic.latency.summary()")
-            panel = await page.evaluate("() => document.getElementById('live-latency').innerText")
-            return first, last, frames, latency, panel, page.console
+            panel = await page.evaluate("() => document.getElementById('live-latency').textContent")  # folded
+            visitor = await page.evaluate(VISITOR_VIEW)
+            return first, last, frames, latency, panel, page.console, visitor
 
-    first, last, frames, latency, panel, console = run(browse())
+    first, last, frames, latency, panel, console, visitor = run(browse())
     decoded = last["framesDecoded"] - first["framesDecoded"]
     assert decoded >= BROWSER_FRAMES_10S, (decoded, last)
     assert last["audioTotalSamplesReceived"] > first["audioTotalSamplesReceived"] + 8 * 48_000
@@ -170,6 +171,29 @@ def test_chromium_plays_the_page(server):
     g2g, server_side = latency["glassToGlass"]["median"], last["server"]["latency_ms"]["median"]
     assert server_side < g2g < 1000, (g2g, server_side)
     assert "glass to glass" in panel and "render" in panel
+    # what a first-time visitor sees: who is who, the source in words, three numbers against their
+    # budgets with the stage table folded away, "live" once a frame is on screen, no offer of a
+    # microphone this server does not have
+    assert visitor["labels"] == ["Speaker · recorded", "Listener · the model, live"], visitor
+    assert visitor["source"].startswith("a recording: V00_S0809_I00000582 (Seamless Interaction)"), visitor
+    assert [row[0] for row in visitor["compact"]] == ["frame rate", "glass to glass", "A/V offset"], visitor
+    assert all(row[2] for row in visitor["compact"]), visitor  # every number has its tooltip
+    assert visitor["compact"][0][3] == "ok" and visitor["compact"][0][1].endswith("FPS"), visitor
+    assert visitor["details_open"] is False and visitor["pill"] == "live", visitor
+    assert visitor["server_mic_offered"] is False  # this machine has no input device
+
+
+# What the page shows a visitor, read from its DOM.
+VISITOR_VIEW = """() => ({
+    labels: ['label-speaker', 'label-listener'].map((id) => document.getElementById(id).textContent),
+    source: document.getElementById('st-source').textContent,
+    compact: [...document.querySelectorAll('#live-compact tr')].map((tr) => [
+        tr.querySelector('th').textContent, tr.querySelector('td').textContent,
+        tr.querySelector('th').title, tr.querySelector('td').className]),
+    details_open: document.getElementById('live-details').open,
+    pill: document.getElementById('conn').textContent,
+    server_mic_offered: !document.getElementById('src-local-mic').hidden,
+})"""
 
 
 def test_chromium_follows_a_switch_to_its_microphone_and_back(server):
@@ -238,9 +262,14 @@ def test_max_sessions_refused_clearly_but_not_a_reload():
                 return refused, json.loads(await third.recv())
 
         (msg, code), after_reload = run(two())
-        assert msg["type"] == "refused" and "--max-sessions" in msg["message"]
+        refused_page = run(_refused_page(srv))
+        assert msg["type"] == "refused" and msg["message"].startswith("The server is full (1 of 1 session in use)")
+        assert "--" not in msg["message"]  # no option names for a visitor
         assert code == 1013
         assert after_reload["type"] == "welcome", after_reload
+        banner, enabled = refused_page
+        assert banner.startswith("The server is full (1 of 1 session in use)"), banner
+        assert enabled == [], enabled  # nothing left to click
     finally:
         srv.stop()
 
@@ -261,6 +290,25 @@ BAD_MESSAGES = [
     ('{"type": "movement", "channels": {"smplh:wings": [1]}}', "movement", "unknown channel"),
     (b"\x00\x01\x02", "movement", "float32"),
 ]
+
+
+async def _refused_page(srv: ServeProcess) -> tuple[str, list[str]]:
+    """A page opened while another client holds the only session: its banner and what stays enabled."""
+    import websockets
+
+    from dyadic.engine.harness.browser import ChromiumPage
+
+    async with websockets.connect(srv.ws) as holder:
+        assert json.loads(await holder.recv())["type"] == "welcome"
+        async with ChromiumPage(srv.url) as page:
+            assert page.page is not None
+            await page.page.wait_for_selector("#banner:not([hidden])", timeout=15_000)
+            banner = await page.evaluate("() => document.getElementById('banner-text').textContent")
+            enabled = await page.evaluate(
+                "() => [...document.querySelectorAll('.side button, .side input')].filter((e) => !e.disabled)"
+                ".map((e) => e.id || e.className)"
+            )
+    return banner, enabled
 
 
 def test_bad_messages_get_an_error_and_the_session_goes_on(server):
@@ -330,6 +378,7 @@ def test_browser_microphone_drives_the_listener(server):
     assert result.fps() >= FPS_FLOOR
     state, t = result.states[-1], result.telemetry[-1]
     assert state["source"]["kind"] == "browser-mic" and state["listener"] == "model"
+    assert state["source"]["level_dbfs"] > -30, state  # the server hears the voice (the page can show it)
     assert t["frames"] > 150
     # the tone reaches the model: after start-up nearly every frame had its audio on time
     assert t["audio_underruns"] < 0.2 * t["frames"], t

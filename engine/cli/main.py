@@ -11,6 +11,7 @@ Heavy imports (torch, pyrender, PyAV) happen inside the subcommands, so `dyadic 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -23,9 +24,19 @@ from .options import (
     non_negative_float,
     parse_decimate,
     parse_size,
+    port,
     positive_float,
     positive_int,
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dyadic")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _data_root(arg: str | None) -> Path:
@@ -47,6 +58,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from dyadic.renderer.avatar import Avatar
     from dyadic.renderer.offscreen import DyadRenderer
 
+    if Path(args.out).suffix.lower() != ".mp4":
+        raise UserError(f"--out {args.out}: replay writes MP4 video; give a name ending in .mp4")
     root = _data_root(args.data)
     interaction = load_interaction(root, args.clip)
     for line in interaction.problems + interaction.speaker.problems + interaction.listener.problems:
@@ -84,6 +97,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             model=runtime,
             seed=args.seed,
             progress=bar.update,
+            captions=not args.no_captions,
         )
     print(
         f"{result.frames} frames at {result.fps:.3f} fps ({result.seconds:.1f} s) in "
@@ -102,9 +116,7 @@ def _groups_summary(groups: list[str]) -> str:
 def cmd_data_ls(args: argparse.Namespace) -> int:
     from dyadic.datasets import scan
 
-    root = Path(args.dir).expanduser()
-    if not root.exists():
-        raise UserError(f"{args.dir}: no such folder")
+    root = _data_root(args.dir)
     catalog = scan(root)
     infos = catalog.interactions
     if args.json:
@@ -195,15 +207,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from dyadic.datasets import scan
-    from dyadic.models.evaluate import evaluate, markdown_table
+    from dyadic.models.evaluate import beaten_by, evaluate, markdown_table
     from dyadic.models.shipped import default_model_path
 
     root = _data_root(args.data)
     model = args.model
+    formats = [e.info.dataset for e in scan(root).entries]
+    if not formats:
+        raise UserError(f"{root}: no interactions found")
     if model is None:
-        formats = [e.info.dataset for e in scan(root).entries]
-        if not formats:
-            raise UserError(f"{root}: no interactions found")
         model = default_model_path(args.format or formats[0])
     report = evaluate(
         root,
@@ -216,6 +228,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr),
     )
     print(markdown_table(report))
+    scored = report["dataset"]
+    others = {f: formats.count(f) for f in sorted(set(formats)) if f != scored}
+    for fmt, count in others.items():
+        print(
+            f"left out: {count} {fmt} interaction(s): the model scores {scored} data only "
+            f"(run again with --format {fmt}, or a {fmt} --model)",
+            file=sys.stderr,
+        )
+    for row, metric_names in beaten_by(report).items():
+        print(f"note: the model loses to the {row!r} baseline on {', '.join(metric_names)}", file=sys.stderr)
     print(f"written: {Path(args.out) / 'metrics.json'}, {Path(args.out) / 'metrics.md'}", file=sys.stderr)
     return 0
 
@@ -272,6 +294,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     root = _data_root(args.data)
     logging.getLogger("dyadic").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    certificate = _certificate(args)
+    if args.body_model:  # checked here, not in each session's render worker
+        from dyadic.renderer.avatar import find_body_model
+
+        find_body_model(args.body_model)
     options = ServeOptions(
         data=root,
         models=serve_models(args.model, root),
@@ -282,6 +309,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ice_loopback=args.ice_loopback,
         stun=args.stun or [],
         turn=args.turn or [],
+        ice_relay=args.ice_relay,
         body_model=args.body_model,
         gl_backend=args.gl,
         decimate=args.decimate,
@@ -290,6 +318,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         public_hosts=args.public_host or [],
         allow_origins=[normalise_origin(o) for o in args.allow_origin or []],
         offer_timeout_s=args.offer_timeout,
+        certificate=certificate,
     )
 
     def ready(server: Server) -> None:
@@ -299,13 +328,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"up to {args.max_sessions} session(s){'; ICE on loopback only' if args.ice_loopback else ''}",
             file=sys.stderr,
         )
+        if certificate is not None:
+            print(f"dyadic serve: TLS certificate SHA-256 {certificate.fingerprint}", file=sys.stderr)
+        elif args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                f"dyadic serve: plain http on {args.host}: browsers on other machines will not give the page "
+                "their microphone (add --ssl-self-signed, or --ssl-certfile and --ssl-keyfile)",
+                file=sys.stderr,
+            )
         print(f"open {server.url}", flush=True)
 
     try:
         asyncio.run(serve_forever(options, ready))
     except OSError as exc:
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        hint = " (another server on that port? --port 0 picks a free one)" if exc.errno == errno.EADDRINUSE else ""
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}{hint}") from None
     return 0
+
+
+def _certificate(args: argparse.Namespace):
+    """The TLS certificate `dyadic serve` was asked for (None: plain http)."""
+    from dyadic.datasets import sample_cache_dir
+    from dyadic.engine.serve import tls
+
+    given = args.ssl_certfile or args.ssl_keyfile
+    if given and args.ssl_self_signed:
+        raise UserError("serve: give --ssl-certfile and --ssl-keyfile, or --ssl-self-signed, not both")
+    if given and not (args.ssl_certfile and args.ssl_keyfile):
+        raise UserError("serve: --ssl-certfile and --ssl-keyfile go together")
+    try:
+        if given:
+            return tls.check_pair(args.ssl_certfile, args.ssl_keyfile)
+        if args.ssl_self_signed:
+            names = tls.certificate_names(args.host, args.public_host or [])
+            return tls.self_signed(names, sample_cache_dir() / "tls")
+    except tls.TlsError as exc:
+        raise UserError(f"serve: {exc}") from None
+    return None
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -326,14 +385,25 @@ def cmd_probe(args: argparse.Namespace) -> int:
         from ..harness.browser import page_timeline
 
         page_url = args.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1).removesuffix("ws")
-        print(json.dumps(asyncio.run(page_timeline(page_url, args.seconds, on_first_frame=first_frame))))
+        timeline = page_timeline(
+            page_url, args.seconds, on_first_frame=first_frame, microphone=args.mic, insecure=args.insecure
+        )
+        print(json.dumps(asyncio.run(timeline)))
         return 0
     host = urllib.parse.urlsplit(args.url).hostname or ""
     loopback = host == "localhost" or host.startswith("127.")  # else: ICE on this host's own addresses
 
     async def clients() -> list[ProbeResult]:
         sessions = (
-            probe(args.url, seconds=args.seconds, loopback=loopback, trace=args.trace, on_first_frame=first_frame)
+            probe(
+                args.url,
+                seconds=args.seconds,
+                loopback=loopback,
+                trace=args.trace,
+                on_first_frame=first_frame,
+                microphone=args.mic,
+                insecure=args.insecure,
+            )
             for _ in range(args.sessions)
         )
         return list(await asyncio.gather(*sessions))
@@ -344,6 +414,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dyadic", description="A real-time dyadic avatar engine.")
+    p.add_argument("--version", action="version", version=f"dyadic {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("replay", help="render an interaction (speaker and listener side by side) to MP4")
@@ -378,36 +449,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--ghost",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="draw the recorded listener as a translucent ghost over the model's (default: on)",
+        default=False,
+        help="also draw the recorded listener, translucent blue, over the model's (default: off)",
     )
+    r.add_argument("--no-captions", action="store_true", help="leave out the captions naming each person")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_replay)
 
     d = sub.add_parser("data", help="inspect or generate dataset files")
     dsub = d.add_subparsers(dest="data_command", required=True)
     ls = dsub.add_parser("ls", help="list the interactions found in a folder")
-    ls.add_argument("dir", metavar="DIR")
+    ls.add_argument("dir", metavar="DIR", nargs="?", help="a dataset folder (default: the embedded sample)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_data_ls)
     sm = dsub.add_parser("sample", help="write sample data in the exact format of a real dataset")
-    sm.add_argument("out_dir", metavar="OUT_DIR")
-    sm.add_argument("--format", choices=("seamless", "react"), default="seamless")
-    sm.add_argument("--interactions", type=positive_int, default=4, metavar="N")
-    sm.add_argument("--seconds", type=positive_float, default=20.0, metavar="S")
-    sm.add_argument("--seed", type=int, default=0, metavar="K")
+    sm.add_argument("out_dir", metavar="OUT_DIR", help="where the files go (made if missing)")
+    sm.add_argument(
+        "--format", choices=("seamless", "react"), default="seamless", help="which layout (default: %(default)s)"
+    )
+    sm.add_argument("--interactions", type=positive_int, default=4, metavar="N", help="how many (default: 4)")
+    sm.add_argument(
+        "--seconds", type=positive_float, default=20.0, metavar="S", help="length of each, at least 3 (default: 20)"
+    )
+    sm.add_argument("--seed", type=int, default=0, metavar="K", help="random seed: the same K, the same files")
     sm.set_defaults(func=cmd_data_sample)
 
     t = sub.add_parser("train", help="train the online reaction model on dataset files")
     t.add_argument("--data", metavar="DIR", help="dataset folder; default: the embedded sample")
     t.add_argument("--format", choices=("seamless", "react"), help="which format to use (default: the first found)")
     t.add_argument("--out", default="runs/default", metavar="DIR", help="checkpoints go here (default: %(default)s)")
-    t.add_argument("--epochs", type=positive_int, default=40, metavar="N")
+    t.add_argument("--epochs", type=positive_int, default=40, metavar="N", help="passes over the data (default: 40)")
     t.add_argument("--batch", type=positive_int, default=32, metavar="N", help="windows per batch (default: 32)")
     t.add_argument("--lr", type=positive_float, default=2e-3, help="learning rate (default: 2e-3)")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    t.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train (auto: CUDA if any)"
+    )
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="random seed of the initial weights and batches (default: 0)")
     t.add_argument(
         "--val-fraction",
         type=float,
@@ -428,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="write a checkpoint's step function as an ONNX graph")
-    e.add_argument("checkpoint", metavar="CHECKPOINT")
+    e.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `dyadic train`")
     e.add_argument("--out", default="model.onnx", metavar="FILE.onnx", help="(default: %(default)s)")
     e.set_defaults(func=cmd_export)
 
@@ -442,8 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--out", default="report", metavar="DIR", help="metrics.json and metrics.md go here (default: %(default)s)"
     )
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the sampled reactions (default: 0)")
+    ev.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs (auto: CUDA if any)"
+    )
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
@@ -456,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset found; 'none': recorded listeners only",
     )
     sv.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
-    sv.add_argument("--port", type=int, default=8080, help="HTTP + websocket port (default: %(default)s; 0: any free)")
+    sv.add_argument("--port", type=port, default=8080, help="HTTP + websocket port (default: %(default)s; 0: any free)")
     sv.add_argument("--size", type=parse_size, default=(640, 480), metavar="WxH", help="video size (default: 640x480)")
     sv.add_argument(
         "--max-sessions",
@@ -470,8 +550,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="WebRTC on 127.0.0.1 only (local demos and tests; the browser needs --allow-loopback-in-peer-connection)",
     )
+    sv.add_argument("--ssl-certfile", metavar="FILE", help="serve https with this PEM certificate (and --ssl-keyfile)")
+    sv.add_argument("--ssl-keyfile", metavar="FILE", help="the certificate's PEM private key, unencrypted")
+    sv.add_argument(
+        "--ssl-self-signed",
+        action="store_true",
+        help="serve https with a certificate made for this server's names (cached; its SHA-256 fingerprint "
+        "is printed for visitors to check): what a browser on another machine needs for its microphone",
+    )
     sv.add_argument("--stun", action="append", metavar="URL", help="a STUN server (stun:host:port); none by default")
-    sv.add_argument("--turn", action="append", metavar="URL", help="a TURN server (turn:user:pass@host:port)")
+    sv.add_argument(
+        "--turn",
+        action="append",
+        metavar="URL",
+        help="a TURN server (turn:user:pass@host:port), for the server and its pages; never logged",
+    )
+    sv.add_argument(
+        "--ice-relay",
+        action="store_true",
+        help="connect only through the --turn relays, here and in the pages (to check a TURN setup)",
+    )
     sv.add_argument(
         "--public-host",
         action="append",
@@ -527,6 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=positive_float, default=10.0, help="receive time after the first frame (default: 10)"
     )
     pr.add_argument("--trace", action="store_true", help="ask for the server's per-frame traces too (for latency)")
+    pr.add_argument(
+        "--mic", action="store_true", help="be the browser microphone (a tone; Chromium's fake device with --browser)"
+    )
+    pr.add_argument(
+        "--insecure", action="store_true", help="on https/wss, accept any certificate (a self-signed test server's)"
+    )
     pr.add_argument(
         "--browser",
         action="store_true",

@@ -52,6 +52,13 @@ def non_negative_float(text: str) -> float:
     return v
 
 
+def port(text: str) -> int:
+    v: int = _parsed(text, int, "a port number")
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: 0 to 65535 (0 picks a free one)")
+    return v
+
+
 def positive_int(text: str) -> int:
     v: int = _parsed(text, int, "a whole number")
     if v < 1:

@@ -56,8 +56,9 @@ def chromium_path() -> str:
 class ChromiumPage:
     """One headless Chromium with the engine's page open: `async with ChromiumPage(url) as page`."""
 
-    def __init__(self, url: str, extra_flags: list[str] | None = None):
+    def __init__(self, url: str, extra_flags: list[str] | None = None, ignore_https_errors: bool = False):
         self.url = url
+        self.ignore_https_errors = ignore_https_errors  # a test server's self-signed certificate
         self.flags = CHROMIUM_FLAGS + list(extra_flags or [])
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
@@ -73,7 +74,7 @@ class ChromiumPage:
         self._browser = browser = await pw.chromium.launch(
             executable_path=chromium_path(), headless=True, args=self.flags
         )  # Playwright gives every launch a fresh, temporary profile
-        context = await browser.new_context()
+        context = await browser.new_context(ignore_https_errors=self.ignore_https_errors)
         self.page = page = await context.new_page()
         page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
         await page.goto(self.url)
@@ -101,21 +102,31 @@ class ChromiumPage:
 
 
 async def page_timeline(
-    url: str, seconds: float, period_s: float = 0.5, on_first_frame: Callable[[], None] | None = None
+    url: str,
+    seconds: float,
+    period_s: float = 0.5,
+    on_first_frame: Callable[[], None] | None = None,
+    microphone: bool = False,
+    insecure: bool = False,
 ) -> list[dict[str, Any]]:
     """Open the engine's page at `url`, wait for its first presented frame, then read
-    `window.dyadic.stats()` (the page's getStats summary and the server's last telemetry) every
-    `period_s` for `seconds`; each sample gets "t", this machine's monotonic clock in s."""
+    `window.dyadic.stats()` (the page's getStats summary and the server's last telemetry and
+    state) every `period_s` for `seconds`; each sample gets "t", this machine's monotonic clock in
+    s. `microphone`: pick the browser microphone (Chromium's fake capture device) as a user does.
+    `insecure`: accept a self-signed certificate."""
     samples: list[dict[str, Any]] = []
-    async with ChromiumPage(url) as page:
+    async with ChromiumPage(url, ignore_https_errors=insecure) as page:
         await page.wait_connected()
         assert page.page is not None  # open since __aenter__
+        if microphone:
+            await page.page.click("#src-browser-mic")
         await page.page.wait_for_function("() => window.dyadic.frames().length > 0", timeout=60_000)
         if on_first_frame is not None:
             on_first_frame()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             sample = await page.stats()
+            sample["state"] = await page.evaluate("() => window.dyadic.state")  # the server's last
             sample["t"] = time.monotonic()
             samples.append(sample)
             await asyncio.sleep(period_s)

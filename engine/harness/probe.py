@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import subprocess
 import sys
 import time
@@ -106,6 +107,14 @@ async def _consume(
             result.audio_times.append(now)
 
 
+def unverified_tls() -> ssl.SSLContext:
+    """TLS that takes any certificate: for a test server's self-signed one, never for a real peer."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class ToneTrack(AudioStreamTrack):
     """A microphone stand-in: a 220 Hz tone in syllable-like bursts, 20 ms frames at 48 kHz."""
 
@@ -128,22 +137,27 @@ async def probe(
     microphone: bool = False,
     trace: bool = False,
     on_first_frame: Callable[[], None] | None = None,
+    insecure: bool = False,
 ) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
     `microphone`: send a tone as the browser microphone and pick that source instead of a clip.
     `loopback`: gather only 127.0.0.1 candidates (this process-wide; what tests need).
     `trace`: ask for the server's per-frame traces (result.traces).
-    `on_first_frame`: called when the first video frame has arrived."""
+    `on_first_frame`: called when the first video frame has arrived.
+    `insecure`: on wss://, accept any certificate (a test server's self-signed one)."""
     import websockets
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from ..webrtc import ice
 
     if loopback:
         from ..webrtc.aiortc_patches import restrict_to_loopback
 
         restrict_to_loopback()
 
-    async with websockets.connect(url, max_size=None) as ws:
+    tls = unverified_tls() if insecure and url.startswith("wss:") else None
+    async with websockets.connect(url, max_size=None, ssl=tls) as ws:
         welcome = json.loads(await asyncio.wait_for(ws.recv(), connect_timeout))
         result = ProbeResult(welcome)
         if welcome.get("type") != "welcome":
@@ -151,7 +165,9 @@ async def probe(
             return result
         answers: asyncio.Queue[str | None] = asyncio.Queue()
         reader = asyncio.create_task(_reader(ws, result, answers))
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # the ICE servers and policy the server gives its pages, as a page uses them
+        relay_only = welcome.get("ice_transport_policy") == "relay"
+        pc = RTCPeerConnection(ice.from_browser_servers(welcome.get("ice_servers") or [], relay_only))
         stop, first_frame = asyncio.Event(), asyncio.Event()
         consumers: list[asyncio.Task[None]] = []
 

@@ -60,7 +60,7 @@ def process_tree_rss(pid: int) -> dict[int, int]:
 
 
 def process_role(pid: int, server_pid: int) -> str:
-    """"server", "render worker PID" or "resource tracker PID" (multiprocessing's helper)."""
+    """ "server", "render worker PID" or "resource tracker PID" (multiprocessing's helper)."""
     if pid == server_pid:
         return "server"
     try:
@@ -95,16 +95,19 @@ class ServeProcess:
         )
         assert self.proc.stdout is not None  # stdout=PIPE
         line = self.proc.stdout.readline()
-        match = re.search(r"open (http://([0-9.]+):(\d+)/)", line)
+        match = re.search(r"open ((https?)://([0-9.]+):(\d+)/)", line)
         if not match:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError(f"dyadic serve did not start: {line!r} {self._read_stderr()[-2000:]}")
-        self.url, self.port = match.group(1), int(match.group(3))
-        self.ws = f"ws://{match.group(2)}:{self.port}/ws"
+        self.url, self.port = match.group(1), int(match.group(4))
+        self.ws = f"{'wss' if match.group(2) == 'https' else 'ws'}://{match.group(3)}:{self.port}/ws"
 
     def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url + "status", timeout=5) as r:
+        from .probe import unverified_tls  # the server this harness started, self-signed or not
+
+        context = unverified_tls() if self.url.startswith("https") else None
+        with urllib.request.urlopen(self.url + "status", timeout=5, context=context) as r:
             status: dict[str, Any] = json.loads(r.read())
             return status
 
@@ -119,6 +122,10 @@ class ServeProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU time so far of the server and its render workers (live or exited)."""
         return sum(process_tree_cpu(self.proc.pid).values())
+
+    def log(self) -> str:
+        """What the server has written to stderr so far."""
+        return self._read_stderr()
 
     def _read_stderr(self) -> str:
         self._stderr.seek(0)

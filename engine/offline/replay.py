@@ -21,6 +21,8 @@ import av
 import numpy as np
 
 from dyadic.datasets.interaction import Interaction
+from dyadic.renderer.adapters import framing_for
+from dyadic.renderer.captions import Captions
 
 from ..contracts import AUDIO_RATE, AvatarPose, Stepper, audio_sample
 from ..pipeline.posing import Posing
@@ -72,6 +74,18 @@ def mixed_audio(interaction: Interaction, which: str, n_samples: int) -> np.ndar
         a = track.audio()[:n_samples]
         out[: len(a)] += a
     return np.clip(out, -1.0, 1.0)
+
+
+def caption_texts(interaction: Interaction, model_listener: bool, ghost: bool) -> tuple[str, str]:
+    """What the captions under the speaker (left) and the listener (right) say."""
+
+    def who(participant: str, role: str) -> str:  # REACT's participants are named by their role
+        return role if participant == role else f"{role} {participant}"
+
+    speaker = who(interaction.speaker.participant, "speaker") + ", recorded"
+    if not model_listener:
+        return speaker, who(interaction.listener.participant, "listener") + ", recorded"
+    return speaker, "listener: the model" + (" (blue: the recorded one)" if ghost else "")
 
 
 def track_poses(interaction: Interaction, n_frames: int) -> tuple[list[AvatarPose], list[AvatarPose]]:
@@ -149,12 +163,14 @@ def replay(
     model: Stepper | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    captions: bool = True,
 ) -> ReplayResult:
     """Render `interaction` to `out_path` (H.264 + AAC in MP4) with a ready avatar and renderer.
 
     With a reaction-model runtime (`model`), the listener is the model's reaction (latent `seed`)
     and the real listener is drawn as the ghost if the renderer has one; without, the real listener.
-    The renderer must have been created on the calling thread (it owns the GL context).
+    `captions`: name each person under them. The renderer must have been created on the calling
+    thread (it owns the GL context).
     """
     fps = interaction.fps
     n_frames = interaction.n_frames
@@ -196,10 +212,14 @@ def replay(
 
     container = av.open(str(tmp_path), mode="w", format="mp4")
     video, audio_stream = _add_streams(container, renderer.size, exact_rate(fps))
+    caption = Captions(renderer.size, *caption_texts(interaction, model is not None, bool(ghost_poses)))
+    framing = framing_for(interaction.dataset)  # faces, each in its half, for data with no body
 
     def encode() -> None:
         sample_pos, k = 0, 0
         while (rgb := _get(rendered, stop)) is not _DONE:
+            if captions:
+                rgb = caption.apply(np.array(rgb))  # a copy: the renderer may reuse its buffer
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = k
             container.mux(video.encode(frame))
@@ -217,7 +237,8 @@ def replay(
     try:
         while (item := _get(skinned, stop)) is not _DONE:
             for spk, lst, ghost, spk_n, lst_n, ghost_n in item:
-                _put(rendered, renderer.render(spk, lst, ghost, normals=(spk_n, lst_n, ghost_n)), stop)
+                frame = renderer.render(spk, lst, ghost, normals=(spk_n, lst_n, ghost_n), framing=framing)
+                _put(rendered, frame, stop)
                 if progress:
                     progress(1)
         _put(rendered, _DONE, stop)

@@ -9,7 +9,7 @@ not saturated. A worker per session has its own GIL; the server process keeps th
 
 Contract (contracts.py; one request at a time, over a multiprocessing pipe):
 
-    parent -> worker   RenderJob(speaker, listener)     or None to stop
+    parent -> worker   RenderJob(speaker, listener, framing) or None to stop
     worker -> parent   WorkerReady(info)                once, when it is up
                        WorkerFrame(RenderTimes)         the frame is in the shared buffer
                        WorkerError(text)                it could not start, or failed on a frame
@@ -167,7 +167,11 @@ def _serve(
                 verts, normals = avatar.skin_with_normals(poses)
                 t1 = time.monotonic()
                 renderer.render_rgba(
-                    frame, verts[0], verts[1], normals=None if normals is None else (normals[0], normals[1])
+                    frame,
+                    verts[0],
+                    verts[1],
+                    normals=None if normals is None else (normals[0], normals[1]),
+                    framing=job.framing,
                 )
                 t2 = time.monotonic()
             except Exception as exc:

@@ -231,7 +231,8 @@ class Session:
             for index, due in tick.frames:
                 trace, speaker, listener = self._step(index, due, stages)
             t0 = time.monotonic()
-            job = RenderJob(stages.posing.speaker(index, speaker), stages.posing.listener(index, speaker, listener))
+            posing = stages.posing
+            job = RenderJob(posing.speaker(index, speaker), posing.listener(index, speaker, listener), posing.framing)
             self.stats.record("posing", (time.monotonic() - t0) * 1e3)
             render.submit(job, trace)
         if render.error is not None:

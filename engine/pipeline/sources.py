@@ -12,6 +12,7 @@ state with a lock. Nothing here looks ahead of the frame being read.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -175,6 +176,7 @@ class MicrophoneSource:
         self.trimmed_samples = 0
         self.playing = True
         self.loop = False
+        self._loudness: collections.deque[float] = collections.deque(maxlen=max(1, round(fps)))  # mean squares
 
     @property
     def duration(self) -> None:
@@ -185,7 +187,10 @@ class MicrophoneSource:
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "fps": self.fps}
+        """With the loudness of the last second heard, in dBFS (about -120 in silence; None before the first frame),
+        so that the page can show the voice reaches the server."""
+        level = None if not self._loudness else round(10 * math.log10(max(self._loudness) + 1e-12), 1)
+        return {"kind": self.kind, "fps": self.fps, "level_dbfs": level}
 
     def push(self, samples: np.ndarray) -> None:
         samples = np.asarray(samples, np.float32).reshape(-1)
@@ -230,6 +235,7 @@ class MicrophoneSource:
             if short:
                 self.underruns += 1
             audio = self._take(n)
+            self._loudness.append(float(np.dot(audio, audio)) / n)
             # the content time of the last sample taken: the newest push's arrival minus what is
             # still queued behind it (it drives video pts and the audio clock, webrtc/tracks.py); padded
             # with silence, the frame simply ends when it is due
@@ -255,6 +261,20 @@ class MicrophoneSource:
 
 class MicrophoneUnavailable(RuntimeError):
     """No local microphone: PortAudio or an input device is missing."""
+
+
+def local_microphone_problem() -> str | None:
+    """Why this machine's microphone cannot be a source (None: it can), so that a page does not
+    offer what the server cannot do."""
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as exc:
+        return f"sounddevice/PortAudio is not usable here ({exc})"
+    try:
+        sd.query_devices(None, "input")
+    except Exception as exc:  # sounddevice raises ValueError/PortAudioError when there is none
+        return f"no input device ({exc})"
+    return None
 
 
 def local_microphone(fps: float = 30.0, device: int | str | None = None) -> MicrophoneSource:

@@ -27,7 +27,9 @@ Server -> client
     {"type": "welcome", "session": ID,
      "clips": [{"id", "dataset", "duration", "fps", "playable", "listener": "model" | "recorded"}],
      "size": [W, H], "model": {...}, "movement": {"dataset", "groups": [{"name", "shape"}], "size"},
-     "ice_servers": [RTCIceServer...] (the --stun/--turn given), "limits": {"max_message_bytes": N}}
+     "ice_servers": [RTCIceServer...] (the --stun/--turn given),
+     "ice_transport_policy": "all" | "relay", "server_microphone": {"available": bool, "why_not": str | null},
+     "limits": {"max_message_bytes": N}}
     {"type": "answer", "sdp": "...", "video_codec": "H264"}  the codec the video is sent in
     {"type": "state", "source": {...}, "playing": bool, "position": s, "duration": s, "loop": bool, "seed": n,
      "listener": "model" | "recorded", "model": {"provider", "dataset"} | null}

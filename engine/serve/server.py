@@ -32,11 +32,18 @@ from websockets.http11 import Request, Response
 from ..contracts import AUDIO_RATE, Source
 from ..pipeline.batching import SharedStepper
 from ..pipeline.session import Session
-from ..pipeline.sources import MicrophoneSource, MicrophoneUnavailable, PlaybackSource, local_microphone
+from ..pipeline.sources import (
+    MicrophoneSource,
+    MicrophoneUnavailable,
+    PlaybackSource,
+    local_microphone,
+    local_microphone_problem,
+)
 from ..webrtc import aiortc_patches, codec, ice
-from . import protocol
+from . import protocol, tls
 from .access import AccessPolicy
 from .protocol import ProtocolError
+from .tls import Certificate
 
 if TYPE_CHECKING:
     from aiortc import RTCPeerConnection, RTCRtpSender
@@ -87,6 +94,7 @@ class ServeOptions:
     ice_loopback: bool = False
     stun: list[str] = field(default_factory=list)
     turn: list[str] = field(default_factory=list)
+    ice_relay: bool = False  # TURN relays only, here and in the pages (checks a TURN setup)
     body_model: str | None = None
     gl_backend: str = "auto"
     decimate: float | str = "auto"  # body triangles left out in software rendering: renderer/lod.py
@@ -95,6 +103,7 @@ class ServeOptions:
     public_hosts: list[str] = field(default_factory=list)  # names besides the bind address and localhost
     allow_origins: list[str] = field(default_factory=list)  # other sites whose pages may connect
     offer_timeout_s: float = OFFER_TIMEOUT_S  # a socket that has not offered by then is closed
+    certificate: Certificate | None = None  # https (tls.py); None: plain http
 
 
 class Engine:
@@ -118,6 +127,7 @@ class Engine:
                     f"model {options.models[dataset]} was trained on {stepper.layout.spec_name} data, not {dataset}"
                 )
         self.default_dataset = "seamless" if "seamless" in self.steppers else next(iter(self.steppers), None)
+        self.microphone_problem = local_microphone_problem()  # asked once: a page offers it only if None
         self.clips = [
             {
                 "id": i.id,
@@ -154,7 +164,9 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.options.host}:{self.port}/"
+        scheme = "https" if self.options.certificate is not None else "http"
+        host = self.options.host
+        return f"{scheme}://[{host}]:{self.port}/" if ":" in host else f"{scheme}://{host}:{self.port}/"
 
     @property
     def port(self) -> int:
@@ -175,6 +187,7 @@ class Server:
             self.options.host,
             self.options.port,
             process_request=self._http,
+            ssl=tls.server_context(self.options.certificate) if self.options.certificate else None,
             max_size=WS_FRAME_LIMIT,
             ping_interval=2.0,
             ping_timeout=4.0,
@@ -252,13 +265,10 @@ class Server:
     async def _handle(self, ws: ServerConnection) -> None:
         if not await self._has_room():
             log.warning("refused a session: %d of %d in use", len(self.sessions), self.options.max_sessions)
-            await ws.send(
-                protocol.encode(
-                    "refused",
-                    message=f"the server is full ({self.options.max_sessions} "
-                    "sessions, --max-sessions); try again later",
-                )
-            )
+            limit = self.options.max_sessions
+            used = f"{len(self.sessions)} of {limit} session{'s' * (limit != 1)} in use"
+            full = f"The server is full ({used}); try again later"
+            await ws.send(protocol.encode("refused", message=full))
             await ws.close(1013, "server full")
             return
         sid = str(next(self._ids))
@@ -344,6 +354,11 @@ class Connection:
                 self.session.inbox[self.engine.default_dataset].describe() if self.engine.default_dataset else None
             ),
             ice_servers=ice.browser_ice_servers(opts.stun, opts.turn),
+            ice_transport_policy="relay" if opts.ice_relay else "all",
+            server_microphone={
+                "available": self.engine.microphone_problem is None,
+                "why_not": self.engine.microphone_problem,
+            },
             limits={"max_message_bytes": protocol.MAX_MESSAGE_BYTES},
         )
         self._tasks.append(asyncio.create_task(self._telemetry()))
@@ -433,7 +448,7 @@ class Connection:
         opts = self.server.options
         if opts.ice_loopback:
             sdp = ice.loopback_sdp(sdp)
-        pc = RTCPeerConnection(ice.rtc_configuration(opts.stun, opts.turn))
+        pc = RTCPeerConnection(ice.rtc_configuration(opts.stun, opts.turn, relay_only=opts.ice_relay))
         try:
             # Our video transceiver exists before the offer is read, so that the codec
             # preference decides the codec of the answer (aiortc picks it in setRemoteDescription).

@@ -9,17 +9,20 @@ host-address function, and the answer keeps only loopback candidates of the offe
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aiortc import RTCConfiguration
 
 
-def rtc_configuration(stun: list[str] | None = None, turn: list[str] | None = None) -> RTCConfiguration:
+def rtc_configuration(
+    stun: list[str] | None = None, turn: list[str] | None = None, relay_only: bool = False
+) -> RTCConfiguration:
     """RTCConfiguration with exactly the servers given (none by default: no Google STUN).
 
-    TURN URLs may carry credentials as turn:user:password@host:port."""
-    from aiortc import RTCConfiguration, RTCIceServer
+    TURN URLs may carry credentials as turn:user:password@host:port. `relay_only`: candidates
+    through the TURN servers only (to check that a TURN setup works)."""
+    from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 
     servers = [RTCIceServer(urls=url) for url in stun or []]
     for url in turn or []:
@@ -30,7 +33,19 @@ def rtc_configuration(stun: list[str] | None = None, turn: list[str] | None = No
             username, _, password = creds.partition(":")
             url = f"{scheme}:{host}"
         servers.append(RTCIceServer(urls=url, username=username, credential=password))
-    return RTCConfiguration(iceServers=servers)
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+
+def from_browser_servers(servers: list[dict[str, Any]], relay_only: bool = False) -> RTCConfiguration:
+    """What a page does with the welcome's `ice_servers`, for an aiortc client (dyadic probe)."""
+    from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
+
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    ice_servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in servers
+    ]
+    return RTCConfiguration(iceServers=ice_servers, iceTransportPolicy=policy)
 
 
 def browser_ice_servers(
