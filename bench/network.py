@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         samples = netlab.probe_output(proc)
     report = netlab.spoiled_link_report(samples, phases)
     print(json.dumps(report, indent=1))
+    print(netlab.timeline_table(samples, phases))
     loss, outage, cap, after = report["loss"], report["outage"], report["cap"], report["after_cap"]
     back = outage["recovered_after_s"]
     rows = [
@@ -67,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             "plan": PLAN,
             "report": report,
             "results": [
-                {"name": name, "median": value, "p95": None, "unit": unit, "budget": budget, "ok": ok}
-                for name, value, unit, budget, ok in rows
+                {"name": n, "median": v, "p95": None, "unit": u, "budget": b, "ok": None if ok is None else bool(ok)}
+                for n, v, u, b, ok in rows
             ],
         },
     )

@@ -96,3 +96,15 @@ def test_captions_name_each_person_and_can_be_left_out(sample_root, avatar, rend
     h, w = changed.shape
     assert changed[int(h * 0.85) :, : w // 2].any() and changed[int(h * 0.85) :, w // 2 :].any()  # both corners
     assert not changed[: int(h * 0.7)].any()  # nothing above the captions
+
+
+def test_face_only_data_is_replayed_as_two_faces(sample_root, avatar, renderer, tmp_path, decode_mp4):
+    from dyadic.renderer.offscreen import DIVIDER_RGB
+
+    interaction = load_interaction(sample_root / "react")
+    result = replay(interaction, tmp_path / "faces.mp4", avatar=avatar, renderer=renderer, seconds=0.2)
+    frame = decode_mp4(result.path)[0][0].astype(int)
+    h, w = frame.shape[:2]
+    divider = np.round(np.array(DIVIDER_RGB) * 255)
+    column = frame[: int(h * 0.8), w // 2 - 1]  # above the captions
+    assert np.abs(column - divider).max(axis=1).mean() < 12  # the line between the two faces (through H.264)

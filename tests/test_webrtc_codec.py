@@ -135,3 +135,23 @@ def test_senders_use_the_fast_encoder_for_h264_only():
 def test_unknown_codec_is_refused():
     with pytest.raises(ValueError, match="h264, vp8"):
         codec.preferences("av1")
+
+
+def test_loss_in_the_reports_limits_the_bitrate_and_it_grows_back():
+    """A narrow link whose queue is full drops packets at a steady delay, where a delay-based
+    estimate (REMB) stays high: the loss the receiver reports limits the rate (libwebrtc's rule)."""
+    assert codec.loss_limited(1_000_000, 0.30) == 850_000  # over 10 %: back off by half the loss
+    assert codec.loss_limited(800_000, 0.05) == 800_000  # between 2 and 10 %: hold
+    assert codec.loss_limited(500_000, 0.0) == 540_000  # under 2 %: grow 8 %
+    assert codec.loss_limited(100_000, 0.9) == codec.MIN_BITRATE and codec.loss_limited(2e6, 0) == codec.MAX_BITRATE
+    enc = aiortc_patches.FastH264Encoder()
+    enc.target_bitrate = 5_000_000  # the estimate allows the most
+    for _ in range(3):
+        enc.note_loss(0.25)
+    assert enc.target_bitrate < 0.7 * codec.MAX_BITRATE
+    enc.target_bitrate = 400_000 / codec.REMB_SHARE  # the estimate falls below the loss limit: it wins
+    assert enc.target_bitrate == 400_000
+    enc.target_bitrate = 5_000_000
+    for _ in range(12):
+        enc.note_loss(0.0)  # the link is clean again
+    assert enc.target_bitrate == codec.MAX_BITRATE

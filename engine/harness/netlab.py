@@ -209,11 +209,16 @@ def spoiled_link_report(samples: list[dict[str, Any]], phases: list[tuple[str, f
 
     decoded, target = series("framesDecoded"), network("target_kbps")
 
+    def growth_of(values: Any, start: float, end: float) -> float:
+        """How much a counter grew between two times (samples the page could not fill are skipped)."""
+        ok = np.isfinite(values)
+        return float(np.diff(np.interp([start, end], t[ok], values[ok]))[0]) if ok.sum() >= 2 else float("nan")
+
     def fps(start: float, end: float) -> float:
-        return float(np.diff(np.interp([start, end], t, decoded))[0] / (end - start))
+        return growth_of(decoded, start, end) / (end - start)
 
     def growth(key: str, start: float, end: float) -> float:
-        return float(np.diff(np.interp([start, end], t, series(key)))[0])
+        return growth_of(series(key), start, end)
 
     report: dict[str, Any] = {}
     for k, (name, start, end) in enumerate(phases):
@@ -222,7 +227,7 @@ def spoiled_link_report(samples: list[dict[str, Any]], phases: list[tuple[str, f
             received = growth("audioTotalSamplesReceived", start + 1.0, end)
             report["loss"] = {
                 "fps": round(fps(start + 1.0, end), 2),
-                "nacks": int(growth("nackCount", start, end)),
+                "nacks": growth("nackCount", start, end),
                 "audio_concealed_pct": round(100 * growth("audioConcealedSamples", start + 1.0, end) / received, 2),
                 "av_offset_max_abs_ms": float(np.nanmax(np.abs(av))) if np.isfinite(av).any() else None,
             }
@@ -252,3 +257,24 @@ def spoiled_link_report(samples: list[dict[str, Any]], phases: list[tuple[str, f
     seen = np.isfinite(estimate) & np.isfinite(target)
     report["target_follows_estimate"] = bool(np.all(target[seen] <= np.maximum(estimate[seen] * 0.85, 150) + 1.0))
     return report
+
+
+def timeline_table(samples: list[dict[str, Any]], phases: list[tuple[str, float, float]]) -> str:
+    """One line per second of a page's timeline: the phase, decoded FPS, A/V offset, and the
+    server's bitrate target and the browser's estimate (what bench/network.py prints)."""
+    t0 = phases[0][1]
+    lines = ["   s  phase   FPS   A/V ms  target  estimate (kbit/s)"]
+    last = None
+    for s in samples:
+        if last is not None and s["t"] - last["t"] < 0.9:
+            continue
+        phase = next((name for name, a, b in phases if a <= s["t"] < b), "-")
+        net = (s.get("server") or {}).get("network") or {}
+        fps = None
+        if last is not None and s.get("framesDecoded") is not None and last.get("framesDecoded") is not None:
+            fps = (s["framesDecoded"] - last["framesDecoded"]) / (s["t"] - last["t"])
+        av, target, estimate = s.get("avOffsetMs", ""), net.get("target_kbps", ""), net.get("estimate_kbps", "")
+        fps_text = "" if fps is None else f"{fps:5.1f}"
+        lines.append(f"{s['t'] - t0:5.1f}  {phase:<6} {fps_text:>5}  {av!s:>6}  {target!s:>6}  {estimate!s}")
+        last = s
+    return "\n".join(lines)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from av.video.codeccontext import VideoCodecContext
 
 from ..contracts import FrameTrace
-from .codec import MAX_BITRATE, VBV_SECONDS, X264_OPTIONS, video_bitrate
+from .codec import MAX_BITRATE, VBV_SECONDS, X264_OPTIONS, loss_limited, video_bitrate
 from .tracks import PLAYOUT_DELAY_BUFFERED, PLAYOUT_DELAY_ON_ARRIVAL, PLAYOUT_DELAY_URI
 
 log = logging.getLogger("dyadic.engine")
@@ -65,9 +65,14 @@ class FastH264Encoder(H264Encoder):
 
     def __init__(self) -> None:
         super().__init__()
-        self._target = MAX_BITRATE
+        self._from_estimate = MAX_BITRATE  # what the receiver's estimate allows
+        self._from_loss = MAX_BITRATE  # what the loss in its reports allows
         self.keyframes_requested = 0  # frames encoded as keyframes because a receiver asked (PLI/FIR)
         self.rate_changes = 0
+
+    @property
+    def _target(self) -> int:
+        return min(self._from_estimate, self._from_loss)
 
     @property
     def target_bitrate(self) -> int:
@@ -76,7 +81,11 @@ class FastH264Encoder(H264Encoder):
     @target_bitrate.setter
     def target_bitrate(self, estimate: int) -> None:
         """What aiortc's sender calls with every REMB report."""
-        self._target = video_bitrate(estimate)
+        self._from_estimate = video_bitrate(estimate)
+
+    def note_loss(self, lost_fraction: float) -> None:
+        """A receiver report's fraction lost (codec.py loss_limited)."""
+        self._from_loss = loss_limited(min(self._from_loss, self._from_estimate), lost_fraction)
 
     def _encode_frame(self, frame: av.VideoFrame, force_keyframe: bool) -> Iterator[bytes]:
         if self.codec and (frame.width != self.codec.width or frame.height != self.codec.height):
@@ -162,7 +171,8 @@ class Feedback:
     estimate_bps: int | None = None  # the receiver's last estimate (REMB)
     lost_fraction: float | None = None  # its last report's fraction lost
 
-    def note(self, packet: Any, ssrc: int) -> None:
+    def note(self, packet: Any, ssrc: int) -> bool:
+        """Count what `packet` says of stream `ssrc`; True when it carried a report of its loss."""
         if isinstance(packet, rtp.RtcpRtpfbPacket) and packet.fmt == rtp.RTCP_RTPFB_NACK:
             self.nacked += len(packet.lost)
         elif isinstance(packet, rtp.RtcpPsfbPacket) and packet.fmt in (rtp.RTCP_PSFB_PLI, rtp.RTCP_PSFB_FIR):
@@ -171,13 +181,15 @@ class Feedback:
             try:
                 bitrate, ssrcs = rtp.unpack_remb_fci(packet.fci)
             except ValueError:
-                return
+                return False
             if ssrc in ssrcs:
                 self.estimate_bps = bitrate
         elif isinstance(packet, (rtp.RtcpRrPacket, rtp.RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == ssrc:
                     self.lost_fraction = report.fraction_lost / 256
+                    return True
+        return False
 
 
 class ContentClockSender:
@@ -226,7 +238,10 @@ class ContentClockSender:
             if self.kind == "video":  # type: ignore[attr-defined]
                 self._send_keyframe()  # type: ignore[attr-defined]
         self._last_report = now
-        self.feedback.note(packet, self._ssrc)  # type: ignore[attr-defined]
+        if self.feedback.note(packet, self._ssrc):  # type: ignore[attr-defined]
+            inner = getattr(self._RTCRtpSender__encoder, "inner", None)  # type: ignore[attr-defined]
+            if isinstance(inner, FastH264Encoder) and self.feedback.lost_fraction is not None:
+                inner.note_loss(self.feedback.lost_fraction)
         await super()._handle_rtcp_packet(packet)  # type: ignore[misc]
 
     async def network(self) -> dict[str, Any]:

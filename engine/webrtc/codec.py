@@ -9,7 +9,8 @@ single saving of CPU per session. aiortc has no option for the preset, so `FastH
 and keeps aiortc's packetisation, bitrate clamp and keyframe handling.
 
 The bitrate follows the receiver's estimate (REMB): the video gets REMB_SHARE of it (the rest is
-headroom for the audio and packet headers), between MIN_BITRATE and MAX_BITRATE. The avatar on a
+headroom for the audio and packet headers), between MIN_BITRATE and MAX_BITRATE, and never more
+than the loss in its reports allows (loss_limited, below). The avatar on a
 plain background needs no more than 1 Mbit/s at 640x480 (about 4 kB a frame). aiortc instead
 reopens the encoder, with a keyframe, on every change over 10 %, and never goes under 500 kbit/s:
 on a 600 kbit/s link that is more than fits once audio and headers are counted, and every step
@@ -47,6 +48,22 @@ VBV_SECONDS = 0.15  # the largest frame: 150 ms at MAX_BITRATE (about 19 kB)
 def video_bitrate(estimate: float) -> int:
     """The video's target for a receiver estimate (REMB) of the whole session, in bit/s."""
     return int(min(max(estimate * REMB_SHARE, MIN_BITRATE), MAX_BITRATE))
+
+
+# A browser's estimate (REMB) is delay-based: it falls while a queue on the path grows, but once a
+# narrow link's queue is full and dropping, the delay is high but steady and the estimate can stay
+# above the link. So the loss in the receiver's reports limits the rate too, by libwebrtc's
+# sender-side rule: over 10 % lost, back off by half the loss; under 2 %, grow 8 % a report.
+LOSS_HIGH, LOSS_LOW, LOSS_GROWTH = 0.10, 0.02, 1.08
+
+
+def loss_limited(rate: float, lost_fraction: float) -> int:
+    """The next loss-based limit, from the current rate and a report's fraction lost."""
+    if lost_fraction > LOSS_HIGH:
+        rate *= 1.0 - 0.5 * lost_fraction
+    elif lost_fraction < LOSS_LOW:
+        rate *= LOSS_GROWTH
+    return int(min(max(rate, MIN_BITRATE), MAX_BITRATE))
 
 
 def preferences(first: str) -> list[RTCRtpCodecCapability]:
