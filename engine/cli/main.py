@@ -18,6 +18,7 @@ import os
 import sys
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .options import (
     UserError,
@@ -28,6 +29,9 @@ from .options import (
     positive_float,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from dyadic.engine.serve.tls import Certificate
 
 
 def _version() -> str:
@@ -346,7 +350,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _certificate(args: argparse.Namespace):
+def _certificate(args: argparse.Namespace) -> Certificate | None:
     """The TLS certificate `dyadic serve` was asked for (None: plain http)."""
     from dyadic.datasets import sample_cache_dir
     from dyadic.engine.serve import tls

@@ -48,8 +48,9 @@ def unavailable() -> str | None:
 
 def delay_unavailable() -> str | None:
     """Why delay and jitter cannot be added (None: tc netem works)."""
-    if unavailable():
-        return unavailable()
+    reason = unavailable()
+    if reason is not None:
+        return reason
     with TwoHosts() as net:
         tried = net.tc("qdisc", "add", "dev", net.veth("server"), "root", "netem", "delay", "10ms", check=False)
     return None if tried.returncode == 0 else f"this kernel has no tc netem ({tried.stderr.strip()})"

@@ -219,7 +219,7 @@ def replay(
         sample_pos, k = 0, 0
         while (rgb := _get(rendered, stop)) is not _DONE:
             if captions:
-                rgb = caption.apply(np.array(rgb))  # a copy: the renderer may reuse its buffer
+                caption.apply(rgb)  # in place: render() returns a new array for every frame
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = k
             container.mux(video.encode(frame))
