@@ -1,4 +1,4 @@
-"""Soak: `python bench/soak.py [--minutes 10] [--sessions 1] [--out out/soak] [--json FILE]`.
+"""Soak: `python bench/soak.py [--minutes 10] [--sessions 1] [--out out/soak] [--json FILE] [--memtrace DIR]`.
 
 Does anything creep when sessions run for a long time? `dyadic serve` in its own process, N
 headless Chromium pages (the engine's page; the first clip, which loops), on loopback. Every 10 s:
@@ -113,11 +113,13 @@ async def _aiortc_clients(url: str, sessions: int, seconds: float, pages: list[l
         pages[k].extend(_aiortc_windows(result))
 
 
-async def soak(minutes: float, sessions: int, client: str = "chromium") -> dict[str, Any]:
+async def soak(minutes: float, sessions: int, client: str = "chromium", memtrace: str | None = None) -> dict[str, Any]:
     seconds = minutes * 60
     memory: list[dict[str, Any]] = []
     pages: list[list[dict[str, Any]]] = [[] for _ in range(sessions)]
-    with ServeProcess("--max-sessions", str(sessions)) as server:
+    # --memtrace: the server under tracemalloc (bench/memtrace.py), a record each minute
+    wrap = [sys.executable, str(Path(__file__).with_name("memtrace.py")), memtrace, "60", "--"] if memtrace else None
+    with ServeProcess("--max-sessions", str(sessions), wrap=wrap) as server:
         if client == "chromium":
             ready = [asyncio.Event() for _ in range(sessions)]
             tasks = [
@@ -215,8 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default="out/soak", help="where soak.json and soak.png go (default: %(default)s)")
     ap.add_argument("--json", help="write the numbers and machine info here (bench/run_all.py)")
+    ap.add_argument(
+        "--memtrace",
+        metavar="DIR",
+        help="run the server under tracemalloc; where its memory grows goes into DIR (slower: no FPS budget then)",
+    )
     args = ap.parse_args(argv)
-    run = asyncio.run(soak(args.minutes, args.sessions, args.client))
+    run = asyncio.run(soak(args.minutes, args.sessions, args.client, args.memtrace))
     summary = summarise(run, args.minutes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from ..contracts import FRAME_THREAD_STAGES, FrameTrace, intervals
 from ..webrtc.tracks import SessionVideoTrack
 
 STATS_WINDOW = 90  # frames kept for the telemetry medians
+FPS_WINDOW_S = 2.0  # the sent rate counts the frames sent this long before now
 EXPORT_LIMIT = 1800  # traces kept for a tracing client between two reads
 # the frame thread's own stages say more than this span of its trace, which includes its waits
 _NOT_FROM_TRACES = ("features+model",)
@@ -35,6 +36,7 @@ class SessionStats:
         self.rendered = 0
         self.skipped = 0  # due frames whose video was never rendered (the thread was late)
         self.stalls = 0
+        self.first_sent: float | None = None
 
         self.export: collections.deque[FrameTrace] | None = None  # sent frames, while tracing
         self.frame_id = False  # draw each frame's index into its pixels (frame_id.py)
@@ -43,6 +45,8 @@ class SessionStats:
         self.stage_ms[stage].append(ms)
 
     def record_sent(self, trace: FrameTrace) -> None:
+        if self.first_sent is None:
+            self.first_sent = trace.times["sent"]
         self.traces.append(trace)
         if self.export is not None:
             self.export.append(trace)
@@ -72,10 +76,18 @@ class SessionStats:
                     per.setdefault(name, []).append(ms)
         return {name: round(float(np.median(v)), 2) for name, v in per.items()}
 
+    def sent_fps(self, sent: list[float], now: float | None = None) -> float:
+        """New frames sent per second over the FPS_WINDOW_S ending now (not between the last frames
+        kept: those would read 30 long after a stall, when the page shows the picture stopped)."""
+        now = time.monotonic() if now is None else now
+        if self.first_sent is None or now - self.first_sent < 0.5:
+            return 0.0  # too few frames yet to say
+        recent = sum(1 for t in sent if now - t <= FPS_WINDOW_S)
+        return recent / min(FPS_WINDOW_S, now - self.first_sent)
+
     def snapshot(self, video: SessionVideoTrack, audio_underruns: int) -> dict[str, Any]:
         traces = list(self.traces)
-        times = [t.times["sent"] for t in traces]
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else 0.0
+        fps = self.sent_fps([t.times["sent"] for t in traces])
         # server-side latency: the frame's last audio sample captured -> its video frame encoded
         lat = np.array([(t.times["encode_end"] - t.times["captured"]) * 1e3 for t in traces if "encode_end" in t.times])
         return {
