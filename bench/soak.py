@@ -117,7 +117,7 @@ async def soak(minutes: float, sessions: int, client: str = "chromium", memtrace
     seconds = minutes * 60
     memory: list[dict[str, Any]] = []
     pages: list[list[dict[str, Any]]] = [[] for _ in range(sessions)]
-    # --memtrace: the server under tracemalloc (bench/memtrace.py), a record each minute
+    # --memtrace: the server's heap and objects each minute (bench/memtrace.py)
     wrap = [sys.executable, str(Path(__file__).with_name("memtrace.py")), memtrace, "60", "--"] if memtrace else None
     with ServeProcess("--max-sessions", str(sessions), wrap=wrap) as server:
         if client == "chromium":
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--memtrace",
         metavar="DIR",
-        help="run the server under tracemalloc; where its memory grows goes into DIR (slower: no FPS budget then)",
+        help="record the server's heap (glibc) and live objects by type each minute into DIR (bench/memtrace.py)",
     )
     args = ap.parse_args(argv)
     run = asyncio.run(soak(args.minutes, args.sessions, args.client, args.memtrace))

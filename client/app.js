@@ -14,6 +14,7 @@
   let resolveReady;
   const D = (window.dyadic = {
     pc: null, ws: null, state: null, telemetry: null, welcome: null, errors: [],
+    render: 'server', scene: null, // who draws: the server (video) or this page (scene3d.js, ?render=client)
     ready: new Promise((resolve) => { resolveReady = resolve; }),
     send, stats: collectStats, frames: () => D.latency.frames, // presented frames: {rtp, presented, received, ...}
     latency: new window.DyadicLatency.LatencyMeter(), // client/latency.js
@@ -33,6 +34,10 @@
   let refused = false;
   let lastClient = null;                               // last collectStats() result, for the panel
   let activeClip = null;
+  // ?render=client: draw the avatars here from the server's poses (scene3d.js) instead of its video
+  let wantClient = new URLSearchParams(location.search).get('render') === 'client';
+  let sceneModule = null;
+  const mod32 = (x) => ((x % 4294967296) + 4294967296) % 4294967296;
 
   // ---- websocket ----------------------------------------------------------------------------------
   function openSocket() {
@@ -74,6 +79,10 @@
       if (!D.pc) return;
       D.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp })
         .catch((e) => note(`could not apply the server's answer: ${e.message || e}`));
+      D.render = msg.render === 'client' ? 'client' : 'server';
+      renderDrawSwitch();
+      if (D.render === 'client') startScene(msg.scene);
+      else if (wantClient) note(`Drawn by the server: ${msg.render_note || 'the server chose its video'}`);
     },
     state: (msg) => { D.state = msg; renderState(); },
     telemetry: (msg) => { D.telemetry = { ...msg, receivedAt: Date.now() }; },
@@ -125,11 +134,82 @@
     pc.onconnectionstatechange = onConnectionState;
     pc.oniceconnectionstatechange = updateConnPill;
     $('video-overlay').textContent = 'Negotiating…';
+    if (wantClient) await openPoseChannel(pc);
 
     await pc.setLocalDescription(await pc.createOffer());
     // No trickle ICE in the protocol: the offer must carry every candidate.
     await iceGathered(pc, 2000);
-    act({ type: 'offer', sdp: pc.localDescription.sdp });
+    act({ type: 'offer', sdp: pc.localDescription.sdp, render: wantClient ? 'client' : 'server' });
+  }
+
+  // ---- browser mode (?render=client) ----------------------------------------------------------------
+  // The offer keeps its video transceiver: a server that will not let this page draw answers with video.
+  async function openPoseChannel(pc) {
+    try {
+      sceneModule = await import('/scene3d.js');
+      const problem = sceneModule.webglProblem();
+      if (problem) throw new Error(problem);
+    } catch (e) {
+      wantClient = false;
+      return note(`Drawn by the server: this page cannot draw the avatars (${e.message || e})`);
+    }
+    const channel = pc.createDataChannel('poses', { ordered: false, maxRetransmits: 0 });
+    channel.binaryType = 'arraybuffer';
+    channel.onmessage = (ev) => { if (D.scene) D.scene.push(ev.data); };
+  }
+
+  async function startScene(layout) {
+    const canvas = $('canvas3d');
+    $('video').hidden = true;
+    canvas.hidden = false;
+    D.scene = new sceneModule.DyadScene(canvas, layout, audioClock);
+    try {
+      await D.scene.load('/avatar.glb');
+      $('video-overlay').hidden = true;
+    } catch (e) {
+      showBanner(`Could not draw the avatars here (${e.message || e}). Reload without ?render=client for the server's video.`);
+    }
+  }
+
+  // The speaker audio's sample being heard now, counted as the poses count it: the audio receiver's
+  // last played RTP timestamp, less the sender's RTP origin (telemetry), plus the time since it played.
+  // null for a live source: its audio comes back as silence (the user hears themselves already), so
+  // the page draws each pose as soon as it has it, as the video mode shows frames on arrival.
+  function audioClock() {
+    const kind = D.state && D.state.source ? D.state.source.kind : null;
+    if (kind === 'browser-mic' || kind === 'local-mic') return null;
+    const origin = D.telemetry ? num(D.telemetry.audio_rtp_origin) : null;
+    if (origin === null || !audioTx) return null;
+    const src = audioTx.receiver.getSynchronizationSources()[0];
+    if (!src || num(src.rtpTimestamp) === null || num(src.timestamp) === null) return null;
+    // Chromium gives the play time as wall-clock ms; the spec's newer wording, performance time
+    const now = src.timestamp > 1e12 ? nowMs() : performance.now();
+    return mod32(src.rtpTimestamp - origin + Math.round(Math.max(0, now - src.timestamp) * 48));
+  }
+
+  // Browser mode's own numbers, over the last 10 s of drawn frames: glass to glass (the end of a
+  // pose's audio, on the server's clock, to the animation frame that drew it) and the A/V offset
+  // (the pose drawn against the sound heard).
+  function drawnLatency() {
+    const scene = D.scene;
+    const offset = D.latency.clockOffset(); // the pong with the shortest round trip (latency.js)
+    if (!scene || !scene.drawn.length || offset === null) return null;
+    const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[s.length >> 1] : null; };
+    const g2g = scene.drawn.map((d) => performance.timeOrigin + d.at + offset - d.captured * 1000);
+    const av = scene.drawn.map((d) => d.avMs).filter((x) => x !== null);
+    return { glassToGlass: median(g2g), avOffsetMs: median(av), frames: g2g.length };
+  }
+
+  function renderDrawSwitch() {
+    $('draw-server').classList.toggle('active', D.render === 'server');
+    $('draw-client').classList.toggle('active', D.render === 'client');
+  }
+
+  // Switching who draws needs a new offer: reload with or without ?render=client.
+  function switchDraw(mode) {
+    const url = new URL(location.href);
+    if (mode === 'client') url.searchParams.set('render', 'client'); else url.searchParams.delete('render');
+    if (url.href !== location.href) location.href = url.href;
   }
 
   function iceGathered(pc, timeoutMs) {
@@ -295,6 +375,15 @@
     const vPlay = video ? num(video.estimatedPlayoutTimestamp) : null;
     const aPlay = audio ? num(audio.estimatedPlayoutTimestamp) : null;
     if (vPlay !== null && aPlay !== null) out.avOffsetMs = vPlay - aPlay;
+    out.render = D.render;
+    if (D.scene) {
+      const drawn = drawnLatency();
+      Object.assign(out, {
+        drawnFps: D.scene.drawnFps(), animationFps: D.scene.animationFps(), posesReceived: D.scene.received,
+        badPoses: D.scene.bad, latePoses: D.scene.late,
+        avOffsetMs: drawn ? drawn.avOffsetMs : null, glassToGlassMs: drawn ? drawn.glassToGlass : null,
+      });
+    }
     D.latency.addAvOffset(nowMs(), out.avOffsetMs);
     lastClient = out;
     return out;
@@ -403,11 +492,14 @@
   function renderCompact(latency) {
     const c = lastClient || {};
     const grade = (x, ok, warn) => (num(x) === null ? '' : x <= ok ? 'ok' : x <= warn ? 'warn' : 'bad');
-    const g2g = latency ? latency.glassToGlass.median : null;
+    const drawn = D.render === 'client';
+    const g2g = drawn ? num(c.glassToGlassMs) : latency ? latency.glassToGlass.median : null;
     const av = num(c.avOffsetMs);
+    const fps = drawn ? num(c.drawnFps) : num(c.fps);
     $('live-compact').innerHTML = rows([
-      ['frame rate', num(c.fps) === null ? '–' : `${c.fps.toFixed(0)} FPS`,
-        'video frames this page decodes per second (budget: 30)', num(c.fps) === null ? '' : grade(30 - c.fps, 1, 5)],
+      ['frame rate', fps === null ? '–' : `${fps.toFixed(0)} FPS`,
+        drawn ? 'the server\'s poses this page draws per second, in step with the sound (budget: 30)'
+          : 'video frames this page decodes per second (budget: 30)', fps === null ? '' : grade(30 - fps, 1, 5)],
       ['glass to glass', num(g2g) === null ? '–' : `${g2g.toFixed(0)} ms`,
         'from the end of the speaker\'s audio to its frame on this screen, median of the last 10 s (budget: 60 ms)',
         grade(g2g, 60, 90)],
@@ -498,7 +590,8 @@
   }
 
   // "live" means a frame is on screen, not merely a connection
-  const firstFrameShown = () => (rvfcSupported ? presentedFrames > 0 : !$('video').paused && $('video').readyState >= 2);
+  const firstFrameShown = () => (D.scene ? D.scene.lastDrawn !== null
+    : rvfcSupported ? presentedFrames > 0 : !$('video').paused && $('video').readyState >= 2);
   const wsStateName = () => (D.ws ? ['connecting', 'open', 'closing', 'closed'][D.ws.readyState] : '–');
 
   function updateConnPill() {
@@ -567,6 +660,8 @@
     });
     $('unmute').onclick = () => { $('audio').play().then(() => { $('unmute').hidden = true; }).catch(() => {}); };
     $('banner-reload').onclick = () => location.reload();
+    $('draw-server').onclick = () => switchDraw('server');
+    $('draw-client').onclick = () => switchDraw('client');
     $('video').addEventListener('playing', () => { $('video-overlay').hidden = true; });
   }
 

@@ -123,6 +123,7 @@ class RenderJob(NamedTuple):
     speaker: AvatarPose
     listener: AvatarPose
     framing: str = "body"  # or "faces" for data with no body (renderer/adapters.py framing_for)
+    model_listener: bool = True  # the listener is the model's (else the recording's or an idle one)
 
 
 class RenderTimes(NamedTuple):

@@ -214,6 +214,39 @@ class Avatar:
         """(V,) bool mask of a named part ("shirt", "skin", "lips", ...), or None if unknown here."""
         return self._labels.get(name)
 
+    # -- the rig as data (gltf.py exports it) -------------------------------------------------
+    def rest_mesh(self) -> np.ndarray:
+        """(V, 3) float32 rest vertices in the body frame (what vertices() gives at zero pose)."""
+        return (self._template.numpy() - self._pelvis).astype(np.float32)
+
+    def rest_normals(self) -> np.ndarray:
+        """(V, 3) float32 smooth unit normals of the rest mesh."""
+        return VertexNormals(self.faces, self.num_vertices)(self.rest_mesh()).astype(np.float32)
+
+    def rest_joints(self) -> np.ndarray:
+        """(J, 3) float32 rest joint centres in the body frame."""
+        return (self._rest_joints[0].numpy() - self._pelvis).astype(np.float32)
+
+    def parents(self) -> np.ndarray:
+        """(J,) int: each joint's parent, -1 for the root."""
+        return self._parents.numpy().astype(np.int64)
+
+    def skin_weights(self) -> np.ndarray:
+        """(V, J) float32 linear blend skinning weights."""
+        return self._weights.numpy().astype(np.float32)
+
+    def face_basis(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rig vertex ids (R,), offsets (52, R, 3) in ARKit order, zero for shapes the rig lacks)
+        in the rest frame; empty when there is no face rig."""
+        if not self.has_face_rig:
+            return np.zeros(0, np.int64), np.zeros((len(ARKIT_BLENDSHAPES), 0, 3), np.float32)
+        return self._rig_ids.copy(), self._face_basis.numpy().reshape(len(ARKIT_BLENDSHAPES), -1, 3).copy()
+
+    def full_pose(self, poses: list[AvatarPose]) -> np.ndarray:
+        """(B, J, 3) float32 axis-angle per joint in the model's order, as skinned (the head
+        rotation composed in): node j's rotation in the glTF export."""
+        return self._full_pose(poses).astype(np.float32)
+
     # ------------------------------------------------------------------------------------------
     def _full_pose(self, poses: list[AvatarPose]) -> np.ndarray:
         """(B, J, 3) axis-angle in the model's joint order, head rotation composed in."""

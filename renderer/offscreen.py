@@ -28,7 +28,6 @@ a time (the engine gives each renderer a thread of its own).
 from __future__ import annotations
 
 import ctypes
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,20 +36,21 @@ import numpy as np
 from . import gl, lod
 from .avatar import Avatar
 from .normals import VertexNormals
+from .scene import FAR, View, scene_layout
 
 BACKGROUND = (0.80, 0.83, 0.86)  # calm blue-grey, as the clear colour (not gamma corrected)
 LISTENER_SHIRT = (0.70, 0.40, 0.30)  # sRGB; tells the two avatars apart at a glance
 GHOST_RGBA = (0.45, 0.80, 1.0, 0.35)
-SEAT_OFFSET_X = 0.40  # metres from the centre line to each avatar's pelvis (4:3 framing)
-TURN_DEG = 25.0  # each avatar turns this much towards the other
-GHOST_FORWARD = 0.02  # the ghost sits 2 cm in front of the listener so it is not hidden in it
-FRAME_Y = (-0.14, 0.86)  # hips to just above the head, body frame
-FACE_FRAME = (-0.38, 0.18)  # "faces" framing: chest to just above the head, about the head's centre
 DIVIDER_RGB = (0.62, 0.66, 0.70)  # the line between the two faces
 FRAMINGS = ("body", "faces")  # both upper bodies in one view; each head and shoulders in its half
-CAMERA_YFOV = math.radians(30.0)
 SHADER_DIR = Path(__file__).with_name("shaders")
 FLOATS_PER_VERTEX_COLOURED = 10  # pyrender's interleaved VBO: position 3 | normal 3 | colour 4
+
+
+def head_centre(avatar: Avatar, rest: np.ndarray | None = None) -> np.ndarray:
+    """The rest head's centre in the body frame (the "faces" cameras aim at it)."""
+    rest = avatar.rest_mesh() if rest is None else rest
+    return rest[avatar.head_vertex_mask].mean(axis=0)
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -85,26 +85,6 @@ class _AvatarMesh:
         glBindBuffer(GL_ARRAY_BUFFER, 0)
 
 
-def _look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """4x4 pose whose -z axis looks from eye to target (pyrender cameras and lights look along -z)."""
-    eye, target, up = (np.asarray(a, float) for a in (eye, target, up))
-    z = eye - target
-    z /= np.linalg.norm(z)
-    x = np.cross(up, z)
-    x /= np.linalg.norm(x)
-    pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = x, np.cross(z, x), z, eye
-    return pose
-
-
-def _placement(x: float, yaw_deg: float, forward: float = 0.0) -> np.ndarray:
-    yaw = math.radians(yaw_deg)
-    pose = np.eye(4)
-    pose[:3, :3] = [[math.cos(yaw), 0.0, math.sin(yaw)], [0.0, 1.0, 0.0], [-math.sin(yaw), 0.0, math.cos(yaw)]]
-    pose[:3, 3] = (x, 0.0, forward)
-    return pose
-
-
 class DyadRenderer:
     """Renders speaker (left) and listener (right) to an (H, W, 3) uint8 image."""
 
@@ -137,12 +117,12 @@ class DyadRenderer:
         self.decimate = lod.resolve_fraction(decimate, info.renderer)
         faces = self._drawn_faces(avatar, rest)
         self.triangles = len(faces)  # per avatar
-        aspect = self.size[0] / self.size[1]
-        seat_x = SEAT_OFFSET_X * max(1.0, min(aspect / (4 / 3), 1.25))
-        self.speaker_pose = _placement(-seat_x, TURN_DEG)
-        self.listener_pose = _placement(seat_x, -TURN_DEG)
-        ghost_pose = _placement(seat_x, -TURN_DEG, GHOST_FORWARD)
-        self._place_camera(pyrender, aspect, seat_x)
+        self.layout = scene_layout(self.size, head_centre(avatar, rest))
+        self.speaker_pose, self.listener_pose = self.layout.speaker, self.layout.listener
+        ghost_pose = self.layout.ghost
+        body_view = self.layout.views["body"][0]
+        self.camera = self._pyrender_camera(body_view)
+        self.camera_pose = body_view.camera
 
         listener_albedo = avatar.vertex_colors.copy()
         shirt = avatar.part_mask("shirt")
@@ -177,11 +157,11 @@ class DyadRenderer:
         platform.make_current()
         try:
             meshes = [(self._speaker, self.speaker_pose), (self._listener, self.listener_pose)]
-            w, h = self.size
             views = {
-                "body": [_View((0, 0, w, h), self.camera_pose, self.camera.get_projection_matrix(w, h))],
-                "faces": self._face_views(avatar, rest),
-            }
+                framing: [_View(v.viewport, v.camera, self._pyrender_camera(v).get_projection_matrix(*v.viewport[2:]))
+                          for v in layout_views]
+                for framing, layout_views in self.layout.views.items()
+            }  # fmt: skip
             self._draw = _FrameDraw(
                 pyrender,
                 self._offscreen._renderer,
@@ -205,36 +185,10 @@ class DyadRenderer:
         )
 
     # ------------------------------------------------------------------------------------------
-    def _place_camera(self, pyrender, aspect: float, seat_x: float) -> None:
-        half_h = (FRAME_Y[1] - FRAME_Y[0]) / 2
-        half_w = seat_x + 0.40  # shoulders and a little air
-        tan = math.tan(CAMERA_YFOV / 2)
-        distance = max(half_h / tan, half_w / (tan * aspect)) + 0.15  # avatars stand ~0.15 m deep
-        centre_y = (FRAME_Y[0] + FRAME_Y[1]) / 2
-        self.camera = pyrender.PerspectiveCamera(yfov=CAMERA_YFOV, aspectRatio=aspect, znear=0.1, zfar=10.0)
-        self.camera_pose = _look_at((0, centre_y + 0.08, distance), (0, centre_y, 0))
-
-    def _face_views(self, avatar: Avatar, rest: np.ndarray) -> list[_View]:
-        """One view per person, each in its half of the frame: a camera straight in front of the
-        head (so the two still look turned towards each other), framing head and shoulders."""
-        w, h = self.size
-        half = w // 2
-        aspect = half / h
-        head = rest[avatar.head_vertex_mask].mean(axis=0)
-        half_h = (FACE_FRAME[1] - FACE_FRAME[0]) / 2
-        distance = half_h / math.tan(CAMERA_YFOV / 2)
-        views = []
-        for k, place in enumerate((self.speaker_pose, self.listener_pose)):
-            centre = place[:3, :3] @ head + place[:3, 3] + (0.0, (FACE_FRAME[0] + FACE_FRAME[1]) / 2, 0.0)
-            camera = self._pyrender_camera(aspect)
-            pose = _look_at(centre + (0.0, 0.03, distance), centre)
-            views.append(_View((k * half, 0, half, h), pose, camera.get_projection_matrix(half, h)))
-        return views
-
-    def _pyrender_camera(self, aspect: float):
+    def _pyrender_camera(self, view: View):
         import pyrender
 
-        return pyrender.PerspectiveCamera(yfov=CAMERA_YFOV, aspectRatio=aspect, znear=0.05, zfar=10.0)
+        return pyrender.PerspectiveCamera(yfov=self.layout.yfov, aspectRatio=view.aspect, znear=view.near, zfar=FAR)
 
     def _colour_reader(self):
         """A function read(fmt, out) that reads the colour buffer (bottom row first, as GL stores

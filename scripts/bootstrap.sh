@@ -21,13 +21,21 @@ missing=""
 for p in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-# Node.js runs the page's own JS in the tests (tests/test_client_agrees.py): Debian's, unless one is there
+# Node.js runs the page's own JS in the tests (tests/test_client_agrees.py) and npm installs three.js
+# (client/package-lock.json): Debian's, unless they are there
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
   echo "[bootstrap] installing system packages:$missing"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+# --- the page's JS packages (three.js), from the lockfile, when it is newer than what is installed
+if [ ! -f client/node_modules/.package-lock.json ] || [ client/package-lock.json -nt client/node_modules/.package-lock.json ]; then
+  echo "[bootstrap] npm ci (client/)"
+  npm ci --prefix client --no-audit --no-fund --loglevel=error
 fi
 
 # --- python environment -----------------------------------------------------------------------

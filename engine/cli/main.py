@@ -323,6 +323,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_origins=[normalise_origin(o) for o in args.allow_origin or []],
         offer_timeout_s=args.offer_timeout,
         certificate=certificate,
+        render=args.render,
     )
 
     def ready(server: Server) -> None:
@@ -407,12 +408,23 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 on_first_frame=first_frame,
                 microphone=args.mic,
                 insecure=args.insecure,
+                render=args.render,
             )
             for _ in range(args.sessions)
         )
         return list(await asyncio.gather(*sessions))
 
-    print(json.dumps([asdict(r) for r in asyncio.run(clients())]))
+    results = asyncio.run(clients())
+    for k, r in enumerate(results, 1):  # for a person; the JSON below is for scripts
+        drawn = r.answer.get("render") or "-"
+        rate = f"{r.poses_per_second():.1f} poses/s" if drawn == "client" else f"{r.fps():.1f} FPS"
+        note = f" ({r.answer['render_note']})" if r.answer.get("render_note") else ""
+        print(
+            f"dyadic probe: session {k}: drawn by the {'browser' if drawn == 'client' else 'server'}{note}, "
+            f"{rate}, audio {r.audio_seconds():.1f} s, {len(r.errors)} error(s)",
+            file=sys.stderr,
+        )
+    print(json.dumps([asdict(r) for r in results]))
     return 0
 
 
@@ -589,6 +601,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the server's own pages may",
     )
     sv.add_argument(
+        "--render",
+        choices=("any", "server-only"),
+        default="any",
+        help="who may draw the avatars: 'any' (the default: the server, or the browser for a page opened with "
+        "?render=client, which then gets poses on a data channel instead of video) or 'server-only' (such pages "
+        "get the server's video, and are told why)",
+    )
+    sv.add_argument(
         "--offer-timeout",
         type=positive_float,
         default=15.0,
@@ -631,6 +651,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--trace", action="store_true", help="ask for the server's per-frame traces too (for latency)")
     pr.add_argument(
         "--mic", action="store_true", help="be the browser microphone (a tone; Chromium's fake device with --browser)"
+    )
+    pr.add_argument(
+        "--render",
+        choices=("server", "client"),
+        default="server",
+        help="server: receive the server's video (default); client: ask for browser mode and receive the poses "
+        "on the data channel instead, as a page with ?render=client does",
     )
     pr.add_argument(
         "--insecure", action="store_true", help="on https/wss, accept any certificate (a self-signed test server's)"

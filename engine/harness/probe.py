@@ -50,17 +50,30 @@ class ProbeResult:
     connected_after_s: float | None = None
     first_frame_after_s: float | None = None
     traces: list[dict[str, Any]] = field(default_factory=list)  # the server's frame traces, when asked for
+    answer: dict[str, Any] = field(default_factory=dict)  # the answer's render, render_note, video_codec
+    pose_times: list[float] = field(default_factory=list)  # browser mode: monotonic arrival of each pose
+    pose_indices: list[int] = field(default_factory=list)
+    pose_audio_samples: list[int] = field(default_factory=list)  # each pose's audio sample (content time)
+    bad_poses: list[str] = field(default_factory=list)  # packets that did not unpack, and why
 
     def fps(self, skip_s: float = 1.0) -> float:
         """Decoded frames per second after the first `skip_s` seconds (start-up excluded)."""
-        t = np.array(self.video_times)
-        if len(t) < 3:
-            return 0.0
-        t = t[t >= t[0] + skip_s]
-        return float((len(t) - 1) / (t[-1] - t[0])) if len(t) > 2 else 0.0
+        return _rate(self.video_times, skip_s)
+
+    def poses_per_second(self, skip_s: float = 1.0) -> float:
+        """Browser mode: poses received per second after the first `skip_s` seconds."""
+        return _rate(self.pose_times, skip_s)
 
     def audio_seconds(self) -> float:
         return self.audio_samples / AUDIO_RATE
+
+
+def _rate(times: list[float], skip_s: float) -> float:
+    t = np.array(times)
+    if len(t) < 3:
+        return 0.0
+    t = t[t >= t[0] + skip_s]
+    return float((len(t) - 1) / (t[-1] - t[0])) if len(t) > 2 else 0.0
 
 
 async def _reader(ws: ClientConnection, result: ProbeResult, answers: asyncio.Queue[str | None]) -> None:
@@ -70,6 +83,7 @@ async def _reader(ws: ClientConnection, result: ProbeResult, answers: asyncio.Qu
         msg = json.loads(message)
         kind = msg.get("type")
         if kind == "answer":
+            result.answer = {k: msg.get(k) for k in ("render", "render_note", "video_codec")}
             await answers.put(msg["sdp"])
         elif kind == "telemetry":
             msg["received"] = time.monotonic()  # the server's clock too, on this machine
@@ -107,6 +121,23 @@ async def _consume(
             result.audio_times.append(now)
 
 
+def _receive_poses(channel: Any, result: ProbeResult, first: asyncio.Event) -> None:
+    from ..webrtc import pose_packet
+
+    @channel.on("message")
+    def on_message(message: bytes | str) -> None:
+        now = time.monotonic()
+        try:
+            packet = pose_packet.unpack(message if isinstance(message, bytes) else message.encode())
+        except pose_packet.PosePacketError as exc:
+            result.bad_poses.append(str(exc))
+            return
+        first.set()
+        result.pose_times.append(now)
+        result.pose_indices.append(packet.index)
+        result.pose_audio_samples.append(packet.audio_sample)
+
+
 def unverified_tls() -> ssl.SSLContext:
     """TLS that takes any certificate: for a test server's self-signed one, never for a real peer."""
     context = ssl.create_default_context()
@@ -138,6 +169,7 @@ async def probe(
     trace: bool = False,
     on_first_frame: Callable[[], None] | None = None,
     insecure: bool = False,
+    render: str = "server",
 ) -> ProbeResult:
     """Connect to `url` (the /ws address), pick `clip` (default: the first), receive for `seconds`
     counted from the first video frame (the session's start-up is reported in first_frame_after_s).
@@ -145,7 +177,9 @@ async def probe(
     `loopback`: gather only 127.0.0.1 candidates (this process-wide; what tests need).
     `trace`: ask for the server's per-frame traces (result.traces).
     `on_first_frame`: called when the first video frame has arrived.
-    `insecure`: on wss://, accept any certificate (a test server's self-signed one)."""
+    `insecure`: on wss://, accept any certificate (a test server's self-signed one).
+    `render`: "client" asks for browser mode: poses on a data channel (pose_times etc.) and the
+    audio, no video; the first pose counts as the first frame."""
     import websockets
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -183,7 +217,10 @@ async def probe(
                 connected.set()
 
         try:
+            # browser mode offers video too, as the page does: a server that draws itself answers with it
             pc.addTransceiver("video", direction="recvonly")
+            if render == "client":
+                _receive_poses(pc.createDataChannel("poses", ordered=False, maxRetransmits=0), result, first_frame)
             if microphone:
                 pc.addTransceiver(ToneTrack(), direction="sendrecv")
             else:
@@ -192,7 +229,7 @@ async def probe(
             t_offer = time.monotonic()
             if trace:
                 await ws.send(json.dumps({"type": "trace", "on": True}))
-            await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
+            await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp, "render": render}))
             first = welcome["clips"][0]["id"] if welcome.get("clips") else None
             if microphone:
                 await ws.send(json.dumps({"type": "source", "kind": "browser-mic"}))
@@ -209,7 +246,7 @@ async def probe(
             except asyncio.TimeoutError:
                 server = result.telemetry[-1] if result.telemetry else "no telemetry"
                 raise TimeoutError(
-                    f"connected, but no video frame in {connect_timeout:.0f} s; the server said: {server}"
+                    f"connected, but no video frame or pose in {connect_timeout:.0f} s; the server said: {server}"
                 ) from None
             result.first_frame_after_s = time.monotonic() - t_offer
             if on_first_frame is not None:
@@ -227,7 +264,12 @@ async def probe(
 
 
 def probe_at_low_priority(
-    url: str, sessions: int = 1, seconds: float = 10.0, nice: int = 10, timeout: float = 120.0
+    url: str,
+    sessions: int = 1,
+    seconds: float = 10.0,
+    nice: int = 10,
+    timeout: float = 120.0,
+    render: str = "server",
 ) -> list[ProbeResult]:
     """`sessions` probes of `url` at once, in a child process at niceness +`nice`, each receiving
     for `seconds`. When the cores are busy, the server's threads then run first and the clients
@@ -245,6 +287,8 @@ def probe_at_low_priority(
         str(seconds),
         "--nice",
         str(nice),
+        "--render",
+        render,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0 or not out.stdout.strip():

@@ -26,11 +26,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..contracts import FrameTrace, ListenerMotion, RenderJob, Source, SpeakerFrame, Stepper
-from ..webrtc.tracks import AUDIO_LEAD_SEND_DELAY, SessionAudioTrack, SessionVideoTrack
+from ..webrtc.tracks import (
+    AUDIO_LEAD_SEND_DELAY,
+    POSE_MODE_AUDIO_SEND_DELAY,
+    SessionAudioTrack,
+    SessionVideoTrack,
+)
 from .audio_lead import AudioLead
 from .clock import FrameClock, repeat_after
 from .inbox import MovementInbox
 from .listener import ListenerStage
+from .pose_stage import PoseStage
 from .posing import Posing
 from .render_stage import RenderStage
 from .render_worker import RenderWorker, RenderWorkerError
@@ -94,6 +100,7 @@ class Session:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.poses: PoseStage | None = None  # browser mode: draw_in_browser()
         self.ready = threading.Event()  # avatar and renderer are up
         self._go = threading.Event()  # the peer is connected: the clock starts
         self.error: BaseException | None = None
@@ -146,9 +153,23 @@ class Session:
         pushed = inbox is not None and inbox.latest() is not None
         snap["movement"] = "pushed" if pushed else ("recorded" if src.dataset is not None else "none")
         snap["video_codec"] = self.video_codec
+        snap["render"] = self.render_mode
+        if self.poses is not None:
+            snap.update(self.poses.describe())
         return snap
 
     # -- lifecycle --------------------------------------------------------------------------------
+    def draw_in_browser(self, loop: asyncio.AbstractEventLoop) -> PoseStage:
+        """Browser mode, chosen before start(): poses go out on a data channel (pose_stage.py) in
+        place of the render worker and the video; the connection gives the stage its channel."""
+        self.poses = PoseStage(loop, self.audio, self.stats)
+        self.audio.send_delay = POSE_MODE_AUDIO_SEND_DELAY  # heard as its pose is ready, not ahead
+        return self.poses
+
+    @property
+    def render_mode(self) -> str:
+        return "server" if self.poses is None else "client"
+
     def begin(self) -> None:
         """Start the clock (the peer connected). start() may have warmed up long before."""
         self._go.set()
@@ -180,9 +201,9 @@ class Session:
         )
 
     def _run(self) -> None:
-        render = None
+        render: RenderStage | PoseStage | None = None
         try:
-            render = RenderStage(self.id, self._start_worker, self.video, self.stats)
+            render = self.poses or RenderStage(self.id, self._start_worker, self.video, self.stats)
             render.start()
             render.ready.wait()
             if render.error is not None:
@@ -204,7 +225,7 @@ class Session:
             if render is not None:
                 render.stop()
 
-    def _loop(self, render: RenderStage) -> None:
+    def _loop(self, render: RenderStage | PoseStage) -> None:
         clock = FrameClock(self._source.fps, time.monotonic())
         self.video.repeat_after = clock.repeat_after()
         stages = _SourceStages(self, self._source)
@@ -232,7 +253,12 @@ class Session:
                 trace, speaker, listener = self._step(index, due, stages)
             t0 = time.monotonic()
             posing = stages.posing
-            job = RenderJob(posing.speaker(index, speaker), posing.listener(index, speaker, listener), posing.framing)
+            job = RenderJob(
+                posing.speaker(index, speaker),
+                posing.listener(index, speaker, listener),
+                posing.framing,
+                model_listener=stages.listener is not None,
+            )
             self.stats.record("posing", (time.monotonic() - t0) * 1e3)
             render.submit(job, trace)
         if render.error is not None:

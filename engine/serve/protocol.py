@@ -5,7 +5,13 @@ JSON objects with a "type"; binary messages are movement frames. Every request t
 served gets an `error` reply on the same socket (and a log line); the session goes on.
 
 Client -> server
-    {"type": "offer", "sdp": "..."}                   WebRTC offer (complete: ICE gathered, no trickle)
+    {"type": "offer", "sdp": "...", "render": "server" | "client"}
+                                                      WebRTC offer (complete: ICE gathered, no trickle);
+                                                      render (default "server"): "client" asks to draw
+                                                      the avatars in the page from poses sent on the
+                                                      offer's data channel "poses" (unordered, no
+                                                      retransmits; webrtc/pose_packet.py has the layout)
+                                                      in place of the video
     {"type": "source", "kind": "clip", "clip": ID}    play a recorded interaction (ID from `welcome.clips`)
     {"type": "source", "kind": "browser-mic"}         the audio track the page sends on its audio transceiver
     {"type": "source", "kind": "local-mic"}           a microphone on the server (sounddevice)
@@ -30,13 +36,21 @@ Server -> client
      "ice_servers": [RTCIceServer...] (the --stun/--turn given),
      "ice_transport_policy": "all" | "relay", "server_microphone": {"available": bool, "why_not": str | null},
      "limits": {"max_message_bytes": N}}
-    {"type": "answer", "sdp": "...", "video_codec": "H264"}  the codec the video is sent in
+    {"type": "answer", "sdp": "...", "video_codec": "H264" | null, "render": "server" | "client",
+     "render_note": str | null, "scene": {...} | null}
+                                                      the codec the video is sent in (null in browser
+                                                      mode); render: who draws, with the reason when
+                                                      the page asked for "client" and gets "server";
+                                                      scene (browser mode): the server renderer's
+                                                      layout (renderer/scene.py) and face_names
     {"type": "state", "source": {...}, "playing": bool, "position": s, "duration": s, "loop": bool, "seed": n,
      "listener": "model" | "recorded", "model": {"provider", "dataset"} | null}
     {"type": "telemetry", "fps": x, "frames": n, "rendered": n, "sent": n, "dropped": n, "repeated": n,
      "stalls": n, "stages_ms": {stage: median},
      "latency_ms": {"median": x, "p95": x}, "audio_underruns": n, "movement": "pushed" | "recorded" | "none",
-     "video_codec": "H264" | "VP8" | null}
+     "video_codec": "H264" | "VP8" | null, "render": "server" | "client",
+     "audio_rtp_origin": n | null}                    the audio's RTP timestamp at sample 0, once sent:
+                                                      the page maps a pose's audio sample to its playout
     {"type": "pong", "t": CLIENT_MS, "server": SERVER_MONOTONIC_MS, "server_wall": SERVER_TIME_MS}
     {"type": "trace", "frames": [{"index": k, "pts": 90 kHz, "times": {stage: MONOTONIC_S}}]}
                                                       about once a second while tracing is on: the
@@ -57,6 +71,7 @@ MAX_MESSAGE_BYTES = 256 * 1024
 MAX_SDP_CHARS = 64 * 1024  # a browser's offer with its candidates is 3-10 KB
 MAX_SDP_MEDIA = 8  # m-lines: the page offers 2 (video, audio)  # an SDP offer is ~5 KB; a movement frame a few KB
 SOURCE_KINDS = ("clip", "browser-mic", "local-mic")
+RENDER_MODES = ("server", "client")  # who draws the avatars: the server (video) or the page (poses)
 KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "trace")
 
 
@@ -99,6 +114,8 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
         media = sum(line.startswith("m=") for line in sdp.splitlines())
         if media > MAX_SDP_MEDIA:  # aiortc parses each on the event loop
             raise ProtocolError(f"offer: {media} media sections; a session uses at most {MAX_SDP_MEDIA}")
+        if body.get("render", "server") not in RENDER_MODES:
+            raise ProtocolError(f"offer: 'render' must be one of {', '.join(RENDER_MODES)}")
     elif kind == "source":
         if body.get("kind") not in SOURCE_KINDS:
             raise ProtocolError(f"source: 'kind' must be one of {', '.join(SOURCE_KINDS)}")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gzip
 import http
 import itertools
 import json
 import logging
-import mimetypes
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 
 from ..contracts import AUDIO_RATE, Source
 from ..pipeline.batching import SharedStepper
+from ..pipeline.pose_stage import PoseStage
 from ..pipeline.session import Session
 from ..pipeline.sources import (
     MicrophoneSource,
@@ -42,11 +43,13 @@ from ..pipeline.sources import (
 from ..webrtc import aiortc_patches, codec, ice
 from . import protocol, tls
 from .access import AccessPolicy
+from .assets import PageAssets, three_problem
+from .heap import trim_heap_forever
 from .protocol import ProtocolError
 from .tls import Certificate
 
 if TYPE_CHECKING:
-    from aiortc import RTCPeerConnection, RTCRtpSender
+    from aiortc import RTCDataChannel, RTCPeerConnection, RTCRtpSender
     from aiortc.mediastreams import MediaStreamTrack
     from websockets.asyncio.server import Server as WebSocketServer
 
@@ -54,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dyadic.engine")
 
-CLIENT_FILES = ("index.html", "app.js", "latency.js", "style.css")
 WS_FRAME_LIMIT = 4 * 1024 * 1024  # above protocol.MAX_MESSAGE_BYTES, so that we can answer, not drop
 TELEMETRY_PERIOD_S = 1.0
 LIVE_FPS = 30.0
@@ -67,20 +69,10 @@ WARNINGS_PER_WINDOW, WARNING_WINDOW_S = 5, 10.0
 # A socket holds a session slot; it gets no render worker until it offers, and is closed when it
 # has not offered within --offer-timeout (default below) or has sent this many unusable offers.
 OFFER_TIMEOUT_S = 15.0
+POSE_CHANNEL = "poses"  # the data channel a browser-mode page opens (protocol.py)
+RENDER_OPTIONS = ("any", "server-only")  # --render: may pages draw the avatars themselves?
+GZIP_ABOVE = 256 * 1024  # bytes: larger responses go gzipped to browsers that take it
 MAX_REFUSED_OFFERS = 3
-
-
-def client_dir() -> Path:
-    """client/ beside the engine package (editable install) or installed as dyadic.client."""
-    beside = Path(__file__).resolve().parents[2] / "client"
-    if (beside / "index.html").is_file():
-        return beside
-    import importlib.util
-
-    spec = importlib.util.find_spec("dyadic.client")
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    raise FileNotFoundError("the browser page (client/index.html) is not installed")
 
 
 @dataclass
@@ -104,6 +96,7 @@ class ServeOptions:
     allow_origins: list[str] = field(default_factory=list)  # other sites whose pages may connect
     offer_timeout_s: float = OFFER_TIMEOUT_S  # a socket that has not offered by then is closed
     certificate: Certificate | None = None  # https (tls.py); None: plain http
+    render: str = "any"  # RENDER_OPTIONS: "server-only" sends video to pages that ask to draw
 
 
 class Engine:
@@ -160,6 +153,8 @@ class Server:
         self._ids = itertools.count(1)
         self._freed = asyncio.Condition()  # notified when a session has gone
         self._server: WebSocketServer | None = None
+        self._trimmer: asyncio.Task[None] | None = None
+        self.assets = PageAssets(options.body_model)
         self.started = time.monotonic()
 
     @property
@@ -182,6 +177,7 @@ class Server:
         if self.options.ice_loopback:
             aiortc_patches.restrict_to_loopback()
         aiortc_patches.install()
+        self._trimmer = asyncio.create_task(trim_heap_forever())  # heap.py: slow spells' high-water marks
         self._server = await serve(
             self._handle,
             self.options.host,
@@ -194,6 +190,8 @@ class Server:
         )
 
     async def stop(self) -> None:
+        if self._trimmer is not None:
+            self._trimmer.cancel()
         for conn in list(self.sessions.values()):
             await conn.close()
         if self._server is not None:
@@ -211,6 +209,16 @@ class Server:
             "video_codec": self.options.video_codec,
         }
 
+    def render_mode(self, wanted: str) -> tuple[str, str | None]:
+        """Who draws for a page that asks for `wanted`: ("server" | "client", why not as asked)."""
+        if wanted != "client":
+            return "server", None
+        if self.options.render == "server-only":
+            return "server", "this server draws on the server only (--render server-only)"
+        if (problem := three_problem()) is not None:
+            return "server", problem
+        return "client", None
+
     # -- HTTP ----------------------------------------------------------------------------------
     @functools.cached_property
     def access(self) -> AccessPolicy:
@@ -218,7 +226,7 @@ class Server:
         opts = self.options
         return AccessPolicy(opts.host, self.port, opts.public_hosts, opts.allow_origins)
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         refusal = self.access.refusal(request.headers.get("Host"), request.headers.get("Origin"))
         if refusal is not None:
             log.warning("refused %s from %s: %s", request.path[:80], _peer(connection), refusal)
@@ -231,19 +239,15 @@ class Server:
             return Response(
                 200, "OK", Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))]), body
             )
-        name = "index.html" if path == "/" else path.lstrip("/")
-        if name not in CLIENT_FILES:  # a fixed list: nothing from the request reaches the file system
+        found = await self.assets.get(path)
+        if found is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
-        body = (client_dir() / name).read_bytes()
-        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        headers = Headers(
-            [
-                ("Content-Type", f"{ctype}; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-            ]
-        )
-        return Response(200, "OK", headers, body)
+        body, ctype = found
+        fields = [("Content-Type", ctype), ("Cache-Control", "no-store")]
+        if len(body) > GZIP_ABOVE and "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = await asyncio.to_thread(gzip.compress, body, 6)  # the avatar: 0.95 MB -> 0.25 MB
+            fields.append(("Content-Encoding", "gzip"))
+        return Response(200, "OK", Headers([*fields, ("Content-Length", str(len(body)))]), body)
 
     # -- websocket ------------------------------------------------------------------------------
     async def _has_room(self) -> bool:
@@ -306,6 +310,7 @@ class Connection:
         )
         self.pc: RTCPeerConnection | None = None
         self._video_sender: RTCRtpSender | None = None
+        self._audio_sender: RTCRtpSender | None = None
         self.browser_mic: MicrophoneSource | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._warned_since, self._warned, self._unlogged = 0.0, 0, 0  # the warning rate limit
@@ -390,7 +395,7 @@ class Connection:
         body, kind = req.body, req.type
         session = self.session
         if kind == "offer":
-            await self._offer(body["sdp"])
+            await self._offer(body["sdp"], body.get("render", "server"))
         elif kind == "source":
             await self._set_source(body)
         elif kind == "play":
@@ -436,7 +441,7 @@ class Connection:
         self.session.set_source(source)
 
     # -- WebRTC -----------------------------------------------------------------------------------
-    async def _offer(self, sdp: str) -> None:
+    async def _offer(self, sdp: str, wanted: str) -> None:
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
         if self.pc is not None:
@@ -448,18 +453,23 @@ class Connection:
         opts = self.server.options
         if opts.ice_loopback:
             sdp = ice.loopback_sdp(sdp)
+        render, note = self.server.render_mode(wanted)
         pc = RTCPeerConnection(ice.rtc_configuration(opts.stun, opts.turn, relay_only=opts.ice_relay))
         try:
-            # Our video transceiver exists before the offer is read, so that the codec
-            # preference decides the codec of the answer (aiortc picks it in setRemoteDescription).
-            video = pc.addTransceiver(self.session.video, direction="sendonly")
-            video.setCodecPreferences(codec.preferences(opts.video_codec))
+            video = None
+            if render == "server":
+                # Our video transceiver exists before the offer is read, so that the codec
+                # preference decides the codec of the answer (aiortc picks it in setRemoteDescription).
+                video = pc.addTransceiver(self.session.video, direction="sendonly")
+                video.setCodecPreferences(codec.preferences(opts.video_codec))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             kinds = {t.kind for t in pc.getTransceivers() if t.mid is not None}
-            if "video" not in kinds:
+            if render == "server" and "video" not in kinds:
                 raise ValueError("the offer has no video transceiver")
+            if render == "client" and pc.sctp is None:
+                raise ValueError("the offer has no data channel for the poses")
             if "audio" in kinds:
-                pc.addTrack(self.session.audio)
+                self._audio_sender = pc.addTrack(self.session.audio)
             for t in pc.getTransceivers():
                 if t.kind == "audio" and t.receiver.track is not None:
                     self._tasks.append(asyncio.create_task(self._pump_browser_audio(t.receiver.track)))
@@ -470,7 +480,11 @@ class Connection:
             reason = str(exc)[: protocol.ECHO_LIMIT * 2]
             raise ProtocolError(f"offer: cannot use this SDP ({type(exc).__name__}: {reason})") from None
         self.pc = pc
-        self._video_sender = video.sender
+        if render == "client":
+            self._accept_pose_channel(pc, self.session.draw_in_browser(self.loop))
+        else:
+            assert video is not None
+            self._video_sender = video.sender
         self.session.start()  # the avatar and the render worker (seconds) start once there is a peer
 
         @pc.on("connectionstatechange")
@@ -481,8 +495,34 @@ class Connection:
             elif pc.connectionState in ("failed", "closed"):
                 await self.ws.close(1001, f"peer connection {pc.connectionState}")
 
-        self.session.video_codec = codec.negotiated(pc.localDescription.sdp)
-        await self.send("answer", sdp=pc.localDescription.sdp, video_codec=self.session.video_codec)
+        if render == "server":
+            self.session.video_codec = codec.negotiated(pc.localDescription.sdp)
+        await self.send(
+            "answer",
+            sdp=pc.localDescription.sdp,
+            video_codec=self.session.video_codec,
+            render=render,
+            render_note=note,
+            scene=await self.server.assets.scene(opts.size) if render == "client" else None,
+        )
+
+    def _accept_pose_channel(self, pc: RTCPeerConnection, stage: PoseStage) -> None:
+        """The page's "poses" channel carries the stage's packets; the page sends nothing on it,
+        so anything it does send is answered as a bad request, as on the websocket."""
+
+        @pc.on("datachannel")
+        def on_channel(channel: RTCDataChannel) -> None:
+            if channel.label != POSE_CHANNEL or stage.channel is not None:
+                self.loop.create_task(self.error(f"data channel {protocol.quoted(channel.label)}: not expected", None))
+                channel.close()
+                return
+            stage.channel = channel
+
+            @channel.on("message")
+            def on_message(message: bytes | str) -> None:
+                self.loop.create_task(
+                    self.error(f"{POSE_CHANNEL}: the page sends nothing on this channel ({len(message)} bytes)", None)
+                )
 
     async def _pump_browser_audio(self, track: MediaStreamTrack) -> None:
         """The browser's microphone -> 48 kHz mono -> the browser-mic source (when selected).
@@ -512,7 +552,12 @@ class Connection:
         while True:
             await asyncio.sleep(TELEMETRY_PERIOD_S)
             network = getattr(self._video_sender, "network", None)  # ContentClockSender's, once offered
-            await self.send("telemetry", **self.session.telemetry(), network=await network() if network else None)
+            await self.send(
+                "telemetry",
+                **self.session.telemetry(),
+                network=await network() if network else None,
+                audio_rtp_origin=getattr(self._audio_sender, "rtp_origin", None),
+            )
             frames = self.session.stats.take_traces()
             if frames:
                 await self.send("trace", frames=frames)

@@ -281,6 +281,14 @@ class ContentClockSender:
         return encoded
 
     @property
+    def rtp_origin(self) -> int | None:
+        """The RTP timestamp of media timestamp 0 (aiortc draws it at random), once a packet went
+        out: a receiver turns RTP timestamps back into the track's media time with it."""
+        if self._report_media_ts is None:
+            return None
+        return (self._report_rtp - self._report_media_ts) % 2**32
+
+    @property
     def _RTCRtpSender__rtp_timestamp(self) -> int:
         return self._report_rtp
 

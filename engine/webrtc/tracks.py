@@ -69,6 +69,10 @@ VIDEO_SEND_DELAY = 0.035
 # browser holds the audio back to meet the video (its lip sync leaves differences under 30 ms
 # alone, so the audio must not be the later one).
 AUDIO_LEAD_SEND_DELAY = -0.040
+# Browser mode (pipeline/pose_stage.py) has no video for the browser to sync the audio to: the page
+# draws each pose when its audio is heard. The audio then goes out just after its content time, when
+# that frame's pose is made (features and model: a few ms), not ahead of it.
+POSE_MODE_AUDIO_SEND_DELAY = 0.010
 # playout-delay header extension (webrtc.org experiments): min and max in 10 ms units. min 0 and
 # max <= 500 ms is Chromium's "render on arrival" mode; a max above 500 ms is its usual buffering.
 PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
