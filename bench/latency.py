@@ -1,4 +1,4 @@
-"""Glass to glass: `python bench/latency.py [--mic] [--seconds 60] [--out DIR] [--json FILE]`.
+"""Glass to glass: `python bench/latency.py [--mic] [--render server|client] [--seconds 60] [--out DIR] [--json FILE]`.
 
 `dyadic profile` with one 640x480 session and headless Chromium on loopback (frame ids on), as a
 user runs it, playing the first recording or, with --mic, listening to the browser's microphone
@@ -7,7 +7,8 @@ per-stage table and checks the issue-5 budget: glass to glass (the end of the sp
 the frame presented by the page) median <= 60 ms and p95 <= 90 ms, the A/V offset within +/- 40 ms
 over the whole run, and the latency of the last third of the run no higher than the first third
 (profile.GROWTH_TOLERANCE_MS of noise allowed). The report (trace.jsonl, summary.json, report.html)
-is kept in --out.
+is kept in --out. `--render client`: browser mode (issue 19), to the animation frame that drew each
+pose (three.js on SwiftShader here), the same budget.
 """
 
 from __future__ import annotations
@@ -35,11 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="profiled window (default: 60, the issue's)")
     ap.add_argument("--mic", action="store_true", help="profile the browser microphone instead of a recording")
-    ap.add_argument("--out", help="where the report goes (default: out/bench-profile, or out/bench-profile-mic)")
+    ap.add_argument(
+        "--render", choices=("server", "client"), default="server", help="server video (default) or browser mode"
+    )
+    ap.add_argument("--out", help="where the report goes (default: out/bench-profile[-client][-mic])")
     ap.add_argument("--json", help="write the numbers and machine info here")
     args = ap.parse_args(argv)
-    out = Path(args.out or ("out/bench-profile-mic" if args.mic else "out/bench-profile"))
-    request = ProfileRequest(seconds=args.seconds, client="chromium", frame_ids=True, microphone=args.mic)
+    suffix = ("-client" if args.render == "client" else "") + ("-mic" if args.mic else "")
+    out = Path(args.out or f"out/bench-profile{suffix}")
+    request = ProfileRequest(
+        seconds=args.seconds,
+        client="chromium",
+        frame_ids=args.render == "server",
+        microphone=args.mic,
+        render=args.render,
+    )
     run = profile.run_profile(request)
     summary = profile.write_all(run, out)
     print(profile.table(summary))

@@ -21,8 +21,10 @@ BENCHMARKS = [
     ("replay_speed.py",),
     ("model.py",),
     ("serve.py",),
+    ("serve.py", "--render", "client"),  # browser mode: many sessions, poses and audio only
     ("latency.py",),
     ("latency.py", "--mic"),
+    ("latency.py", "--render", "client"),  # browser mode: to the animation frame that drew the pose
     ("network.py",),
     ("soak.py", "--minutes", "10"),  # the hour-long and two-session soaks: BENCHMARKS.md
 ]

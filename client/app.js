@@ -175,9 +175,13 @@
   // last played RTP timestamp, less the sender's RTP origin (telemetry), plus the time since it played.
   // null for a live source: its audio comes back as silence (the user hears themselves already), so
   // the page draws each pose as soon as it has it, as the video mode shows frames on arrival.
-  function audioClock() {
+  const liveSource = () => {
     const kind = D.state && D.state.source ? D.state.source.kind : null;
-    if (kind === 'browser-mic' || kind === 'local-mic') return null;
+    return kind === 'browser-mic' || kind === 'local-mic';
+  };
+
+  function audioClock() {
+    if (liveSource()) return null;
     const origin = D.telemetry ? num(D.telemetry.audio_rtp_origin) : null;
     if (origin === null || !audioTx) return null;
     const src = audioTx.receiver.getSynchronizationSources()[0];
@@ -380,8 +384,10 @@
       const drawn = drawnLatency();
       Object.assign(out, {
         drawnFps: D.scene.drawnFps(), animationFps: D.scene.animationFps(), posesReceived: D.scene.received,
-        badPoses: D.scene.bad, latePoses: D.scene.late,
-        avOffsetMs: drawn ? drawn.avOffsetMs : null, glassToGlassMs: drawn ? drawn.glassToGlass : null,
+        badPoses: D.scene.bad, latePoses: D.scene.late, glassToGlassMs: drawn ? drawn.glassToGlass : null,
+        // the pose on screen against the sound the audio receiver plays (Chromium gives no
+        // estimatedPlayoutTimestamp for audio alone): 0 while every pose comes in time
+        avOffsetMs: drawn ? drawn.avOffsetMs : null,
       });
     }
     D.latency.addAvOffset(nowMs(), out.avOffsetMs);
@@ -543,6 +549,22 @@
       ? `<tr><th>stage</th><th>ms</th></tr>${rows(stages.map(([k, v]) => [k, fmt(v, 2), STAGE_TIPS[k]]))}` : '';
     const c = lastClient || {};
     const ms = (x) => (num(x) === null ? '–' : `${x.toFixed(1)} ms`);
+    if (D.render === 'client') { // browser mode: poses in, pictures drawn here
+      $('live-client').innerHTML = rows([
+        ['websocket', wsStateName()], ['connection', c.connectionState || '–'],
+        ['ice', D.pc ? D.pc.iceConnectionState : '–'], ['drawn by', 'this browser (three.js)'],
+        ['poses received', fmt(c.posesReceived)], ['poses drawn', num(c.drawnFps) === null ? '–' : `${fmt(c.drawnFps)} /s`,
+          'the server\'s poses that showed in a picture, per second, last 2 s'],
+        ['pictures', num(c.animationFps) === null ? '–' : `${fmt(c.animationFps)} /s`, 'animation frames drawn per second'],
+        ['late', fmt(c.latePoses), 'pictures drawn before the pose for the sound heard had come (the newest was held)'],
+        ['bad poses', fmt(c.badPoses)], ['glass to glass', ms(c.glassToGlassMs),
+          'end of the speaker\'s audio -> the picture that drew its pose, median of the last 10 s'],
+        ['A/V offset', ms(c.avOffsetMs), 'the pose on screen against the sound the browser\'s audio receiver plays now, median of the last 10 s (+: picture ahead)'],
+        ['audio packets', fmt(c.audioPacketsReceived)], ['ws rtt', ms(clock.rtt), 'round trip of the websocket to the server'],
+      ]);
+      renderLatency();
+      return;
+    }
     $('live-client').innerHTML = rows([
       ['websocket', wsStateName()], ['connection', c.connectionState || '–'],
       ['ice', D.pc ? D.pc.iceConnectionState : '–'], ['codec', c.codec || '–'],
@@ -571,6 +593,16 @@
   }
 
   function renderLatency() {
+    if (D.render === 'client') { // no video frames to join: the drawn poses' own numbers
+      renderCompact(null);
+      const d = drawnLatency();
+      $('live-latency').innerHTML = rows([
+        ['glass to glass', d && num(d.glassToGlass) !== null ? `${fmt(d.glassToGlass)} ms` : '–',
+          'end of the speaker\'s audio -> the picture that drew its pose, median of the last 10 s'],
+        ['pictures joined', d ? fmt(d.frames) : '–'],
+      ]);
+      return;
+    }
     const s = D.latency.summary();
     renderCompact(s);
     if (!s) {

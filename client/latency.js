@@ -112,9 +112,9 @@
     // -- inputs ------------------------------------------------------------------------------------
     addTraces(list) {
       for (const tr of list) {
-        if (typeof tr.pts !== 'number') continue;
-        this.traces.set(tr.pts, tr);
         if (this.exporting) this.exporting.traces.push(tr);
+        if (typeof tr.pts !== 'number') continue; // browser mode's poses: no video, joined by index
+        this.traces.set(tr.pts, tr);
       }
       while (this.traces.size > KEEP_TRACES) this.traces.delete(this.traces.keys().next().value);
     }

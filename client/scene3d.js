@@ -28,7 +28,45 @@ const SMPLX_JAW_OPEN_RAD = 0.45; // as renderer/avatar.py: jawOpen drives an SMP
 const KEPT_POSES = 120;          // about 4 s of poses to interpolate in
 const DRAWN_WINDOW_MS = 2000;
 const LOG_WINDOW_MS = 10000;      // drawn frames kept for the panel's medians
-const BACKGROUND = [0.80, 0.83, 0.86]; // renderer/offscreen.py's clear colour (sRGB)
+const EXPORT_LIMIT = 54000;       // pose records kept between two take() (30 min)
+// renderer/offscreen.py's clear colour and divider, written to the picture as they are (as GL does)
+const BACKGROUND = new THREE.Color().setRGB(0.80, 0.83, 0.86, THREE.LinearSRGBColorSpace);
+const DIVIDER = new THREE.Color().setRGB(0.62, 0.66, 0.70, THREE.LinearSRGBColorSpace);
+
+// renderer/shaders/flat.vert's lighting, per vertex after three.js's skinning: a warm key light, a
+// cool fill, a rim from behind, sky and ground ambient, then ~gamma 2.0, the server's look exactly
+// (the colours in /avatar.glb are its linear albedo); and in software WebGL far cheaper than a lit
+// per-pixel material. The picture is written without three.js's own output encoding.
+const FLAT_LIGHT_GLSL = `
+const vec3 DY_KEY_DIR = vec3(-1.0, 1.3, 1.6);
+const vec3 DY_KEY_COL = vec3(0.78, 0.74, 0.68);
+const vec3 DY_FILL_DIR = vec3(1.4, 0.4, 1.2);
+const vec3 DY_FILL_COL = vec3(0.26, 0.29, 0.34);
+const vec3 DY_BACK_DIR = vec3(0.3, 1.2, -1.6);
+const vec3 DY_BACK_COL = vec3(0.45, 0.45, 0.45);
+const vec3 DY_AMBIENT_SKY = vec3(0.30, 0.31, 0.34);
+const vec3 DY_AMBIENT_GROUND = vec3(0.17, 0.16, 0.15);
+float dyWrapped(vec3 n, vec3 dir) { return max((dot(n, normalize(dir)) + 0.3) / 1.3, 0.0); }
+`;
+const FLAT_LIGHT_APPLY = `
+vec3 dyN = normalize(mat3(modelMatrix) * objectNormal);
+vec3 dyWorld = (modelMatrix * vec4(transformed, 1.0)).xyz;
+float dySky = dyN.y * 0.5 + 0.5;
+vec3 dyLight = dyWrapped(dyN, DY_KEY_DIR) * DY_KEY_COL + dyWrapped(dyN, DY_FILL_DIR) * DY_FILL_COL
+  + dyWrapped(dyN, DY_BACK_DIR) * DY_BACK_COL + DY_AMBIENT_SKY * dySky + DY_AMBIENT_GROUND * (1.0 - dySky);
+float dyRim = pow(clamp(1.0 - dot(dyN, normalize(cameraPosition - dyWorld)), 0.0, 1.0), 3.0) * 0.12;
+vColor.rgb = sqrt(clamp(vColor.rgb * dyLight + dyRim, 0.0, 1.0));
+`;
+
+function flatLitMaterial() {
+  const material = new THREE.MeshBasicMaterial({ vertexColors: true });
+  material.onBeforeCompile = (shader) => {
+    shader.vertexShader = shader.vertexShader
+      .replace('#include <common>', `#include <common>\n${FLAT_LIGHT_GLSL}`)
+      .replace('#include <fog_vertex>', `#include <fog_vertex>\n${FLAT_LIGHT_APPLY}`);
+  };
+  return material;
+}
 const mod32 = (x) => ((x % 4294967296) + 4294967296) % 4294967296;
 
 // One packet -> {index, audioSample, captured, framing, modelListener, people: [Float32Array x 2]}.
@@ -120,7 +158,7 @@ class Person {
     this.mesh.geometry = geometry;
     this.mesh.morphTargetInfluences = undefined;
     this.mesh.morphTargetDictionary = undefined;
-    this.mesh.material = new THREE.MeshLambertMaterial({ vertexColors: true });
+    this.mesh.material = flatLitMaterial();
     this.mesh.frustumCulled = false; // the bones move it; its rest bounds do not follow
     this.bones = this.mesh.skeleton.bones;
     this.pose = personPose(new Float32Array(FLOATS_PER_PERSON), this.bones.length);
@@ -172,6 +210,7 @@ export class DyadScene {
     this.lastDrawn = null;
     this.poseTimes = [];      // when each of the server's poses was first drawn (last 2 s)
     this.lastCounted = null;  // the audio sample of the last pose counted as drawn
+    this.records = [];        // {index, received, drawn} per pose, page ms, until take()
     this.fixed = null;        // a pose held still (tests compare it with the server's render)
     this.received = 0;
     this.bad = 0;
@@ -185,12 +224,11 @@ export class DyadScene {
     const renderer = new THREE.WebGLRenderer({ canvas: this.canvas, antialias: false, preserveDrawingBuffer: true });
     renderer.setPixelRatio(1);
     renderer.setSize(size[0], size[1], false);
-    renderer.outputColorSpace = THREE.SRGBColorSpace;
+    renderer.outputColorSpace = THREE.LinearSRGBColorSpace; // the shader encodes, as the server's does
     this.renderer = renderer;
     const gltf = await new GLTFLoader().loadAsync(url);
     const scene = new THREE.Scene();
-    scene.background = new THREE.Color().setRGB(...BACKGROUND, THREE.SRGBColorSpace);
-    this.addLights(scene);
+    scene.background = BACKGROUND;
     let loaded = null;
     gltf.scene.traverse((o) => { if (o.isSkinnedMesh) loaded = o; });
     const face = faceTargets(loaded.geometry, loaded.morphTargetDictionary, this.layout.face_names || []);
@@ -208,33 +246,53 @@ export class DyadScene {
     return this;
   }
 
-  // renderer/shaders/flat.vert's three-point light, in three.js's terms (an approximation: theirs
-  // is a wrapped Lambert per vertex, this one per pixel)
-  addLights(scene) {
-    const dir = (x, y, z, rgb) => {
-      const light = new THREE.DirectionalLight(new THREE.Color(...rgb), Math.PI);
-      light.position.set(x, y, z);
-      scene.add(light);
-    };
-    dir(-1.0, 1.3, 1.6, [0.78, 0.74, 0.68]);
-    dir(1.4, 0.4, 1.2, [0.26, 0.29, 0.34]);
-    dir(0.3, 1.2, -1.6, [0.45, 0.45, 0.45]);
-    scene.add(new THREE.HemisphereLight(new THREE.Color(0.30, 0.31, 0.34), new THREE.Color(0.17, 0.16, 0.15), Math.PI));
-  }
-
+  // "body": one camera on both (the mouse orbits it); "faces" (data with no body, e.g. REACT): one
+  // camera per person, each drawing only its person in its half, as the server's renderer does.
   setFraming(framing) {
     const views = this.layout.views[framing] || this.layout.views.body;
-    const view = views[0];
+    const body = this.layout.views.body[0];
     const [w, h] = this.layout.size;
-    if (!this.camera) this.camera = new THREE.PerspectiveCamera(this.layout.yfov_deg, w / h, view.near, this.layout.far);
-    const m = new THREE.Matrix4().fromArray(views.length > 1 ? this.layout.views.body[0].camera : view.camera);
-    m.decompose(this.camera.position, this.camera.quaternion, this.camera.scale);
+    if (!this.camera) this.camera = new THREE.PerspectiveCamera(this.layout.yfov_deg, w / h, body.near, this.layout.far);
+    new THREE.Matrix4().fromArray(body.camera).decompose(this.camera.position, this.camera.quaternion, this.camera.scale);
     this.camera.updateMatrixWorld();
     // the orbit centre: where the view axis meets the plane between the two people (z = 0)
     const forward = new THREE.Vector3(0, 0, -1).applyQuaternion(this.camera.quaternion);
     const t = forward.z < -1e-6 ? -this.camera.position.z / forward.z : 2.0;
     this.target = this.camera.position.clone().addScaledVector(forward, t);
+    this.faceViews = views.length > 1 ? views.map((v) => {
+      const [, , vw, vh] = v.viewport;
+      const cam = new THREE.PerspectiveCamera(this.layout.yfov_deg, vw / vh, v.near, this.layout.far);
+      new THREE.Matrix4().fromArray(v.camera).decompose(cam.position, cam.quaternion, cam.scale);
+      cam.updateMatrixWorld();
+      return { viewport: v.viewport, camera: cam };
+    }) : null;
     this.framing = framing;
+  }
+
+  draw() {
+    const r = this.renderer;
+    if (!this.faceViews) {
+      this.controls.enabled = true;
+      this.controls.update();
+      r.render(this.scene, this.camera);
+      return;
+    }
+    this.controls.enabled = false; // two fixed cameras
+    const [w, h] = this.layout.size;
+    r.setScissorTest(true);
+    this.faceViews.forEach((v, k) => {
+      this.people.forEach((p, j) => { p.root.visible = j === k; });
+      r.setViewport(...v.viewport);
+      r.setScissor(...v.viewport);
+      r.render(this.scene, v.camera);
+    });
+    this.people.forEach((p) => { p.root.visible = true; });
+    r.setScissor(w / 2 - 1, 0, 2, h); // the line between the halves (renderer/offscreen.py DIVIDER_RGB)
+    r.setClearColor(DIVIDER, 1);
+    r.clear(true, false, false);
+    r.setClearColor(0x000000, 0);
+    r.setScissorTest(false);
+    r.setViewport(0, 0, w, h);
   }
 
   // A data-channel message.
@@ -247,12 +305,16 @@ export class DyadScene {
       return;
     }
     this.received += 1;
+    // for profiling (take()): when it arrived and when it was first drawn, page clock (ms)
+    const rec = { index: packet.index, received: performance.timeOrigin + performance.now(), drawn: null };
+    this.records.push(rec);
+    if (this.records.length > EXPORT_LIMIT) this.records.shift();
     const joints = this.people ? this.people[0].bones.length : 52;
     let sample = packet.audioSample;
     if (this.unwrap !== null) sample = this.unwrap + ((mod32(sample - mod32(this.unwrap)) + 2147483648) % 4294967296 - 2147483648);
     this.unwrap = sample;
     const entry = {
-      audioSample: sample, captured: packet.captured, index: packet.index, framing: packet.framing,
+      audioSample: sample, captured: packet.captured, index: packet.index, framing: packet.framing, rec,
       people: packet.people.map((f) => personPose(f, joints)),
     };
     // unordered delivery: keep the list sorted by content time; drop a duplicate
@@ -305,14 +367,14 @@ export class DyadScene {
             if (this.lastCounted !== null && p.audioSample <= this.lastCounted) continue;
             this.lastCounted = p.audioSample;
             this.poseTimes.push(this.lastDrawn.at);
+            if (p.rec.drawn === null) p.rec.drawn = performance.timeOrigin + this.lastDrawn.at;
           }
           while (this.lastDrawn.at - this.poseTimes[0] > DRAWN_WINDOW_MS) this.poseTimes.shift();
           while (this.drawn.length && this.lastDrawn.at - this.drawn[0].at > LOG_WINDOW_MS) this.drawn.shift();
         }
       }
     }
-    this.controls.update();
-    this.renderer.render(this.scene, this.camera);
+    this.draw();
   }
 
   // the 32-bit audio clock, unwrapped next to the poses' unwrapped samples
@@ -339,6 +401,15 @@ export class DyadScene {
     const last = d.length ? d[d.length - 1].at : 0;
     const recent = d.filter((x) => last - x.at <= DRAWN_WINDOW_MS);
     return recent.length < 2 ? null : ((recent.length - 1) * 1000) / (last - recent[0].at);
+  }
+
+  // Pose records for a profiling script, each handed out once: those drawn, and those that never
+  // will be (more than 2 s old).
+  take() {
+    const old = performance.timeOrigin + performance.now() - 2000;
+    const out = this.records.filter((r) => r.drawn !== null || r.received < old);
+    this.records = this.records.filter((r) => r.drawn === null && r.received >= old);
+    return out;
   }
 
   // Hold one pose packet still (a test's fixed pose); null resumes the live poses.

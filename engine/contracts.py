@@ -170,8 +170,9 @@ SERVER_MARKS = (
     "sent",
 )
 # Marks a client adds: Chromium's page "received" (last packet) and "presented"; the aiortc client
-# "decoded" (no display).
-CLIENT_MARKS = ("received", "decoded", "presented")
+# "decoded" (no display). In browser mode (poses on a data channel): "received" (the pose's message
+# arrived) and, in the page, "drawn" (the first animation frame that showed it).
+CLIENT_MARKS = ("received", "decoded", "presented", "drawn")
 MARKS = SERVER_MARKS + CLIENT_MARKS
 # Each interval is named by the mark it ends at and starts at the previous mark present.
 SERVER_INTERVALS = {
@@ -188,8 +189,13 @@ CLIENT_INTERVALS = {
     ("received", "presented"): "jitter buffer+decode",
     ("sent", "presented"): "network+jitter buffer+decode",
     ("sent", "decoded"): "network+decode",
+    ("received", "drawn"): "wait for its audio+draw",
+    ("sent", "drawn"): "network+wait for its audio+draw",
 }
-INTERVAL_ORDER = list(SERVER_INTERVALS.values()) + list(CLIENT_INTERVALS.values())
+# Browser mode sends each pose from the event loop as soon as it is made: what ends at "sent" there
+# is posing and the hand-over to the data channel, not the video's send pacing.
+POSE_INTERVALS = {("model_end", "sent"): "posing+hand-over", ("captured", "sent"): "posing+hand-over"}
+INTERVAL_ORDER = list(SERVER_INTERVALS.values()) + ["posing+hand-over"] + list(CLIENT_INTERVALS.values())
 # What the frame thread itself spends per frame (not marks: a frame's source, features, model
 # and posing run back to back, and several frames may run in one pass), in telemetry's stages_ms
 # next to the trace intervals.
@@ -197,7 +203,7 @@ FRAME_THREAD_STAGES = ("source", "features", "model", "posing")
 
 
 def interval_name(start: str, end: str) -> str:
-    return SERVER_INTERVALS.get(end) or CLIENT_INTERVALS[(start, end)]
+    return POSE_INTERVALS.get((start, end)) or SERVER_INTERVALS.get(end) or CLIENT_INTERVALS[(start, end)]
 
 
 def intervals(times: Mapping[str, float]) -> dict[str, float]:

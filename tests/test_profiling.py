@@ -198,3 +198,19 @@ def test_frame_id_survives_h264():
         decoded += [f.to_ndarray(format="rgb24") for f in dec.decode(packet)]
     assert [frame_id.read(x) for x in decoded] == [i % 65536 for i in ids]
     assert frame_id.read(np.full((480, 640, 3), 128, np.uint8)) is None  # no id drawn
+
+
+def test_browser_mode_poses_are_profiled_to_the_animation_frame_that_drew_them(tmp_path):
+    run = report.run_profile(ProfileRequest(seconds=5.0, client="chromium", render="client"))
+    summary = report.write_all(run, tmp_path)
+    lines = [json.loads(x) for x in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert summary["render"] == "client" and summary["end_mark"] == "drawn"
+    assert summary["frames"] == len(lines) > 100 and summary["unmatched_client_frames"] <= 0.05 * len(lines)
+    slack = summary["clock"][0]["rtt_ms"] / 2e3
+    for fr in lines:  # nothing rendered or encoded on the server; every pose joined by its index
+        assert set(fr["times"]) >= {"captured", "sent", "received", "drawn"}, fr
+        assert not set(fr["times"]) & {"worker_start", "rendered", "encode_end"}, fr
+        t = fr["times"]
+        assert t["captured"] <= t["sent"] <= t["received"] + slack and t["received"] <= t["drawn"], fr
+    assert {"posing+hand-over", "network", "wait for its audio+draw"} <= set(summary["stages_ms"])
+    assert summary["budget"]["glass_to_glass_median_ms"]["value"] == summary["end_to_end_ms"]["median"]

@@ -120,6 +120,7 @@ def test_bad_input_on_the_pose_channel_gets_an_error_reply_and_the_poses_go_on(s
 WEBGL_FLAGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader"]
 SILHOUETTE_IOU = 0.95  # the bar: the browser draws what the server renders
 BACKGROUND_DISTANCE = 24  # RGB distance from the clear colour that counts as "an avatar is here"
+COLOUR_LEVELS = 8  # median |difference| of the RGB channels where both draw an avatar, of 255
 
 
 def _fixed_poses():
@@ -167,7 +168,10 @@ def test_chromium_draws_the_avatars_in_step_with_the_audio_and_as_the_server_wou
     from dyadic.renderer.offscreen import DyadRenderer
 
     speaker, listener = _fixed_poses()
-    packet = pose_packet.pack(pose_packet.PosePacket(0, 0, 0.0, speaker, listener))
+    packets = {
+        framing: base64.b64encode(pose_packet.pack(pose_packet.PosePacket(0, 0, 0.0, speaker, listener, framing)))
+        for framing in ("body", "faces")  # faces: data with no body (REACT), one camera per person
+    }
 
     async def browse():
         async with ChromiumPage(server.url + "?render=client", extra_flags=WEBGL_FLAGS) as page:
@@ -175,10 +179,10 @@ def test_chromium_draws_the_avatars_in_step_with_the_audio_and_as_the_server_wou
             await asyncio.sleep(4.0)  # the drawn rate is over the last 2 s
             live = [await page.evaluate("() => window.dyadic.stats()") for _ in range(6)]
             switch = await page.evaluate("() => document.getElementById('draw-client').className")
-            png = await page.evaluate(HOLD_AND_SNAPSHOT, base64.b64encode(packet).decode())
-            return live, switch, png, page.console
+            pngs = {f: await page.evaluate(HOLD_AND_SNAPSHOT, b.decode()) for f, b in packets.items()}
+            return live, switch, pngs, page.console
 
-    live, switch, png, console = asyncio.run(browse())
+    live, switch, pngs, console = asyncio.run(browse())
     last = live[-1]
     assert last["render"] == "client" and "active" in switch, last
     assert not [c for c in console if c.startswith("error")], console
@@ -191,11 +195,45 @@ def test_chromium_draws_the_avatars_in_step_with_the_audio_and_as_the_server_wou
     assert last["avOffsetMs"] is not None and abs(last["avOffsetMs"]) <= 40, last  # the budget
     assert 0 < last["glassToGlassMs"] < 1000, last
 
-    drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB"))
     avatar = Avatar()
+    ious, colour = {}, {}
     with DyadRenderer(avatar, size=(640, 480)) as renderer:
-        rendered = renderer.render(avatar.vertices(speaker), avatar.vertices(listener))
-    assert drawn.shape == rendered.shape
-    a, b = _silhouette(drawn), _silhouette(rendered)
-    iou = (a & b).sum() / (a | b).sum()
-    assert iou >= SILHOUETTE_IOU, iou
+        for framing, png in pngs.items():
+            drawn = np.asarray(Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1]))).convert("RGB"))
+            rendered = renderer.render(avatar.vertices(speaker), avatar.vertices(listener), framing=framing)
+            assert drawn.shape == rendered.shape
+            a, b = _silhouette(drawn), _silhouette(rendered)
+            ious[framing] = (a & b).sum() / (a | b).sum()
+            # and coloured the same: the server's own lighting, per vertex (flat.vert in scene3d.js)
+            both = a & b
+            colour[framing] = float(np.median(np.abs(drawn[both].astype(int) - rendered[both].astype(int))))
+    assert min(ious.values()) >= SILHOUETTE_IOU, ious
+    assert max(colour.values()) <= COLOUR_LEVELS, colour
+
+
+def test_a_browser_without_webgl_gets_the_servers_video_and_is_told_why(server):
+    from dyadic.engine.harness.browser import ChromiumPage
+
+    async def browse():
+        async with ChromiumPage(server.url + "?render=client", extra_flags=["--disable-3d-apis"]) as page:
+            await _until(page, "async () => (await window.dyadic.stats()).framesDecoded > 30")
+            return await page.evaluate("() => window.dyadic.stats()"), await page.evaluate("() => window.dyadic.errors")
+
+    stats, errors = asyncio.run(browse())
+    assert stats["render"] == "server" and stats["codec"] == "H264"
+    assert any("Drawn by the server: this page cannot draw the avatars" in e["message"] for e in errors), errors
+
+
+def test_a_users_body_model_goes_only_to_the_servers_own_pages():
+    from dyadic.renderer.default_avatar import default_model_dir
+
+    # the embedded avatar's SMPL-H file given as if it were the user's own licensed model
+    with ServeProcess("--body-model", str(default_model_dir())) as srv:
+        own = srv.url  # e.g. http://127.0.0.1:PORT/
+        assert _get(srv.url + "avatar.glb")[0] == 403  # a script or a link: no page of ours asked
+        assert _get(srv.url + "avatar.glb", **{"Sec-Fetch-Site": "cross-site"})[0] == 403
+        assert _get(srv.url + "avatar.glb", Referer="http://evil.example/page")[0] == 403
+        status, _, body = _get(srv.url + "avatar.glb", **{"Sec-Fetch-Site": "same-origin"})
+        assert status == 200 and pygltflib.GLTF2.load_from_bytes(body).skins[0].joints
+        assert _get(srv.url + "avatar.glb", Referer=own + "?render=client")[0] == 200  # plain http: no fetch metadata
+        assert "served to this server's pages only" in srv.log()

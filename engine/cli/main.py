@@ -280,8 +280,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         client=args.client,
         clip=args.clip,
         data=args.data,
-        frame_ids=args.client == "chromium" and not args.no_frame_id,
+        frame_ids=args.client == "chromium" and not args.no_frame_id and args.render == "server",
         microphone=args.mic,
+        render=args.render,
     )
     run = run_profile(request)
     summary = write_all(run, out)
@@ -687,6 +688,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=positive_float, default=60.0, help="the profiled window, after 2 s of warm-up (default: 60)"
     )
     pf.add_argument("--sessions", type=positive_int, default=1, help="concurrent sessions (default: 1)")
+    pf.add_argument(
+        "--render",
+        choices=("server", "client"),
+        default="server",
+        help="server: profile the server's video (default); client: browser mode, the poses on a data channel "
+        "drawn by the page (Chromium: to the animation frame that drew each; aiortc: to its arrival)",
+    )
     pf.add_argument(
         "--client",
         choices=("chromium", "aiortc"),

@@ -68,6 +68,7 @@ class ProfileRun:
     clock: list[dict[str, Any]] = field(default_factory=list)  # per session: the page clock mapping and its check
     client_stats: list[dict[str, Any]] = field(default_factory=list)  # per session: the page's last getStats summary
     gpu: list[dict[str, float]] = field(default_factory=list)  # nvidia-smi samples, once a second (none without a GPU)
+    render: str = "server"  # "client": browser mode (poses joined by frame index)
 
 
 def end_mark(times: dict[str, float]) -> str:
@@ -116,8 +117,7 @@ def from_raw(raw: RawRun) -> ProfileRun:
             clocks.append(clock)
             client = [
                 {
-                    "rtp": f["rtp"],
-                    "decode_ms": f.get("decode_ms"),
+                    **{k: v for k, v in f.items() if k not in ("page", "frame_id")},
                     **({"frame_id": f.get("frame_id")} if raw.frame_ids else {}),
                     "times": {m: (t + off) / 1e3 for m, t in f["page"].items() if t is not None},
                 }
@@ -125,7 +125,7 @@ def from_raw(raw: RawRun) -> ProfileRun:
             ]
             start = (s.start + off) / 1e3
             av += [{"session": k, "t": (a["t"] + off) / 1e3, "ms": a["ms"]} for a in s.av]
-        joined, missing = join(s.traces, client)
+        joined, missing = join_by_index(s.traces, client) if raw.render == "client" else join(s.traces, client)
         frames += [{"session": k, **f} for f in joined if f["times"]["captured"] >= start]
         unmatched += missing
     if frames:  # A/V samples of the profiled window only
@@ -144,7 +144,25 @@ def from_raw(raw: RawRun) -> ProfileRun:
         clock=clocks,
         client_stats=[s.stats for s in raw.sessions if s.stats],
         gpu=raw.gpu,
+        render=raw.render,
     )
+
+
+def join_by_index(
+    server_frames: list[dict[str, Any]], client_frames: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Browser mode: each pose carries its frame index, so server traces and client poses pair
+    directly (no RTP clock to find)."""
+    by_index = {f["index"]: f for f in server_frames if "sent" in f["times"]}
+    out, unmatched = [], 0
+    for c in client_frames:
+        frame = by_index.get(c["index"])
+        if frame is None:
+            unmatched += 1
+            continue
+        extras = {k: v for k, v in c.items() if k not in ("index", "times")}
+        out.append({"index": frame["index"], "pts": None, "times": {**frame["times"], **c["times"]}, **extras})
+    return out, unmatched
 
 
 def _thirds(values: list[float]) -> tuple[float, float]:
@@ -186,6 +204,10 @@ def summarize(run: ProfileRun, machine: dict[str, Any]) -> dict[str, Any]:
         "Chromium (requestVideoFrameCallback presentationTime)",
         "decoded": "the end of the speaker's audio -> the frame out of the aiortc client's decoder (no "
         "display: not a presented pixel)",
+        "drawn": "glass to glass in browser mode: the end of the speaker's audio -> the animation frame that "
+        "first drew its pose (three.js in headless Chromium, in step with the audio it plays)",
+        "received": "browser mode: the end of the speaker's audio -> the pose received by the aiortc client "
+        "(nothing drawn)",
     }
     what = descriptions.get(last, "no frame")
     summary = {
@@ -213,7 +235,8 @@ def summarize(run: ProfileRun, machine: dict[str, Any]) -> dict[str, Any]:
         "client_stats": run.client_stats or None,
         "server": run.server,
     }
-    summary["budget"] = _budget(summary) if last == "presented" and run.sessions == 1 else None
+    summary["render"] = run.render
+    summary["budget"] = _budget(summary) if last in ("presented", "drawn") and run.sessions == 1 else None
     return summary
 
 
@@ -269,7 +292,9 @@ def table(summary: dict[str, Any]) -> str:
     for name, s in summary["stages_ms"].items():
         rows.append((name, *(f"{s[k]:.2f}" for k in cols)))
     if summary["end_to_end_ms"]:
-        label = "GLASS TO GLASS" if summary["end_mark"] == "presented" else "END TO END (decoded)"
+        label = (
+            "GLASS TO GLASS" if summary["end_mark"] in ("presented", "drawn") else f"END TO END ({summary['end_mark']})"
+        )
         rows.append((label, *(f"{summary['end_to_end_ms'][k]:.2f}" for k in cols)))
     for key, label in (("decode_ms", "(of which decode)"), ("av_offset_ms", "A/V offset (video - audio)")):
         if summary.get(key):
@@ -331,7 +356,7 @@ def _figures(frames: list[dict[str, Any]], summary: dict[str, Any], av: list[dic
         t = np.array([f["times"][last] for f in fs]) - t0
         axes[0].plot(t, [end_to_end_ms(f["times"]) for f in fs], lw=0.8, label=f"session {s}")
         axes[1].plot(t[1:], np.diff(t) * 1e3, lw=0.6)
-    axes[0].set_ylabel("glass to glass, ms" if last == "presented" else "to decoded, ms")
+    axes[0].set_ylabel("glass to glass, ms" if last in ("presented", "drawn") else f"to {last}, ms")
     axes[0].legend(loc="upper right", fontsize=8)
     axes[1].set_ylabel(f"{last} interval, ms")
     axes[1].axhline(1000 / 30, color="grey", ls="--", lw=0.8)
@@ -341,7 +366,7 @@ def _figures(frames: list[dict[str, Any]], summary: dict[str, Any], av: list[dic
             axes[2].plot(*zip(*pts), lw=0.8, marker=".", ms=2)
         for y in (-BUDGET["av_offset_max_abs_ms"], BUDGET["av_offset_max_abs_ms"]):
             axes[2].axhline(y, color="grey", ls="--", lw=0.8)
-        axes[2].set_ylabel("A/V offset, ms\n(> 0: video ahead)")
+        axes[2].set_ylabel("A/V offset, ms\n(> 0: picture ahead)")
     axes[-1].set_xlabel("seconds into the run")
     figs.append(("Timeline: latency, frame times and A/V offset over the run", fig))
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..harness.serve_process import ServeProcess
 
 WARMUP_S = 2.0
+WEBGL_FLAGS = ["--enable-unsafe-swiftshader", "--use-angle=swiftshader"]  # WebGL with no GPU (browser mode)
 TAKE_PERIOD_S = 5.0  # how often the page's records are drained (the page keeps them until then)
 PING_PERIOD_S = 0.25  # extra clock probes while profiling: the best of many has the smallest error
 
@@ -59,6 +60,7 @@ class RawRun:
     gpu: list[dict[str, float]]
     os_clock_offset_ms: float  # CLOCK_MONOTONIC - CLOCK_REALTIME here, in ms (the page clock is the latter)
     frame_ids: bool
+    render: str = "server"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class ProfileRequest:
     data: str | None = None
     frame_ids: bool = False  # Chromium: draw frame ids and read them back
     microphone: bool = False
+    render: str = "server"  # "client": browser mode, poses on a data channel (joined by frame index)
 
 
 async def _aiortc_session(server: ServeProcess, request: ProfileRequest, started: Callable[[], None]) -> ClientSession:
@@ -95,9 +98,13 @@ async def _aiortc_session(server: ServeProcess, request: ProfileRequest, started
         trace=True,
         on_first_frame=on_first_frame,
         microphone=request.microphone,
+        render=request.render,
     )
     start = first[0] + WARMUP_S if first else 0.0
-    frames = [{"rtp": pts, "times": {"decoded": t}} for t, pts in zip(r.video_times, r.video_pts)]
+    if request.render == "client":  # poses, by frame index: received is this client's last mark
+        frames = [{"index": i, "times": {"received": t}} for t, i in zip(r.pose_times, r.pose_indices)]
+    else:
+        frames = [{"rtp": pts, "times": {"decoded": t}} for t, pts in zip(r.video_times, r.video_pts)]
     return ClientSession(frames, r.traces, r.telemetry[-1] if r.telemetry else None, start=start)
 
 
@@ -108,15 +115,22 @@ async def _chromium_session(
     from ..harness.probe import TRACE_SETTLE_S
 
     seconds, clip = request.seconds, request.clip
-    url = server.url + ("?frameid=1" if request.frame_ids else "")
-    async with ChromiumPage(url) as page:
+    drawn = request.render == "client"
+    url = server.url + ("?render=client" if drawn else "?frameid=1" if request.frame_ids else "")
+    first_frame = (
+        "() => !!window.dyadic.scene && window.dyadic.scene.lastDrawn !== null"
+        if drawn
+        else "() => window.dyadic.frames().length > 0"
+    )
+    take = "() => ({...window.dyadic.latency.take(), poses: window.dyadic.scene ? window.dyadic.scene.take() : []})"
+    async with ChromiumPage(url, extra_flags=WEBGL_FLAGS if drawn else None) as page:
         await page.wait_connected()
         assert page.page is not None  # open since __aenter__
         if request.microphone:  # as a user picks it; Chromium's fake capture device beeps
             await page.page.click("#src-browser-mic")
         elif clip:
             await page.evaluate("(c) => window.dyadic.send({type: 'source', kind: 'clip', clip: c})", clip)
-        await page.page.wait_for_function("() => window.dyadic.frames().length > 0", timeout=60_000)
+        await page.page.wait_for_function(first_frame, timeout=60_000)
         await asyncio.sleep(WARMUP_S)
         start = await page.evaluate(
             "() => { window.dyadic.latency.record(); return performance.timeOrigin + performance.now(); }"
@@ -131,11 +145,11 @@ async def _chromium_session(
                 "() => window.dyadic.send({type: 'ping', t: performance.timeOrigin + performance.now()})"
             )
             if time.monotonic() >= next_take:
-                taken.append(await page.evaluate("() => window.dyadic.latency.take()"))
+                taken.append(await page.evaluate(take))
                 next_take += TAKE_PERIOD_S
         stats = await page.stats()
         await asyncio.sleep(TRACE_SETTLE_S)  # the last frames' traces come with the next telemetry
-        taken.append(await page.evaluate("() => window.dyadic.latency.take()"))
+        taken.append(await page.evaluate(take))
         errors = [c for c in page.console if c.startswith("error")]
     if errors:
         raise RuntimeError(f"the page reported errors: {errors[:3]}")
@@ -150,6 +164,14 @@ async def _chromium_session(
         for f in part["frames"]
         if f["presented"] <= start + seconds * 1e3
     ]
+    if drawn:  # browser mode: each pose's arrival and the first animation frame that showed it
+        frames = [
+            {"index": p["index"], "page": {"received": p["received"], "drawn": p["drawn"]}}
+            for part in taken
+            for p in part["poses"]
+            # the page keeps poses from before recording began; their traces were not exported
+            if p["drawn"] is not None and start <= p["received"] and p["drawn"] <= start + seconds * 1e3
+        ]
 
     def pick(key: str) -> list[Any]:
         return [x for part in taken for x in part[key]]
@@ -198,7 +220,7 @@ def run_clients(request: ProfileRequest) -> RawRun:
         status = server.status()
     cpu = {name: cpu1[name] - cpu0.get(name, 0.0) for name in cpu1}
     offset_ms = (time.monotonic() - time.time()) * 1e3
-    return RawRun(list(results), cpu, window, request.client, status, gpu, offset_ms, request.frame_ids)
+    return RawRun(list(results), cpu, window, request.client, status, gpu, offset_ms, request.frame_ids, request.render)
 
 
 def _cpu(server_pid: int) -> dict[str, float]:

@@ -60,3 +60,19 @@ class AccessPolicy:
         if origin is not None and origin.strip().lower().rstrip("/") not in self.origins:
             return f"foreign Origin {origin[:80]!r} (add --allow-origin URL to let that site in)"
         return None
+
+    def from_own_page(self, fetch_site: str | None, referer: str | None) -> bool:
+        """Whether a GET comes from one of the server's own pages: the browser says so
+        (`Sec-Fetch-Site: same-origin`, sent on https and localhost), or, where it sends no fetch
+        metadata (plain http on another address), the page that asked is one of ours (`Referer`).
+        A link from elsewhere, another site's page, or a script that names no page are not."""
+        if fetch_site is not None:
+            return fetch_site == "same-origin"
+        if not referer:
+            return False
+        parts = urlsplit(referer)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False
+        netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        origin = f"{parts.scheme}://{netloc}" + (f":{parts.port}" if parts.port else "")
+        return origin in self.origins
