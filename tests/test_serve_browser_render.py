@@ -56,6 +56,8 @@ def test_a_browser_mode_session_gets_poses_and_audio_and_no_render_worker(server
     assert np.median(samples) == 1600  # 48 kHz / 30 FPS
     last = result.telemetry[-1]
     assert last["render"] == "client" and last["poses_sent"] > 150 and last["audio_rtp_origin"] is not None
+    batching = server.status()["model_batching"]["seamless"]  # every pose stepped the model once
+    assert batching["steps"] >= last["poses_sent"] and 0 < batching["calls"] <= batching["steps"], batching
 
 
 def test_a_server_that_draws_only_itself_answers_with_video_and_says_why():

@@ -145,6 +145,11 @@ class Engine:
     def model_info(self) -> dict[str, dict[str, Any]]:
         return {d: {"provider": s.provider, "channels": s.layout.size} for d, s in self.steppers.items()}
 
+    def model_batching(self) -> dict[str, dict[str, int]]:
+        """For /status only (a page is not told how busy the server is): each model's steps so far
+        and the ONNX Runtime calls they took (pipeline/batching.py)."""
+        return {d: {"steps": s.calls, "calls": s.batches} for d, s in self.steppers.items()}
+
 
 class Server:
     def __init__(self, options: ServeOptions):
@@ -207,6 +212,7 @@ class Server:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "clips": len(self.engine.clips),
             "models": self.engine.model_info(),
+            "model_batching": self.engine.model_batching(),
             "gl_backend": self.engine.gl_backend,
             "video_codec": self.options.video_codec,
         }
