@@ -9,6 +9,12 @@ only at its top) to the system; run every TRIM_PERIOD_S in a thread. It costs 4-
 fragmented on purpose (200,000 blocks), during which other threads wait for malloc: once in 30 s,
 well inside a frame.
 On a C library without malloc_trim (musl, macOS) this does nothing.
+
+And buffers of a frame's size (a 640x480 picture is 0.9 MB, its YUV 0.46 MB) are mapped on their
+own (`fix_mmap_threshold`): glibc maps blocks above 128 KB by default, but raises that threshold to
+the size of each mapped block it frees, after which every picture came from the heaps of aiortc's
+encoder threads, and the server's RSS rose in steps of about one picture (1.0-1.2 MB) that
+trimming did not return.
 """
 
 from __future__ import annotations
@@ -24,17 +30,34 @@ from collections.abc import Callable
 log = logging.getLogger("dyadic.engine")
 
 TRIM_PERIOD_S = 30.0
+MMAP_THRESHOLD = 256 * 1024  # blocks from here up are mapped on their own and unmapped when freed
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h); setting it stops the dynamic threshold
 
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
+    """Map every block of `size` bytes and up on its own, from now on; False where unsupported."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, size))
 
 
 def trim_heap() -> float | None:

@@ -45,7 +45,7 @@ from ..webrtc import aiortc_patches, codec, ice
 from . import protocol, tls
 from .access import AccessPolicy
 from .assets import PageAssets, three_problem
-from .heap import trim_heap_forever
+from .heap import fix_mmap_threshold, trim_heap_forever
 from .protocol import ProtocolError
 from .tls import Certificate
 
@@ -184,6 +184,7 @@ class Server:
         if self.options.ice_loopback:
             aiortc_patches.restrict_to_loopback()
         aiortc_patches.install()
+        fix_mmap_threshold()  # heap.py: pictures mapped on their own, not kept in the heaps
         self._trimmer = asyncio.create_task(trim_heap_forever())  # heap.py: slow spells' high-water marks
         self._server = await serve(
             self._handle,
