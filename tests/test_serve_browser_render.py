@@ -60,9 +60,19 @@ def test_a_browser_mode_session_gets_poses_and_audio_and_no_render_worker(server
     assert batching["steps"] >= last["poses_sent"] and 0 < batching["calls"] <= batching["steps"], batching
 
 
-def test_a_server_that_draws_only_itself_answers_with_video_and_says_why():
-    with ServeProcess("--render", "server-only") as srv:
-        result = asyncio.run(probe(srv.ws, seconds=2.0, render="client"))
+@pytest.fixture(scope="module")
+def restricted():
+    """A server that draws on the server only, with a user's body model (the embedded avatar's
+    SMPL-H file, given as if it were the user's own licensed model)."""
+    from dyadic.renderer.default_avatar import default_model_dir
+
+    srv = ServeProcess("--render", "server-only", "--body-model", str(default_model_dir()))
+    yield srv
+    srv.stop()
+
+
+def test_a_server_that_draws_only_itself_answers_with_video_and_says_why(restricted):
+    result = asyncio.run(probe(restricted.ws, seconds=2.0, render="client"))
     assert result.answer["render"] == "server" and "--render server-only" in result.answer["render_note"]
     assert result.fps() > 20 and not result.pose_times
 
@@ -226,16 +236,13 @@ def test_a_browser_without_webgl_gets_the_servers_video_and_is_told_why(server):
     assert any("Drawn by the server: this page cannot draw the avatars" in e["message"] for e in errors), errors
 
 
-def test_a_users_body_model_goes_only_to_the_servers_own_pages():
-    from dyadic.renderer.default_avatar import default_model_dir
-
-    # the embedded avatar's SMPL-H file given as if it were the user's own licensed model
-    with ServeProcess("--body-model", str(default_model_dir())) as srv:
-        own = srv.url  # e.g. http://127.0.0.1:PORT/
-        assert _get(srv.url + "avatar.glb")[0] == 403  # a script or a link: no page of ours asked
-        assert _get(srv.url + "avatar.glb", **{"Sec-Fetch-Site": "cross-site"})[0] == 403
-        assert _get(srv.url + "avatar.glb", Referer="http://evil.example/page")[0] == 403
-        status, _, body = _get(srv.url + "avatar.glb", **{"Sec-Fetch-Site": "same-origin"})
-        assert status == 200 and pygltflib.GLTF2.load_from_bytes(body).skins[0].joints
-        assert _get(srv.url + "avatar.glb", Referer=own + "?render=client")[0] == 200  # plain http: no fetch metadata
-        assert "served to this server's pages only" in srv.log()
+def test_a_users_body_model_goes_only_to_the_servers_own_pages(restricted):
+    srv = restricted
+    own = srv.url  # e.g. http://127.0.0.1:PORT/
+    assert _get(srv.url + "avatar.glb")[0] == 403  # a script or a link: no page of ours asked
+    assert _get(srv.url + "avatar.glb", **{"Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert _get(srv.url + "avatar.glb", Referer="http://evil.example/page")[0] == 403
+    status, _, body = _get(srv.url + "avatar.glb", **{"Sec-Fetch-Site": "same-origin"})
+    assert status == 200 and pygltflib.GLTF2.load_from_bytes(body).skins[0].joints
+    assert _get(srv.url + "avatar.glb", Referer=own + "?render=client")[0] == 200  # plain http: no fetch metadata
+    assert "served to this server's pages only" in srv.log()
