@@ -510,7 +510,7 @@
         'from the end of the speaker\'s audio to its frame on this screen, median of the last 10 s (budget: 60 ms)',
         grade(g2g, 60, 90)],
       ['A/V offset', av === null ? '–' : `${av > 0 ? '+' : ''}${av.toFixed(0)} ms`,
-        'the video ahead (+) or behind (−) the sound it belongs to (budget: ±40 ms)',
+        `the ${drawn ? 'picture' : 'video'} ahead (+) or behind (−) the sound it belongs to (budget: ±40 ms)`,
         av === null ? '' : grade(Math.abs(av), 40, 80)],
     ]);
   }
@@ -526,6 +526,7 @@
     'hand-over': 'from the render worker to the encoder',
     encode: 'H.264/VP8 encoding',
     'send pacing': 'held until the frame\'s send time, in step with its audio',
+    'posing+hand-over': 'browser mode: from the model\'s output to the pose handed to the data channel',
   };
 
   function renderLive() {
@@ -534,12 +535,18 @@
     const serverFresh = t && Date.now() - t.receivedAt < 3000; // else: say so, never show old numbers
     $('live-server').innerHTML = !t ? rows([['telemetry', 'none yet']]) : !serverFresh
       ? rows([['telemetry', `none for ${((Date.now() - t.receivedAt) / 1000).toFixed(0)} s`]]) : rows([
-        ['frames sent', num(t.fps) ? `${fmt(t.fps)} FPS` : '–', 'frames the server sent per second'],
-        ['frames', fmt(t.frames), 'frames made since the session started'],
-        ['dropped', fmt(t.dropped), 'frames the server skipped because it was late'],
-        ['repeated', fmt(t.repeated), 'frames sent twice because the next was not ready'],
-        ['server part', num(lat.median) === null ? '–' : `${fmt(lat.median)} / ${fmt(lat.p95)} ms`,
-          'end of the speaker\'s audio -> frame encoded, median / p95 (the server\'s share of glass to glass)'],
+        ...(D.render === 'client' ? [ // browser mode: poses out, no video
+          ['poses sent', fmt(t.poses_sent), 'poses sent on the data channel since the session started'],
+          ['poses dropped', fmt(t.poses_dropped), 'poses the data channel could not take in time (the link was slower)'],
+          ['frames', fmt(t.frames), 'frames the model stepped since the session started'],
+        ] : [
+          ['frames sent', num(t.fps) ? `${fmt(t.fps)} FPS` : '–', 'frames the server sent per second'],
+          ['frames', fmt(t.frames), 'frames made since the session started'],
+          ['dropped', fmt(t.dropped), 'frames the server skipped because it was late'],
+          ['repeated', fmt(t.repeated), 'frames sent twice because the next was not ready'],
+          ['server part', num(lat.median) === null ? '–' : `${fmt(lat.median)} / ${fmt(lat.p95)} ms`,
+            'end of the speaker\'s audio -> frame encoded, median / p95 (the server\'s share of glass to glass)'],
+        ]),
         ['audio underruns', fmt(t.audio_underruns), 'audio frames that arrived too late and were filled with silence'],
         ['movement', t.movement || '–', 'where the speaker\'s movement comes from'],
         ...networkRows(t.network),
@@ -549,10 +556,14 @@
       ? `<tr><th>stage</th><th>ms</th></tr>${rows(stages.map(([k, v]) => [k, fmt(v, 2), STAGE_TIPS[k]]))}` : '';
     const c = lastClient || {};
     const ms = (x) => (num(x) === null ? '–' : `${x.toFixed(1)} ms`);
+    const link = [
+      ['websocket', wsStateName()], ['connection', c.connectionState || '–'],
+      ['ice', D.pc ? D.pc.iceConnectionState : '–'],
+    ];
+    const wsRtt = ['ws rtt', ms(clock.rtt), 'round trip of the websocket to the server'];
     if (D.render === 'client') { // browser mode: poses in, pictures drawn here
       $('live-client').innerHTML = rows([
-        ['websocket', wsStateName()], ['connection', c.connectionState || '–'],
-        ['ice', D.pc ? D.pc.iceConnectionState : '–'], ['drawn by', 'this browser (three.js)'],
+        ...link, ['drawn by', 'this browser', 'three.js, from the poses the server sends'],
         ['poses received', fmt(c.posesReceived)], ['poses drawn', num(c.drawnFps) === null ? '–' : `${fmt(c.drawnFps)} /s`,
           'the server\'s poses that showed in a picture, per second, last 2 s'],
         ['pictures', num(c.animationFps) === null ? '–' : `${fmt(c.animationFps)} /s`, 'animation frames drawn per second'],
@@ -560,22 +571,20 @@
         ['bad poses', fmt(c.badPoses)], ['glass to glass', ms(c.glassToGlassMs),
           'end of the speaker\'s audio -> the picture that drew its pose, median of the last 10 s'],
         ['A/V offset', ms(c.avOffsetMs), 'the pose on screen against the sound the browser\'s audio receiver plays now, median of the last 10 s (+: picture ahead)'],
-        ['audio packets', fmt(c.audioPacketsReceived)], ['ws rtt', ms(clock.rtt), 'round trip of the websocket to the server'],
+        ['audio packets', fmt(c.audioPacketsReceived)], wsRtt,
       ]);
       renderLatency();
       return;
     }
     $('live-client').innerHTML = rows([
-      ['websocket', wsStateName()], ['connection', c.connectionState || '–'],
-      ['ice', D.pc ? D.pc.iceConnectionState : '–'], ['codec', c.codec || '–'],
+      ...link, ['codec', c.codec || '–'],
       ['frames recv', fmt(c.framesReceived)], ['frames decoded', fmt(c.framesDecoded)],
       ['frames dropped', fmt(c.framesDropped)], ['decode fps', fmt(c.fps)],
       ['presented', rvfcSupported ? fmt(presentedFrames) : 'n/a (no rVFC)'],
       ['jitter buffer', ms(c.jitterBufferMs)], ['decode', ms(c.decodeMs)],
       ['freezes', fmt(c.freezeCount)], ['video packets lost', fmt(c.videoPacketsLost)],
       ['audio packets', fmt(c.audioPacketsReceived)],
-      ['audio samples', fmt(c.audioTotalSamplesReceived)], ['A/V offset', ms(c.avOffsetMs)],
-      ['ws rtt', ms(clock.rtt), 'round trip of the websocket to the server'],
+      ['audio samples', fmt(c.audioTotalSamplesReceived)], ['A/V offset', ms(c.avOffsetMs)], wsRtt,
     ]);
     renderLatency();
   }

@@ -210,7 +210,7 @@ export class DyadScene {
     this.lastDrawn = null;
     this.poseTimes = [];      // when each of the server's poses was first drawn (last 2 s)
     this.lastCounted = null;  // the audio sample of the last pose counted as drawn
-    this.records = [];        // {index, received, drawn} per pose, page ms, until take()
+    this.records = null;      // while profiling (record()): {index, received, drawn} per pose, page ms
     this.fixed = null;        // a pose held still (tests compare it with the server's render)
     this.received = 0;
     this.bad = 0;
@@ -305,10 +305,12 @@ export class DyadScene {
       return;
     }
     this.received += 1;
-    // for profiling (take()): when it arrived and when it was first drawn, page clock (ms)
-    const rec = { index: packet.index, received: performance.timeOrigin + performance.now(), drawn: null };
-    this.records.push(rec);
-    if (this.records.length > EXPORT_LIMIT) this.records.shift();
+    // while profiling (record(), take()): when it arrived and when it was first drawn, page clock (ms)
+    const rec = this.records ? { index: packet.index, received: performance.timeOrigin + performance.now(), drawn: null } : null;
+    if (rec) {
+      this.records.push(rec);
+      if (this.records.length > EXPORT_LIMIT) this.records.shift();
+    }
     const joints = this.people ? this.people[0].bones.length : 52;
     let sample = packet.audioSample;
     if (this.unwrap !== null) sample = this.unwrap + ((mod32(sample - mod32(this.unwrap)) + 2147483648) % 4294967296 - 2147483648);
@@ -367,7 +369,7 @@ export class DyadScene {
             if (this.lastCounted !== null && p.audioSample <= this.lastCounted) continue;
             this.lastCounted = p.audioSample;
             this.poseTimes.push(this.lastDrawn.at);
-            if (p.rec.drawn === null) p.rec.drawn = performance.timeOrigin + this.lastDrawn.at;
+            if (p.rec && p.rec.drawn === null) p.rec.drawn = performance.timeOrigin + this.lastDrawn.at;
           }
           while (this.lastDrawn.at - this.poseTimes[0] > DRAWN_WINDOW_MS) this.poseTimes.shift();
           while (this.drawn.length && this.lastDrawn.at - this.drawn[0].at > LOG_WINDOW_MS) this.drawn.shift();
@@ -403,9 +405,15 @@ export class DyadScene {
     return recent.length < 2 ? null : ((recent.length - 1) * 1000) / (last - recent[0].at);
   }
 
-  // Pose records for a profiling script, each handed out once: those drawn, and those that never
-  // will be (more than 2 s old).
+  // Profiling: keep a record of every pose from now on.
+  record() {
+    this.records = [];
+  }
+
+  // The records kept since record(), each handed out once: those drawn, and those that never will
+  // be (more than 2 s old).
   take() {
+    if (!this.records) return [];
     const old = performance.timeOrigin + performance.now() - 2000;
     const out = this.records.filter((r) => r.drawn !== null || r.received < old);
     this.records = this.records.filter((r) => r.drawn === null && r.received >= old);

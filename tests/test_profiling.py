@@ -214,3 +214,10 @@ def test_browser_mode_poses_are_profiled_to_the_animation_frame_that_drew_them(t
         assert t["captured"] <= t["sent"] <= t["received"] + slack and t["received"] <= t["drawn"], fr
     assert {"posing+hand-over", "network", "wait for its audio+draw"} <= set(summary["stages_ms"])
     assert summary["budget"]["glass_to_glass_median_ms"]["value"] == summary["end_to_end_ms"]["median"]
+
+
+def test_browser_mode_with_an_aiortc_client_is_profiled_to_each_pose_received():
+    summary = report.summarize(report.run_profile(ProfileRequest(seconds=3.0, client="aiortc", render="client")), {})
+    assert summary["render"] == "client" and summary["end_mark"] == "received"
+    assert summary["frames"] > 60 and summary["unmatched_client_frames"] <= 0.05 * summary["frames"]
+    assert {"posing+hand-over", "network"} <= set(summary["stages_ms"]) and summary["budget"] is None

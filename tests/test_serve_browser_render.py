@@ -191,13 +191,19 @@ def test_chromium_draws_the_avatars_in_step_with_the_audio_and_as_the_server_wou
             await asyncio.sleep(4.0)  # the drawn rate is over the last 2 s
             live = [await page.evaluate("() => window.dyadic.stats()") for _ in range(6)]
             switch = await page.evaluate("() => document.getElementById('draw-client').className")
+            panel = await page.evaluate(
+                "() => ['live-server', 'live-client'].map((id) => document.getElementById(id).textContent).join('\\n')"
+            )
             pngs = {f: await page.evaluate(HOLD_AND_SNAPSHOT, b.decode()) for f, b in packets.items()}
-            return live, switch, pngs, page.console
+            return live, switch, panel, pngs, page.console
 
-    live, switch, pngs, console = asyncio.run(browse())
+    live, switch, panel, pngs, console = asyncio.run(browse())
     last = live[-1]
     assert last["render"] == "client" and "active" in switch, last
     assert not [c for c in console if c.startswith("error")], console
+    # the details panel speaks of poses, not of video the server does not send
+    assert all(row in panel for row in ("poses sent", "poses drawn", "drawn by")), panel
+    assert "server part" not in panel and "frames decoded" not in panel, panel
     assert last["posesReceived"] > 100 and last["badPoses"] == 0
     # every pose drawn, as far as the display allows: software WebGL (SwiftShader) on these two
     # cores draws 30-33 animation frames a second; a browser with a GPU, its display's rate

@@ -152,10 +152,15 @@ def join_by_index(
     server_frames: list[dict[str, Any]], client_frames: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], int]:
     """Browser mode: each pose carries its frame index, so server traces and client poses pair
-    directly (no RTP clock to find)."""
+    directly (no RTP clock to find). Poses after the newest trace are left out, not unmatched: the
+    run ended before their traces came (a pose arrives long before its trace, which rides on the
+    next telemetry)."""
     by_index = {f["index"]: f for f in server_frames if "sent" in f["times"]}
+    newest = max(by_index, default=-1)
     out, unmatched = [], 0
     for c in client_frames:
+        if c["index"] > newest:
+            continue
         frame = by_index.get(c["index"])
         if frame is None:
             unmatched += 1

@@ -133,7 +133,8 @@ async def _chromium_session(
         await page.page.wait_for_function(first_frame, timeout=60_000)
         await asyncio.sleep(WARMUP_S)
         start = await page.evaluate(
-            "() => { window.dyadic.latency.record(); return performance.timeOrigin + performance.now(); }"
+            "() => { window.dyadic.latency.record(); if (window.dyadic.scene) window.dyadic.scene.record();"
+            " return performance.timeOrigin + performance.now(); }"
         )
         started()
         taken: list[dict[str, Any]] = []
@@ -169,8 +170,7 @@ async def _chromium_session(
             {"index": p["index"], "page": {"received": p["received"], "drawn": p["drawn"]}}
             for part in taken
             for p in part["poses"]
-            # the page keeps poses from before recording began; their traces were not exported
-            if p["drawn"] is not None and start <= p["received"] and p["drawn"] <= start + seconds * 1e3
+            if p["drawn"] is not None and p["drawn"] <= start + seconds * 1e3
         ]
 
     def pick(key: str) -> list[Any]:

@@ -70,9 +70,7 @@ class AccessPolicy:
             return fetch_site == "same-origin"
         if not referer:
             return False
-        parts = urlsplit(referer)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            return normalise_origin(referer) in self.origins
+        except ValueError:  # not an http(s) URL
             return False
-        netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        origin = f"{parts.scheme}://{netloc}" + (f":{parts.port}" if parts.port else "")
-        return origin in self.origins

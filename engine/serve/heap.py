@@ -35,20 +35,20 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h); setting it stops
 
 
 @functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
 
 
 def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
