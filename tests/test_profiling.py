@@ -116,7 +116,8 @@ def test_short_real_run_writes_a_complete_consistent_report(tmp_path):
     assert any(k.startswith("render worker") and v > 0.1 for k, v in summary["cpu_cores"].items())
     by_time = [fr["end_to_end_ms"] for fr in sorted(lines, key=lambda fr: fr["times"]["captured"])]
     third = len(by_time) // 3
-    assert summary["end_to_end_last_third_median_ms"] == round(float(np.median(by_time[-third:])), 2)
+    # The summary rounds to 0.01 ms and the trace to 0.001 ms, so they agree to 0.0055 ms.
+    assert abs(summary["end_to_end_last_third_median_ms"] - np.median(by_time[-third:])) < 0.006
     assert summary["budget"] is None  # the budget is for glass to glass, which aiortc cannot see
 
 
