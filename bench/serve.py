@@ -15,7 +15,10 @@ clients spread over processes of CLIENTS_PER_PROCESS (a client process keeps up 
 what the server leaves), until a session falls under 29 poses/s or its audio comes short (under
 98 % of real time). Reported: poses/s per session, the server's CPU per session, and where the
 frame thread's share of it goes (per-frame source, features, model, posing from the telemetry, x
-30 FPS); the rest is the event loop's: audio encoding, RTP, the data channel.
+30 FPS); the rest is the event loop's: audio encoding, RTP, the data channel. Also the clients'
+own CPU per session (their processes' CPU time over the same window): on a machine the clients
+share with the server, it bounds how many sessions can hold whatever the server costs.
+`--model none` serves recorded listeners only (no features, no model step): the transport's floor.
 """
 
 from __future__ import annotations
@@ -30,12 +33,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import machine_info, write_json
 
 from dyadic.engine.harness.probe import probe_at_low_priority
-from dyadic.engine.harness.serve_process import ServeProcess
+from dyadic.engine.harness.serve_process import ServeProcess, process_tree_cpu
 
 HOLD_FPS = 29.0
 CLIENT_COUNTS = (1, 10, 25, 50, 75, 100, 150, 200)
 CLIENTS_PER_PROCESS = 10
 AUDIO_HELD = 0.98  # of real time: less is an audio underrun at the client
+
+
+def client_cpu_seconds(server: ServeProcess) -> float:
+    """CPU time so far of the client processes: this benchmark's live descendants outside the
+    server's tree, plus its children that have exited (a client process that finished)."""
+    server_tree = set(process_tree_cpu(server.proc.pid))
+    mine = process_tree_cpu(os.getpid())
+    exited = os.times().children_user + os.times().children_system
+    return exited + sum(cpu for pid, cpu in mine.items() if pid != os.getpid() and pid not in server_tree)
 
 
 async def measure(server: ServeProcess, sessions: int, seconds: float, nice: int, render: str = "server") -> dict:
@@ -48,9 +60,11 @@ async def measure(server: ServeProcess, sessions: int, seconds: float, nice: int
     while server.status()["sessions"] < sessions:  # all connected and warming up
         await asyncio.sleep(0.2)
     await asyncio.sleep(6.0)  # past start-up (avatar, renderer, first frames)
-    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    cpu0, clients0, t0 = server.cpu_seconds(), client_cpu_seconds(server), time.monotonic()
     await asyncio.sleep(max(1.0, seconds - 5.0))
-    cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    cpu = (server.cpu_seconds() - cpu0) / elapsed
+    clients_cpu = (client_cpu_seconds(server) - clients0) / elapsed
     results = [r for batch in await asyncio.gather(*clients) for r in batch]
     if render == "client":
         fps = [r.poses_per_second(skip_s=2.0) for r in results]
@@ -65,6 +79,7 @@ async def measure(server: ServeProcess, sessions: int, seconds: float, nice: int
         "min_audio_share": round(min(audio), 3) if audio else None,
         "server_cores": round(cpu, 3),
         "cores_per_session": round(cpu / sessions, 3),
+        "client_cores_per_session": round(clients_cpu / sessions, 4),
         "frame_thread_cores_per_session": round(
             sum(stages.get(k, 0.0) for k in ("source", "features", "model", "posing")) * 30 / 1000, 4
         ),
@@ -91,7 +106,8 @@ def _held(step: dict) -> bool:
 def main_client(args: argparse.Namespace) -> int:
     steps = []
     counts = [n for n in CLIENT_COUNTS if n <= args.max]
-    with ServeProcess("--max-sessions", str(max(counts))) as server:
+    model = ("--model", args.model) if args.model else ()
+    with ServeProcess("--max-sessions", str(max(counts)), *model) as server:
         for n in counts:
             step = asyncio.run(measure(server, n, args.seconds, args.clients_nice, "client"))
             steps.append(step)
@@ -99,7 +115,8 @@ def main_client(args: argparse.Namespace) -> int:
                 f"{n} browser-mode session(s): poses/s min {step['min_fps']:.1f}, audio min "
                 f"{step['min_audio_share']:.3f} of real time; server {step['server_cores']:.2f} cores "
                 f"({step['cores_per_session']:.3f} per session, of which the frame thread "
-                f"{step['frame_thread_cores_per_session']:.4f}); stages {step['stages_ms']}",
+                f"{step['frame_thread_cores_per_session']:.4f}); clients "
+                f"{step['client_cores_per_session']:.4f} cores per session; stages {step['stages_ms']}",
                 flush=True,
             )
             server.wait_sessions(0, timeout=60)
@@ -111,6 +128,7 @@ def main_client(args: argparse.Namespace) -> int:
         "benchmark": "serve-client",
         "machine": machine_info(),
         "clients_nice": args.clients_nice,
+        "model": args.model or "shipped",
         "steps": steps,
         "results": [
             {
@@ -124,6 +142,14 @@ def main_client(args: argparse.Namespace) -> int:
             {
                 "name": "browser-mode server CPU per session",
                 "median": steps[0]["cores_per_session"],
+                "p95": None,
+                "unit": "cores",
+                "budget": None,
+                "ok": None,
+            },
+            {
+                "name": "browser-mode client (aiortc) CPU per session",
+                "median": steps[0]["client_cores_per_session"],
                 "p95": None,
                 "unit": "cores",
                 "budget": None,
@@ -152,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="the clients' process runs at nice +K (default: 10; 0: as the server)",
     )
+    ap.add_argument("--model", help="with --render client: the server's --model (none: no model step)")
     ap.add_argument("--json", help="write the numbers and machine info here")
     args = ap.parse_args(argv)
     if args.render == "client":
