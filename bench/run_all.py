@@ -26,6 +26,7 @@ BENCHMARKS = [
     ("latency.py", "--mic"),
     ("latency.py", "--render", "client"),  # browser mode: to the animation frame that drew the pose
     ("network.py",),
+    ("scale.py",),  # the catalog index at 1,000-16,000 interactions
     ("soak.py", "--minutes", "10"),  # the hour-long and two-session soaks: BENCHMARKS.md
 ]
 

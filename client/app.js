@@ -8,7 +8,8 @@
   const clipsOf = (welcome) => (welcome && Array.isArray(welcome.clips) ? welcome.clips : []);
   const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
   const MAX_SHOWN_ERRORS = 5;
-  const MAX_LISTED_CLIPS = 300; // keeps the DOM small when a dataset has thousands of clips
+  const CLIP_PAGE = 100; // clips per page: the server searches and pages the list (engine/serve/clips.py)
+  const clipView = { clips: [], total: 0, seq: 0 }; // the clips shown, of `total` matching the filters
 
   // ---- shared state, exposed for scripts (tests, profiling) --------------------------------------
   let resolveReady;
@@ -17,6 +18,7 @@
     render: 'server', scene: null, // who draws: the server (video) or this page (scene3d.js, ?render=client)
     ready: new Promise((resolve) => { resolveReady = resolve; }),
     send, stats: collectStats, frames: () => D.latency.frames, // presented frames: {rtp, presented, received, ...}
+    clips: () => ({ ...clipView }), // the clip list as shown: {clips, total}
     latency: new window.DyadicLatency.LatencyMeter(), // client/latency.js
   });
   // ?frameid=1: the server draws each frame's index into the picture and the page reads it back
@@ -88,6 +90,7 @@
     telemetry: (msg) => { D.telemetry = { ...msg, receivedAt: Date.now() }; },
     pong: onPong,
     trace: (msg) => { if (Array.isArray(msg.frames)) D.latency.addTraces(msg.frames); },
+    clips: onClips,
     error: (msg) => showError(msg.message, msg.request),
     refused: (msg) => { refused = true; showBanner(msg.message); disableControls(); },
   };
@@ -98,6 +101,8 @@
     $('src-local-mic').hidden = serverMic.available === false; // not offered when the server has none
     $('session').textContent = `session ${msg.session}`;
     if (Array.isArray(msg.size) && msg.size.length === 2) sizeVideo(msg.size[0], msg.size[1]);
+    fillClipFilters(msg.clip_facets || {});
+    Object.assign(clipView, { clips: clipsOf(msg), total: num(msg.clips_total) ?? clipsOf(msg).length });
     renderClips();
     send({ type: 'trace', on: true, frame_id: frameIds }); // for the latency panel (latency.js)
     send({ type: 'ping', t: nowMs() });
@@ -417,12 +422,54 @@
     box.maxWidth = `calc((100vh - 90px) * ${w / h})`; // fit the viewport height without distortion
   }
 
+  // ---- the clip list: searched and paged by the server ---------------------------------------------
+  const DATASET_NAMES = { seamless: 'Seamless', react: 'REACT' };
+
+  function fillClipFilters(facets) {
+    const fill = (id, values, label) => {
+      const select = $(id);
+      for (const v of Array.isArray(values) ? values : []) {
+        select.appendChild(Object.assign(document.createElement('option'), { value: String(v), textContent: label(v) }));
+      }
+      select.hidden = !Array.isArray(values) || values.length < 2; // nothing to choose between
+    };
+    fill('clip-dataset', facets.datasets, (v) => DATASET_NAMES[v] || v);
+    fill('clip-vendor', facets.vendors, (v) => `vendor ${v}`);
+    fill('clip-fps', facets.fps, (v) => `${v} fps`);
+    fill('clip-family', facets.features, (v) => `with ${v}`);
+  }
+
+  // The filters as a `clips` request (engine/serve/protocol.py); empty fields mean any.
+  function clipQuery(offset) {
+    const text = (id) => $(id).value.trim() || null;
+    const number = (id) => ($(id).value.trim() === '' ? null : Math.max(0, Number($(id).value)));
+    const problems = $('clip-problems').value;
+    return {
+      type: 'clips', query: text('clip-filter'), dataset: text('clip-dataset'), vendor: text('clip-vendor'),
+      fps: number('clip-fps'), family: text('clip-family'), min_seconds: number('clip-min'),
+      max_seconds: number('clip-max'), problems: problems === '' ? null : problems === 'true',
+      offset, limit: CLIP_PAGE, seq: ++clipView.seq,
+    };
+  }
+
+  let clipTimer = null;
+  function searchClips(offset = 0) {
+    clearTimeout(clipTimer);
+    clipTimer = setTimeout(() => { if (!send(clipQuery(offset))) note('not connected: the clip list was not searched'); },
+      offset ? 0 : 150); // typing: wait for a pause
+  }
+
+  function onClips(msg) {
+    if (msg.seq !== clipView.seq || !Array.isArray(msg.clips)) return; // an answer to an older search
+    clipView.clips = msg.offset ? clipView.clips.concat(msg.clips) : msg.clips;
+    clipView.total = num(msg.total) ?? clipView.clips.length;
+    renderClips();
+  }
+
   function renderClips() {
-    const filter = $('clip-filter').value.trim().toLowerCase();
-    const shown = clipsOf(D.welcome).filter((c) => String(c.id).toLowerCase().includes(filter));
     const list = $('clip-list');
     list.textContent = '';
-    for (const clip of shown.slice(0, MAX_LISTED_CLIPS)) {
+    for (const clip of clipView.clips) {
       const btn = Object.assign(document.createElement('button'), { type: 'button', className: 'clip' });
       btn.dataset.clip = clip.id;
       btn.innerHTML = `<span class="clip-id">${esc(clip.id)}</span>` +
@@ -432,15 +479,24 @@
         btn.disabled = true;
         btn.title = 'Not playable on this server: its recording or data for the loaded model is missing.';
       } else {
-        btn.title = `Play ${clip.id}${clip.fps ? ` (${clip.fps} fps)` : ''}`;
+        const problems = clip.problems ? `; ${clip.problems} problem(s) found in its files` : '';
+        btn.title = `Play ${clip.id}${clip.fps ? ` (${clip.fps} fps)` : ''}${problems}`;
         btn.onclick = () => chooseSource('clip', clip.id);
       }
       if (clip.id === activeClip) btn.classList.add('active');
       list.appendChild(document.createElement('li')).appendChild(btn);
     }
-    const more = shown.length - MAX_LISTED_CLIPS;
-    if (!shown.length) list.innerHTML = '<li class="muted">no clip matches</li>';
-    else if (more > 0) list.insertAdjacentHTML('beforeend', `<li class="muted">${more} more: refine the filter</li>`);
+    const left = clipView.total - clipView.clips.length;
+    if (!clipView.clips.length) list.innerHTML = '<li class="muted">no clip matches</li>';
+    else if (left > 0) {
+      const more = Object.assign(document.createElement('button'), {
+        type: 'button', className: 'clip more', textContent: `Show ${Math.min(left, CLIP_PAGE)} more (${left} left)`,
+      });
+      more.onclick = () => searchClips(clipView.clips.length);
+      list.appendChild(document.createElement('li')).appendChild(more);
+    }
+    $('clip-count').textContent = `${clipView.total} clip${clipView.total === 1 ? '' : 's'}` +
+      (clipView.clips.length < clipView.total ? `, ${clipView.clips.length} shown` : '');
   }
 
   const DATASETS = { seamless: 'Seamless Interaction', react: 'REACT 2025' };
@@ -683,7 +739,10 @@
 
   // ---- wiring -------------------------------------------------------------------------------------
   function bindControls() {
-    $('clip-filter').addEventListener('input', renderClips);
+    $('clip-filter').addEventListener('input', () => searchClips());
+    for (const id of ['clip-dataset', 'clip-vendor', 'clip-fps', 'clip-family', 'clip-problems', 'clip-min', 'clip-max']) {
+      $(id).addEventListener(id.startsWith('clip-m') ? 'input' : 'change', () => searchClips());
+    }
     $('src-browser-mic').onclick = chooseBrowserMic;
     $('src-local-mic').onclick = () => chooseSource('local-mic');
     $('play').onclick = () => act({ type: D.state && D.state.playing ? 'pause' : 'play' });

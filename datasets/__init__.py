@@ -3,7 +3,8 @@
     find_interactions(root) -> list[InteractionInfo]      cheap: headers only
     load_interaction(root, clip_id=None) -> Interaction    clip id: interaction id or any file id
     default_sample_root() -> Path                          the generated sample, made on first use
-    scan(root) -> Catalog                                  the above plus the problems of skipped files
+    scan(root) -> Catalog                                  the above plus the problems of skipped files,
+                                                           through the folder's catalog index (catalog.py)
 
 Both formats are detected under one root and may coexist. Heavy modules (PyAV, scipy) are imported
 on first use so that importing this package stays cheap.
@@ -12,13 +13,12 @@ on first use so that importing this package stays cheap.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from .cache import sample_cache_dir
+from .catalog import Catalog, indexed_scan, lookup
 from .errors import DatasetError
 from .files import dataset_files
 from .interaction import AUDIO_RATE, Interaction, InteractionInfo, MotionSpec, ParticipantTrack, Segment, audio_sample
@@ -36,6 +36,7 @@ __all__ = [
     "default_sample_root",
     "find_interactions",
     "load_interaction",
+    "sample_cache_dir",
     "scan",
 ]
 
@@ -44,39 +45,26 @@ log = logging.getLogger("dyadic.datasets")
 _logged: set[str] = set()  # problem lines already logged by this process
 
 
-@dataclass
-class Catalog:
-    """Everything found under one root: loadable entries (each has `.info`, `.file_ids`,
-    `.load()`), sorted Seamless first then REACT, each by id; and one line per skipped file."""
+def scan(root: str | Path, *, workers: int | None = None, progress: bool | None = None, index: bool = True) -> Catalog:
+    """Walk `root` for both formats; problems of files that were skipped are logged and returned.
 
-    root: Path
-    entries: list[Any] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def interactions(self) -> list[InteractionInfo]:
-        return [e.info for e in self.entries]
-
-    def find(self, clip_id: str):
-        for entry in self.entries:
-            if clip_id == entry.info.id or clip_id in entry.file_ids:
-                return entry
-        return None
-
-
-def scan(root: str | Path) -> Catalog:
-    """Walk `root` for both formats; problems of files that were skipped are logged and returned."""
+    Through the folder's catalog index (catalog.py): only new or changed files are read, by
+    `workers` processes (default: one per core), with a progress bar (`progress`; None: when the
+    read is long and stderr a terminal). `index=False` reads every file and keeps nothing."""
     from . import react, seamless
 
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"{root}: no such file or folder")
-    paths, unreadable = dataset_files(root)
-    catalog = Catalog(root, problems=unreadable)
-    for reader in (seamless, react):
-        entries, problems = reader.index(paths)
-        catalog.entries += entries
-        catalog.problems += problems
+    if index:
+        catalog = indexed_scan(root, workers, progress)
+    else:
+        paths, unreadable = dataset_files(root)
+        catalog = Catalog(root, problems=unreadable)
+        for reader in (seamless, react):
+            entries, problems = reader.index(paths)
+            catalog.entries += entries
+            catalog.problems += problems
     for line in catalog.problems:
         if line not in _logged:  # a command that scans twice (serve) says each thing once
             _logged.add(line)
@@ -92,6 +80,9 @@ def find_interactions(root: str | Path) -> list[InteractionInfo]:
 def load_interaction(root: str | Path, clip_id: str | None = None) -> Interaction:
     """Load one interaction: by interaction id, by the file id of either participant, or (None)
     the first one in sorted order."""
+    stored = lookup(Path(root).expanduser(), clip_id)  # the index can vouch for it: no scan
+    if stored is not None:
+        return stored.load()
     catalog = scan(root)
     if not catalog.entries:
         detail = f"; problems: {'; '.join(catalog.problems[:3])}" if catalog.problems else ""
@@ -106,11 +97,6 @@ def load_interaction(root: str | Path, clip_id: str | None = None) -> Interactio
         more = f" (and {len(catalog.entries) - 5} more)" if len(catalog.entries) > 5 else ""
         raise DatasetError(f"no interaction or file id {clip_id!r} under {catalog.root}; available: {available}{more}")
     return entry.load()
-
-
-def sample_cache_dir() -> Path:
-    base = os.environ.get("DYADIC_CACHE")
-    return Path(base).expanduser() if base else Path.home() / ".cache" / "dyadic"
 
 
 def default_sample_root() -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,19 +91,30 @@ def tar_members(path: Path) -> dict[str, FileRef]:
     return members
 
 
-DATASET_SUFFIXES = (".npz", ".tar", ".npy", ".wav", ".mp4")
+DATASET_SUFFIXES = (".npz", ".tar", ".npy", ".wav", ".mp4", ".json")
 
 
 def dataset_files(root: Path, suffixes: tuple[str, ...] = DATASET_SUFFIXES) -> tuple[list[Path], list[str]]:
     """The regular files under `root` whose names end in `suffixes`, sorted, and one problem line
-    for each folder that could not be listed and each such name that is not a regular file.
+    for each folder that could not be listed and each such name that is not a regular file."""
+    found, problems = dataset_file_stats(root, suffixes)
+    return [path for path, _ in found], problems
+
+
+def dataset_file_stats(
+    root: Path, suffixes: tuple[str, ...] = DATASET_SUFFIXES
+) -> tuple[list[tuple[Path, os.stat_result]], list[str]]:
+    """dataset_files() with each file's stat (its size and mtime tell the catalog index whether
+    to read it again).
 
     os.walk rather than Path.rglob: rglob skips an unreadable folder without a word, and a FIFO
     named like a dataset file would block the first read of it forever.
     """
     if not root.is_dir():
-        return ([root], []) if root.is_file() else ([], [f"{root.name}: not a regular file: skipped"])
-    found: list[Path] = []
+        if root.is_file():
+            return [(root, root.stat())], []
+        return [], [f"{root.name}: not a regular file: skipped"]
+    found: list[tuple[Path, os.stat_result]] = []
     problems: list[str] = []
 
     def unreadable(exc: OSError) -> None:
@@ -114,8 +126,12 @@ def dataset_files(root: Path, suffixes: tuple[str, ...] = DATASET_SUFFIXES) -> t
         for name in names:
             if name.endswith(suffixes):
                 path = Path(folder, name)
-                if path.is_file():
-                    found.append(path)
+                try:
+                    info = path.stat()
+                except OSError:  # a dangling link
+                    info = None
+                if info is not None and stat.S_ISREG(info.st_mode):
+                    found.append((path, info))
                 else:
                     problems.append(f"{name}: not a regular file: skipped")
-    return sorted(found), problems
+    return sorted(found, key=lambda item: item[0]), problems

@@ -16,9 +16,9 @@ from . import media
 from .bridging import VALUE_LIMIT, bridge, usable_rows
 from .companions import audio_problems
 from .errors import DatasetError
+from .facts import READ, FileFacts
 from .files import FileRef
 from .interaction import Interaction, InteractionInfo, ParticipantTrack
-from .npzio import read_npy_header
 from .specs import REACT_ATTRIBUTE_SLICES, REACT_COEFFICIENT_SLICES, REACT_SPEC
 
 DATASET = "react"
@@ -55,13 +55,12 @@ def _locate(path: Path) -> tuple[str, str, str, str, str] | None:
 MAX_FRAMES = int(24 * 3600 * FPS)  # a day: more than any clip, less than a lying header
 
 
-def _npy_rows(path: Path, width: int) -> tuple[int, str | None]:
+def _npy_rows(path: Path, width: int, facts: FileFacts = READ) -> tuple[int, str | None]:
     """Row count of a (T, width) .npy from its header, or a problem."""
-    try:
-        with open(path, "rb") as f:
-            shape, dtype = read_npy_header(f)
-    except (ValueError, EOFError, OSError) as exc:
-        return 0, f"{path.name}: not a readable .npy ({exc})"
+    header = facts.npy_header(path)
+    if isinstance(header, str):
+        return 0, f"{path.name}: {header}"
+    shape, dtype = header[0], np.dtype(header[1])
     if len(shape) != 2 or shape[1] != width or dtype.kind != "f":
         return 0, f"{path.name}: has shape {shape} {dtype}, expected (T, {width}) float"
     if shape[0] == 0:
@@ -71,8 +70,9 @@ def _npy_rows(path: Path, width: int) -> tuple[int, str | None]:
     return shape[0], None
 
 
-def index(paths: list[Path]) -> tuple[list[ReactEntry], list[str]]:
-    """Usable speaker/listener pairs among `paths` (sorted by id) and the problems of files left out."""
+def index(paths: list[Path], facts: FileFacts = READ) -> tuple[list[ReactEntry], list[str]]:
+    """Usable speaker/listener pairs among `paths` (sorted by id) and the problems of files left
+    out; what is read of each file comes from `facts` (the catalog index's, or the files)."""
     pairs: dict[tuple[str, str, str], dict[str, dict[str, Path]]] = {}
     for path in paths:
         located = _locate(path)
@@ -100,7 +100,7 @@ def index(paths: list[Path]) -> tuple[list[ReactEntry], list[str]]:
                 if npy is None:
                     entry_problems.append(f"{clip}: {role} {kind} .npy missing: its groups left out")
                     continue
-                rows, problem = _npy_rows(npy, width)
+                rows, problem = _npy_rows(npy, width, facts)
                 if problem:
                     entry_problems.append(f"{role}/{problem}: left out")
                     continue
@@ -122,6 +122,30 @@ def index(paths: list[Path]) -> tuple[list[ReactEntry], list[str]]:
         info = InteractionInfo(clip, DATASET, list(ROLES), min(counts), FPS, groups, entry_problems)
         entries.append(ReactEntry(info, roles, frames))
     return entries, problems
+
+
+def group_key(parts: list[str]) -> str | None:
+    """The clip a file at path `parts` may belong to (None: not a REACT feature, audio or video file)."""
+    if len(parts) < 5 or parts[-3] not in ROLES or not parts[-2].startswith("session"):
+        return None
+    stem, _, ext = parts[-1].rpartition(".")
+    return f"{DATASET}:{parts[-5]}/{parts[-2]}/{stem}" if ext in ("npy", "wav", "mp4") else None
+
+
+def entry_to_json(entry: ReactEntry, prefix: str) -> dict:
+    files = {
+        role: {kind: str(path)[len(prefix) :] for kind, path in kinds.items()} for role, kinds in entry.files.items()
+    }
+    return {"files": files, "frames": entry.frames}
+
+
+def entry_from_json(info: InteractionInfo, data: dict, prefix: str) -> ReactEntry:
+    files = {
+        str(role): {str(kind): Path(prefix + rel) for kind, rel in kinds.items()}
+        for role, kinds in data["files"].items()
+    }
+    frames = {str(role): {str(kind): int(n) for kind, n in kinds.items()} for role, kinds in data["frames"].items()}
+    return ReactEntry(info, files, frames)
 
 
 def _load_features(path: Path, width: int, n: int) -> np.ndarray:

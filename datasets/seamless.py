@@ -9,7 +9,6 @@ each problem becomes one line naming the file and the field.
 
 from __future__ import annotations
 
-import json
 import math
 import tarfile
 import zipfile
@@ -23,31 +22,24 @@ from . import media
 from .bridging import VALUE_LIMIT, bridge, finite_rows, usable_rows
 from .companions import audio_problems, read_fps
 from .errors import DatasetError
-from .files import FileRef, dataset_files, tar_members
-from .interaction import Interaction, InteractionInfo, ParticipantTrack, Segment
-from .npzio import read_npz_headers
+from .facts import READ, FileFacts, rate_from_json, ref_from_json, ref_to_json, summary_from_json, summary_to_json
+from .files import FileRef, dataset_files
+from .interaction import Interaction, InteractionInfo, ParticipantTrack
+from .seamless_headers import (  # noqa: F401 (names readers and tests use from here)
+    HYPERNET_RATE,
+    KEY_SHAPES,
+    MAX_FRAMES,
+    SMPLH_KEYS,
+    NpzSummary,
+    groups_present,
+    parse_metadata,
+    summarize_npz,
+)
 from .specs import MOVEMENT_GROUPS, SEAMLESS_SPEC, SMPLH_GROUPS
 
 DATASET = "seamless"
 SENTINEL_LIMIT = 1e3  # |translation| above this is the ~1e12 invalid-frame sentinel
-HYPERNET_RATE = 15  # one hypernet_features row per 15 frames
 
-# Per-frame shapes of every NPZ key this reader checks (seamless.md 2.1-2.3). Keys not listed
-# (movement_v4:*, future additions) are ignored.
-KEY_SHAPES: dict[str, tuple[int, ...]] = {
-    **{g.name: g.shape for g in SEAMLESS_SPEC.groups},
-    "smplh:is_valid": (),
-    "movement:is_valid": (1,),
-    "movement:frame_latent": (64,),
-    "movement:FAUToken": (1,),
-    "movement:EmotionArousalToken": (1,),
-    "movement:EmotionValenceToken": (1,),
-    "movement:alignment_translation": (2, 3),
-    "boxes_and_keypoints:box": (4,),
-    "boxes_and_keypoints:is_valid_box": (),
-    "boxes_and_keypoints:keypoints": (133, 3),
-}
-SMPLH_KEYS = tuple(g.name for g in SMPLH_GROUPS) + ("smplh:is_valid",)
 # Neutral values for a group that has no valid frame at all: a person facing the camera in its
 # y-down frame, at a typical distance; zero elsewhere.
 NEUTRAL = {"smplh:global_orient": np.array([math.pi, 0, 0]), "smplh:translation": np.array([0, 0.4, 40.0])}
@@ -85,11 +77,12 @@ class ScanResult:
     problems: list[str] = field(default_factory=list)
 
 
-def scan(paths: list[Path]) -> ScanResult:
+def scan(paths: list[Path], facts: FileFacts = READ) -> ScanResult:
     """Find every bundle among `paths` (extracted `.npz` files with their companions, and
-    webdataset tars); other files are ignored."""
+    webdataset tars); other files are ignored. A companion is looked for among `paths` first."""
     result = ScanResult()
     seen: dict[str, Bundle] = {}
+    listed = set(paths)
 
     def add(file_id: str, files: dict[str, FileRef]) -> None:
         if file_id in seen:
@@ -105,12 +98,12 @@ def scan(paths: list[Path]) -> ScanResult:
             files = {"npz": FileRef(path)}
             for ext in ("json", "wav", "mp4"):
                 companion = path.with_name(f"{stem}.{ext}")
-                if companion.is_file():
+                if companion in listed or companion.is_file():
                     files[ext] = FileRef(companion)
             add(stem, files)
         elif path.suffix == ".tar":
             try:
-                members = tar_members(path)
+                members = facts.tar_members(path)
             except (tarfile.TarError, OSError) as exc:
                 result.problems.append(f"{path.name}: not a readable tar ({exc}): skipped")
                 continue
@@ -125,134 +118,6 @@ def scan(paths: list[Path]) -> ScanResult:
                     add(stem, files)
     result.bundles = sorted(seen.values(), key=lambda b: b.file_id)
     return result
-
-
-# --- NPZ headers: the cheap index ----------------------------------------------------------
-
-
-@dataclass
-class NpzSummary:
-    n_frames: int
-    keys: dict[str, tuple[int, ...]]  # usable keys -> full shape
-    problems: list[str]
-    skip: bool = False  # unusable: empty placeholder or unreadable
-
-
-def _expected_shape(key: str, n: int, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The shape `key` must have for N = n, or None if `shape` is acceptable as it is."""
-    if key == "movement:hypernet_features":
-        rows_ok = shape[:1] and shape[0] in (n // HYPERNET_RATE, -(-n // HYPERNET_RATE))
-        return None if len(shape) == 2 and rows_ok and shape[1] == 5120 else (-(-n // HYPERNET_RATE), 5120)
-    expected = (n,) + KEY_SHAPES[key]
-    return None if shape == expected else expected
-
-
-NUMERIC_KINDS = "biuf"  # bool, int, unsigned, float: not complex, dates, strings or objects
-MAX_FRAMES = 24 * 3600 * 60  # a day at 60 FPS: more than any recording, less than a lying header
-
-
-def summarize_npz(ref: FileRef) -> NpzSummary:
-    """N, usable keys and problems of one NPZ from its headers only."""
-    try:
-        with ref.open() as stream:
-            headers = read_npz_headers(stream)
-    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError, KeyError) as exc:
-        return NpzSummary(0, {}, [f"{ref.name}: not a readable npz (truncated or corrupt: {exc}): skipped"], True)
-    if not headers:
-        return NpzSummary(0, {}, [f"{ref.name}: npz holds no arrays: skipped"], True)
-    anchor = "smplh:body_pose" if "smplh:body_pose" in headers else sorted(headers)[0]
-    anchor_shape = headers[anchor][0]
-    if not anchor_shape or anchor_shape[0] == 0:
-        return NpzSummary(0, {}, [f"{ref.name}: {anchor} has shape {anchor_shape}: empty placeholder, skipped"], True)
-    n = anchor_shape[0]
-    if n > MAX_FRAMES:  # a header can claim anything; reading it would exhaust memory
-        return NpzSummary(0, {}, [f"{ref.name}: {anchor} claims {n} frames (over {MAX_FRAMES}): skipped"], True)
-    keys, problems = {}, []
-    for key, (shape, dtype) in sorted(headers.items()):
-        if key not in KEY_SHAPES and key != "movement:hypernet_features":
-            continue
-        if dtype.kind not in NUMERIC_KINDS:
-            problems.append(f"{ref.name}: {key} has dtype {dtype}, expected numbers: left out")
-            continue
-        expected = _expected_shape(key, n, shape)
-        if expected is not None:
-            problems.append(f"{ref.name}: {key} has shape {shape}, expected {expected}: left out")
-            continue
-        keys[key] = shape
-    for key in SMPLH_KEYS:
-        if key not in keys and key in headers:
-            continue  # already reported as a wrong shape
-        if key not in headers:
-            problems.append(
-                f"{ref.name}: {key} missing"
-                + (": all frames taken as valid" if key.endswith("is_valid") else ": group left out")
-            )
-    if any(k.startswith("movement:") for k in headers):  # a V00 file: every movement group expected
-        for g in MOVEMENT_GROUPS:
-            if g.name not in headers:
-                problems.append(f"{ref.name}: {g.name} missing: group left out")
-    if any(k.startswith("movement:") for k in keys) and "movement:is_valid" not in headers:
-        problems.append(f"{ref.name}: movement:is_valid missing: all movement frames taken as valid")
-    return NpzSummary(n, keys, problems)
-
-
-def groups_present(summary: NpzSummary) -> list[str]:
-    return [g for g in SEAMLESS_SPEC.names if g in summary.keys]
-
-
-# --- JSON, audio, video ------------------------------------------------------------------------
-
-
-MAX_SECONDS = 24 * 3600.0  # a segment time beyond a day is corrupt, not a long conversation
-
-
-def _seconds(value) -> float | None:
-    """A segment time in seconds, or None when it is not a number, NaN/inf (Python's json reads
-    `NaN` and `Infinity`), negative or beyond a day."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    return float(value) if 0.0 <= value <= MAX_SECONDS else None
-
-
-def parse_metadata(ref: FileRef | None, file_id: str) -> tuple[list[Segment], list[Segment], list[str]]:
-    """VAD and transcript segments of one participant's JSON, and problem lines."""
-    if ref is None:
-        return [], [], [f"{file_id}.json: missing: no VAD or transcript"]
-    try:
-        data = json.loads(ref.read_bytes().decode("utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"top level is {type(data).__name__}, not an object")
-    except (ValueError, UnicodeDecodeError) as exc:
-        return [], [], [f"{ref.name}: not valid JSON ({exc}): no VAD or transcript"]
-    except RecursionError:  # json's decoder recurses once per nesting level
-        return [], [], [f"{ref.name}: not valid JSON (nested too deeply): no VAD or transcript"]
-    problems = []
-    if data.get("id") not in (None, file_id):
-        problems.append(f"{ref.name}: id is {data.get('id')!r}, expected {file_id!r}")
-
-    def segments(key: str, text_key: str | None) -> list[Segment]:
-        raw = data.get(key, [])
-        if not isinstance(raw, list):
-            problems.append(f"{ref.name}: {key} is {type(raw).__name__}, not a list: ignored")
-            return []
-        out, bad = [], 0
-        for item in raw:
-            start = _seconds(item.get("start")) if isinstance(item, dict) else None
-            end = _seconds(item.get("end")) if isinstance(item, dict) else None
-            if start is None or end is None or end < start:
-                bad += 1
-                continue
-            text = str(item.get(text_key, "")) if text_key else ""
-            out.append(Segment(start, end, text))
-        if bad:
-            problems.append(f"{ref.name}: {key}: {bad} segment(s) without valid start/end: ignored")
-        return sorted(out, key=lambda s: s.start)
-
-    if "metadata:vad" not in data:
-        problems.append(f"{ref.name}: metadata:vad missing: no VAD")
-    vad = segments("metadata:vad", None)
-    transcript = segments("metadata:transcript", "transcript")  # word times may be null: not read here
-    return vad, transcript, problems
 
 
 # --- the index ---------------------------------------------------------------------------------
@@ -276,26 +141,22 @@ class SeamlessEntry:
         return load_entry(self)
 
 
-def _talk_time(bundle: Bundle) -> float:
-    vad, _, _ = parse_metadata(bundle.files.get("json"), bundle.file_id)
-    return sum(max(0.0, s.end - s.start) for s in vad)
-
-
-def order_speaker_first(bundles: list[Bundle]) -> list[Bundle]:
+def order_speaker_first(bundles: list[Bundle], facts: FileFacts = READ) -> list[Bundle]:
     """Seamless has no roles: the speaker talks more (VAD); a tie goes to the first file id."""
     ordered = sorted(bundles, key=lambda b: b.file_id)
-    talk = [_talk_time(b) for b in ordered]
+    talk = [facts.talk_time(b.files.get("json"), b.file_id) for b in ordered]
     return ordered if talk[0] >= talk[1] else ordered[::-1]
 
 
-def index(paths: list[Path]) -> tuple[list[SeamlessEntry], list[str]]:
-    """Usable interactions among `paths` (sorted by id) and the problems of files left out."""
-    found = scan(paths)
+def index(paths: list[Path], facts: FileFacts = READ) -> tuple[list[SeamlessEntry], list[str]]:
+    """Usable interactions among `paths` (sorted by id) and the problems of files left out; what
+    is read of each file comes from `facts` (the catalog index's, or the files themselves)."""
+    found = scan(paths, facts)
     problems = list(found.problems)
     summaries: dict[str, NpzSummary] = {}
     by_key: dict[str, list[Bundle]] = {}
     for bundle in found.bundles:
-        summary = summarize_npz(bundle.npz)
+        summary = facts.npz_summary(bundle.npz)
         if summary.skip:
             problems.extend(summary.problems)
             continue
@@ -313,9 +174,9 @@ def index(paths: list[Path]) -> tuple[list[SeamlessEntry], list[str]]:
                 f"({', '.join(b.file_id for b in bundles)}): the first two are used"
             )
             bundles = sorted(bundles, key=lambda b: b.file_id)[:2]
-        bundles = order_speaker_first(bundles)
+        bundles = order_speaker_first(bundles, facts)
         for b in bundles:
-            rates[b.file_id] = read_fps(b.files.get("mp4"), b.file_id)
+            rates[b.file_id] = facts.video_fps(b.files.get("mp4"), b.file_id)
             file_problems += summaries[b.file_id].problems + rates[b.file_id][1]
         fps_values = [rates[b.file_id][0] for b in bundles]
         if abs(fps_values[0] - fps_values[1]) > 1e-6:
@@ -341,6 +202,38 @@ def index(paths: list[Path]) -> tuple[list[SeamlessEntry], list[str]]:
             SeamlessEntry(info, bundles, {b.file_id: summaries[b.file_id] for b in bundles}, rates, pair_problems)
         )
     return entries, problems
+
+
+# --- what the catalog index keeps of an entry (catalog.py) -------------------------------------
+
+COMPANION_EXTS = ("npz", "json", "wav", "mp4")
+
+
+def group_key(name: str) -> str | None:
+    """The interaction a file or tar member named `name` may belong to (None: not a bundle file)."""
+    stem, _, ext = name.rpartition(".")
+    return f"{DATASET}:{interaction_key(stem)}" if ext in COMPANION_EXTS else None
+
+
+def entry_to_json(entry: SeamlessEntry, prefix: str) -> dict:
+    return {
+        "bundles": [
+            [b.file_id, {ext: ref_to_json(ref, prefix) for ext, ref in b.files.items()}] for b in entry.bundles
+        ],
+        "summaries": {fid: summary_to_json(s) for fid, s in entry.summaries.items()},
+        "rates": {fid: [rate, problems] for fid, (rate, problems) in entry.rates.items()},
+        "pair_problems": entry.pair_problems,
+    }
+
+
+def entry_from_json(info: InteractionInfo, data: dict, prefix: str) -> SeamlessEntry:
+    bundles = [
+        Bundle(str(fid), {str(ext): ref_from_json(ref, prefix) for ext, ref in files.items()})
+        for fid, files in data["bundles"]
+    ]
+    summaries = {str(fid): summary_from_json(s) for fid, s in data["summaries"].items()}
+    rates = {str(fid): rate_from_json(r) for fid, r in data["rates"].items()}
+    return SeamlessEntry(info, bundles, summaries, rates, [str(p) for p in data["pair_problems"]])
 
 
 # --- loading -----------------------------------------------------------------------------------

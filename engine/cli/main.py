@@ -165,6 +165,23 @@ def cmd_data_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_index(args: argparse.Namespace) -> int:
+    from dyadic.datasets import scan
+
+    root = _data_root(args.dir)
+    catalog = scan(root, workers=args.workers, progress=not args.quiet)
+    done = catalog.report
+    assert done is not None  # scanned through the index
+    where = done.location or "none (the cache cannot be written)"
+    print(
+        f"{len(catalog.entries)} interaction(s) and {len(catalog.problems)} problem line(s) in {root}\n"
+        f"{done.files} file(s) listed, {done.read} read, {done.removed} gone since the last scan, "
+        f"{done.groups_scanned} group(s) scanned, in {done.seconds:.2f} s\nindex: {where}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_data_sample(args: argparse.Namespace) -> int:
     from dyadic.datasets.sample import generate_sample
 
@@ -246,10 +263,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_models(model: str | None, root: Path) -> dict[str, Path]:
+def serve_models(model: str | None, found: set[str]) -> dict[str, Path]:
     """dataset -> model file: the one given (its own dataset), else the shipped default of every
-    dataset found under the data root (and Seamless's for the microphones)."""
-    from dyadic.datasets import scan
+    dataset `found` under the data root (and Seamless's for the microphones)."""
     from dyadic.models.runtime import load_runtime
     from dyadic.models.shipped import default_model_path
 
@@ -258,8 +274,7 @@ def serve_models(model: str | None, root: Path) -> dict[str, Path]:
             return {}
         path = Path(model).expanduser()
         return {load_runtime(path, "cpu").layout.spec_name: path}
-    datasets = {e.info.dataset for e in scan(root).entries} | {"seamless"}
-    return {d: default_model_path(d) for d in sorted(datasets)}
+    return {d: default_model_path(d) for d in sorted(found | {"seamless"})}
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -294,6 +309,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from dyadic.datasets import scan
     from dyadic.engine.serve.access import normalise_origin
     from dyadic.engine.serve.server import ServeOptions, Server, serve_forever
 
@@ -304,9 +320,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from dyadic.renderer.avatar import find_body_model
 
         find_body_model(args.body_model)
+    catalog = scan(root)  # once, for the models to load and the clip list
     options = ServeOptions(
         data=root,
-        models=serve_models(args.model, root),
+        catalog=catalog,
+        models=serve_models(args.model, {e.info.dataset for e in catalog.entries}),
         host=args.host,
         port=args.port,
         size=args.size,
@@ -479,6 +497,16 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("dir", metavar="DIR", nargs="?", help="a dataset folder (default: the embedded sample)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_data_ls)
+    ix = dsub.add_parser(
+        "index",
+        help="build or refresh a folder's catalog index (every command does on first use; this shows progress)",
+    )
+    ix.add_argument("dir", metavar="DIR", nargs="?", help="a dataset folder (default: the embedded sample)")
+    ix.add_argument(
+        "--workers", type=positive_int, metavar="N", help="processes reading files in parallel (default: one per core)"
+    )
+    ix.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ix.set_defaults(func=cmd_data_index)
     sm = dsub.add_parser("sample", help="write sample data in the exact format of a real dataset")
     sm.add_argument("out_dir", metavar="OUT_DIR", help="where the files go (made if missing)")
     sm.add_argument(

@@ -24,6 +24,10 @@ Client -> server
     binary: little-endian float32 x C (+ G)           the same, flattened in `welcome.movement.groups`
                                                       order (C = sum of sizes); G optional per-group
                                                       validity (1 valid, 0 masked)
+    {"type": "clips", "query": TEXT, "dataset": D, "vendor": V, "fps": F, "min_seconds": S, "max_seconds": S,
+     "family": FEATURE_FAMILY, "problems": bool, "offset": N, "limit": N, "seq": N}
+                                                      a page of the clip list (clips.py): every field
+                                                      optional, null = any; answered by "clips"
     {"type": "ping", "t": CLIENT_MS}                  clock probe: answered by "pong"
     {"type": "trace", "on": bool, "frame_id": bool}   stream per-frame traces (dyadic profile);
                                                       frame_id (optional, default false): draw each
@@ -31,7 +35,8 @@ Client -> server
 
 Server -> client
     {"type": "welcome", "session": ID,
-     "clips": [{"id", "dataset", "duration", "fps", "playable", "listener": "model" | "recorded"}],
+     "clips": [the first page of clips, as in "clips" below], "clips_total": N,
+     "clip_facets": {"datasets": [...], "vendors": [...], "fps": [...], "features": [...]},
      "size": [W, H], "model": {...}, "movement": {"dataset", "groups": [{"name", "shape"}], "size"},
      "ice_servers": [RTCIceServer...] (the --stun/--turn given),
      "ice_transport_policy": "all" | "relay", "server_microphone": {"available": bool, "why_not": str | null},
@@ -51,6 +56,8 @@ Server -> client
      "video_codec": "H264" | "VP8" | null, "render": "server" | "client",
      "audio_rtp_origin": n | null}                    the audio's RTP timestamp at sample 0, once sent:
                                                       the page maps a pose's audio sample to its playout
+    {"type": "clips", "total": N, "offset": N, "seq": N | null, "clips": [{"id", "dataset", "vendor": V | null,
+     "duration", "fps", "features": [FAMILY...], "problems": N, "playable", "listener": "model" | "recorded"}]}
     {"type": "pong", "t": CLIENT_MS, "server": SERVER_MONOTONIC_MS, "server_wall": SERVER_TIME_MS}
     {"type": "trace", "frames": [{"index": k, "pts": 90 kHz, "times": {stage: MONOTONIC_S}}]}
                                                       about once a second while tracing is on: the
@@ -72,7 +79,9 @@ MAX_SDP_CHARS = 64 * 1024  # a browser's offer with its candidates is 3-10 KB
 MAX_SDP_MEDIA = 8  # m-lines: the page offers 2 (video, audio)  # an SDP offer is ~5 KB; a movement frame a few KB
 SOURCE_KINDS = ("clip", "browser-mic", "local-mic")
 RENDER_MODES = ("server", "client")  # who draws the avatars: the server (video) or the page (poses)
-KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "trace")
+KNOWN_TYPES = ("offer", "source", "play", "pause", "seek", "loop", "resample", "movement", "ping", "trace", "clips")
+MAX_QUERY_CHARS = 200
+MAX_CLIP_PAGE = 500
 
 
 class ProtocolError(ValueError):
@@ -104,6 +113,22 @@ def _number(body: dict[str, Any], key: str, kind: str) -> float:
     return float(value)
 
 
+def _clip_query(body: dict[str, Any]) -> None:
+    for key in ("query", "dataset", "vendor", "family"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_QUERY_CHARS):
+            raise ProtocolError(f"clips: '{key}' must be a string of at most {MAX_QUERY_CHARS} characters, or null")
+    for key in ("fps", "min_seconds", "max_seconds"):
+        if body.get(key) is not None and _number(body, key, "clips") < 0:
+            raise ProtocolError(f"clips: '{key}' must be >= 0")
+    if body.get("problems") is not None:
+        _flag(body, "problems", "clips")
+    for key, low, high in (("offset", 0, 10**9), ("limit", 1, MAX_CLIP_PAGE), ("seq", 0, 2**53)):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
+            raise ProtocolError(f"clips: '{key}' must be a whole number from {low} to {high}")
+
+
 def _validate(kind: str, body: dict[str, Any]) -> None:
     if kind == "offer":
         sdp = body.get("sdp")
@@ -129,6 +154,8 @@ def _validate(kind: str, body: dict[str, Any]) -> None:
     elif kind == "movement":
         if not isinstance(body.get("channels"), dict):
             raise ProtocolError("movement: 'channels' must be an object of channel groups")
+    elif kind == "clips":
+        _clip_query(body)
     elif kind == "ping":
         _number(body, "t", kind)
     elif kind == "trace":

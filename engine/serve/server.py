@@ -45,6 +45,7 @@ from ..webrtc import aiortc_patches, codec, ice
 from . import protocol, tls
 from .access import AccessPolicy
 from .assets import PageAssets, three_problem
+from .clips import ClipList, ClipQuery
 from .heap import fix_mmap_threshold, trim_heap_forever
 from .protocol import ProtocolError
 from .tls import Certificate
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
     from websockets.asyncio.server import Server as WebSocketServer
 
+    from dyadic.datasets.catalog import Catalog
     from dyadic.datasets.interaction import Interaction
 
 log = logging.getLogger("dyadic.engine")
@@ -98,6 +100,7 @@ class ServeOptions:
     offer_timeout_s: float = OFFER_TIMEOUT_S  # a socket that has not offered by then is closed
     certificate: Certificate | None = None  # https (tls.py); None: plain http
     render: str = "any"  # RENDER_OPTIONS: "server-only" sends video to pages that ask to draw
+    catalog: Catalog | None = None  # `data` already scanned (None: the engine scans it)
 
 
 class Engine:
@@ -111,7 +114,7 @@ class Engine:
         self.options = options
         # Resolved once here (the EGL probe is a subprocess); every render worker gets the result.
         self.gl_backend = gl.select_backend(options.gl_backend)
-        self.catalog = scan(options.data)
+        self.catalog = options.catalog or scan(options.data)
         self.steppers = {
             dataset: SharedStepper(load_runtime(path, options.device)) for dataset, path in options.models.items()
         }
@@ -122,17 +125,7 @@ class Engine:
                 )
         self.default_dataset = "seamless" if "seamless" in self.steppers else next(iter(self.steppers), None)
         self.microphone_problem = local_microphone_problem()  # asked once: a page offers it only if None
-        self.clips = [
-            {
-                "id": i.id,
-                "dataset": i.dataset,
-                "duration": round(i.duration, 2),
-                "fps": round(i.fps, 3),
-                "playable": i.n_frames > 0,
-                "listener": "model" if i.dataset in self.steppers else "recorded",
-            }
-            for i in self.catalog.interactions
-        ]
+        self.clips = ClipList(self.catalog.interactions, set(self.steppers))
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 - one Engine per server, alive as long as it
     def load_clip(self, clip_id: str) -> Interaction:
@@ -380,7 +373,9 @@ class Connection:
         await self.send(
             "welcome",
             session=self.id,
-            clips=self.engine.clips,
+            clips=self.engine.clips.search(ClipQuery())[1],
+            clips_total=len(self.engine.clips),
+            clip_facets=self.engine.clips.facets(),
             size=list(opts.size),
             model=self.engine.model_info(),
             movement=(
@@ -444,6 +439,11 @@ class Connection:
             return
         elif kind == "trace":
             session.stats.trace(body["on"], body.get("frame_id", False))
+            return
+        elif kind == "clips":
+            query = ClipQuery.from_body(body)
+            total, page = self.engine.clips.search(query)
+            await self.send("clips", total=total, offset=query.offset, clips=page, seq=body.get("seq"))
             return
         await self.send("state", **session.state())
 
