@@ -9,7 +9,6 @@ not): interpolation goes through rotations, never through raw vector differences
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 # No channel of either dataset measures anything near a million (pixels, radians, metres, scores):
 # a finite value beyond it is a corrupt file, and would overflow float32 arithmetic downstream.
@@ -65,6 +64,8 @@ def bridge(values: np.ndarray, valid: np.ndarray, kind: str, neutral: np.ndarray
     bad = np.flatnonzero(~valid)
     p, n, t = prev[bad], nxt[bad], frac[bad]
     if kind == "axis_angle":
+        from scipy.spatial.transform import Rotation  # here: half a second to import, and indexing never bridges
+
         joints = out.shape[1:-1]
         count = int(np.prod(joints)) if joints else 1
         r_prev = Rotation.from_rotvec(out[p].reshape(-1, 3).astype(np.float64))

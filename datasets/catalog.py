@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import sqlite3
-import stat
 import sys
 import tarfile
 import time
@@ -151,6 +150,7 @@ def list_files(root: Path) -> Listing:
             return Listing(root, "", [(os.path.abspath(root), own.st_size, own.st_mtime_ns)], [])
         return Listing(root, "", [], [f"{root.name}: not a regular file: skipped"])
     prefix = os.path.join(os.path.abspath(root), "")  # absolute: a Path made of it prints the same
+    cut = len(prefix)
     found: list[tuple[str, int, int]] = []
     problems: list[str] = []
     folders = [prefix[:-1] if len(prefix) > 1 else prefix]
@@ -159,23 +159,20 @@ def list_files(root: Path) -> Listing:
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        folders.append(entry.path)
-                    elif entry.name.endswith(PRESENCE_ONLY):  # no facts read: no stat needed
-                        if entry.is_file():
-                            found.append((entry.path[len(prefix) :], 0, 0))
-                        else:
-                            problems.append(f"{entry.name}: not a regular file: skipped")
-                    elif entry.name.endswith(DATASET_SUFFIXES):
-                        info: os.stat_result | None
+                    name = entry.name
+                    if not name.endswith(DATASET_SUFFIXES) or not entry.is_file():  # is_file: a regular file
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(entry.path)
+                        elif name.endswith(DATASET_SUFFIXES):  # a FIFO, a device, a dangling link
+                            problems.append(f"{name}: not a regular file: skipped")
+                    elif name.endswith(PRESENCE_ONLY):  # no facts read: no stat needed
+                        found.append((entry.path[cut:], 0, 0))
+                    else:
                         try:
                             info = entry.stat()
-                        except OSError:  # a dangling link
-                            info = None
-                        if info is not None and stat.S_ISREG(info.st_mode):
-                            found.append((entry.path[len(prefix) :], info.st_size, info.st_mtime_ns))
-                        else:
-                            problems.append(f"{entry.name}: not a regular file: skipped")
+                        except OSError:  # gone since the folder was read
+                            continue
+                        found.append((entry.path[cut:], info.st_size, info.st_mtime_ns))
         except OSError as exc:
             where = os.path.relpath(folder, root)
             problems.append(f"{where}: unreadable folder ({exc.strerror or exc}): skipped")
@@ -380,8 +377,12 @@ def file_keys(prefix: str, rel: str, facts: dict[str, Any] | None, readers: tupl
         names = [m[0] for m in (facts or {}).get("members", [])]
         keys = {k for k in map(seamless.group_key, names) if k is not None}
         return sorted(keys) if keys else [f"file:{rel}"]
+    tail = rel.rsplit(os.sep, 2)
+    own = seamless.group_key(tail[-1])
+    if len(tail) < 2 or not tail[-2].startswith("session"):  # not REACT's layout (the cheap test first)
+        return [own] if own else []
     parts = (prefix + rel).split(os.sep)  # whole: REACT's layout may begin above the folder listed
-    return [k for k in (seamless.group_key(parts[-1]), react.group_key(parts)) if k]
+    return [k for k in (own, react.group_key(parts)) if k]
 
 
 def _components(keys_of: dict[str, list[str]], start: set[str]) -> list[tuple[list[str], list[str]]]:
@@ -544,52 +545,59 @@ def _rescan(
     if db is not None:
         query = "SELECT path, size, mtime_ns, facts IS NOT NULL FROM files"
         stored = {p: (size, mtime, has) for p, size, mtime, has in db.execute(query)}
-    names_in: dict[str, set[str]] = {}
-    for rel, _, _ in listing.files:
-        folder, _, name = rel.rpartition(os.sep)
-        names_in.setdefault(folder, set()).add(name)
-    changed, wants = [], {}
-    for rel, size, mtime in listing.files:
-        folder, _, name = rel.rpartition(os.sep)
-        stem, _, suffix = name.rpartition(".")
-        beside_npz = f"{stem}.npz" in names_in[folder]
-        old = stored.get(rel)
-        new = old is None or old[:2] != (size, mtime)
-        if new:
-            changed.append(rel)
-        if has_facts(f".{suffix}", beside_npz):
-            wants[rel] = (beside_npz, old is None or new or not old[2])  # (beside an NPZ, to read)
-    listed = {rel for rel, _, _ in listing.files}
-    removed = [rel for rel in stored if rel not in listed]
+    signature = {rel: (size, mtime) for rel, size, mtime in listing.files}
+    changed = [rel for rel, sig in signature.items() if rel not in stored or stored[rel][:2] != sig]
+    removed = [rel for rel in stored if rel not in signature]
     report.removed = len(removed)
+    stored_groups = _stored_groups(db)
+    full = everything or db is None or not stored_groups  # nothing kept to reuse: every group
 
-    # the tars first: their member lists give their groups
-    tars = [rel for rel in listed if rel.endswith(".tar")]
+    def wants(rel: str) -> tuple[bool, bool] | None:
+        """(beside an NPZ of its stem, to be read) for a file the readers ask about; else None."""
+        folder, sep, name = rel.rpartition(os.sep)
+        stem, _, suffix = name.rpartition(".")
+        beside_npz = f"{folder}{sep}{stem}.npz" in signature
+        if not has_facts(f".{suffix}", beside_npz):
+            return None
+        old = stored.get(rel)
+        return beside_npz, old is None or old[:2] != signature[rel] or not old[2]
+
+    # changed tars are read first: their member lists give their groups
+    readers = _readers()
     fresh_tars = {
         path[len(prefix) :]: facts
-        for path, facts in read_files([(prefix + t, False) for t in tars if wants[t][1]], workers, progress).items()
+        for path, facts in read_files(
+            [(prefix + rel, False) for rel in changed if rel.endswith(".tar")], workers, progress
+        ).items()
     }
-    tar_facts = {**_stored_facts(db, [t for t in tars if t not in fresh_tars]), **fresh_tars}
-    readers = _readers()
-    keys_of = {rel: file_keys(prefix, rel, tar_facts.get(rel), readers) for rel, _, _ in listing.files}
     old_tars = _stored_facts(db, [rel for rel in removed + changed if rel.endswith(".tar")])
-    dirty = {key for rel in changed for key in keys_of[rel]}
-    dirty |= {key for rel in removed + changed for key in file_keys(prefix, rel, old_tars.get(rel), readers)}
-    stored_groups = _stored_groups(db)
-    if everything or db is None or (stored and not stored_groups):  # nothing kept to reuse: every group
+    dirty = {key for rel in removed + changed for key in file_keys(prefix, rel, old_tars.get(rel), readers)}
+    dirty |= {key for rel in changed for key in file_keys(prefix, rel, fresh_tars.get(rel), readers)}
+    if not full:  # the changed files and the stored groups they touch: no other group can change
+        touched = _stored_group_files(db, [gid for gid, keys in stored_groups.items() if keys & dirty])
+        full = touched is None
+    if full:
+        files = list(signature)
+    else:
+        assert touched is not None
+        files = sorted(set(changed) | {rel for rel in touched if rel in signature})
+    tar_facts = {**_stored_facts(db, [r for r in files if r.endswith(".tar") and r not in fresh_tars]), **fresh_tars}
+    keys_of = {rel: file_keys(prefix, rel, tar_facts.get(rel), readers) for rel in files}
+    if full:
         dirty |= {key for keys in keys_of.values() for key in keys}
     groups = _components(keys_of, dirty)
     report.groups_scanned = len(groups)
 
-    kept = _stored_texts(db, [rel for _, files in groups for rel in files if rel in wants and not wants[rel][1]])
+    wanted = {rel: w for _, group in groups for rel in group if (w := wants(rel)) is not None}
+    kept = _stored_texts(db, [rel for rel, (_, read) in wanted.items() if not read])
     fresh_text = {rel: json.dumps(facts) for rel, facts in fresh_tars.items()}
     jobs = [
         GroupJob(
             keys,
-            [(rel, *(wants.get(rel) or (False, False)), fresh_text.get(rel) or kept.get(rel)) for rel in files],
+            [(rel, *(wanted.get(rel) or (False, False)), fresh_text.get(rel) or kept.get(rel)) for rel in group],
             prefix,
         )
-        for keys, files in groups
+        for keys, group in groups
     ]
     to_read = sum(1 for job in jobs for f in job.files if f[2] and f[0] not in fresh_tars)
     report.read = len(fresh_tars) + to_read
@@ -600,8 +608,7 @@ def _rescan(
     stale = [gid for gid, keys in stored_groups.items() if keys & keys_now]
     if db is None:
         return _assemble(listing, rows)
-    signature = {rel: (size, mtime) for rel, size, mtime in listing.files}
-    group_files = {keys[0]: json.dumps([[rel, *signature[rel]] for rel in files]) for keys, files in groups}
+    group_files = {keys[0]: json.dumps([[rel, *signature[rel]] for rel in group]) for keys, group in groups}
     _write(db, listing, facts_rows, changed, removed, stale, rows, group_files)
     found = _read_catalog(db, listing)
     return _assemble(listing, rows) if found is None and everything else found
@@ -710,6 +717,23 @@ def _stored_texts(db: sqlite3.Connection | None, rels: list[str]) -> dict[str, s
         chunk = rels[i : i + 500]
         marks = ",".join("?" * len(chunk))
         out.update(db.execute(f"SELECT path, facts FROM files WHERE path IN ({marks}) AND facts IS NOT NULL", chunk))
+    return out
+
+
+def _stored_group_files(db: sqlite3.Connection | None, gids: list[str]) -> list[str] | None:
+    """The files the stored groups `gids` were made of (relative paths); None when one of their
+    rows does not decode (the caller then scans every group)."""
+    out: list[str] = []
+    if db is None:
+        return out
+    for i in range(0, len(gids), 500):
+        chunk = gids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for (text,) in db.execute(f"SELECT files FROM groups WHERE gid IN ({marks})", chunk):
+            try:
+                out += [str(f[0]) for f in json.loads(text)]
+            except (TypeError, ValueError, IndexError, KeyError):
+                return None
     return out
 
 

@@ -191,3 +191,19 @@ def test_one_clip_is_looked_up_without_listing_the_folder_while_its_files_are_un
     assert load_interaction(root, SPLIT).id == SPLIT  # found by a scan, which says what it saw
     info = next(i for i in scan(root).interactions if i.id == SPLIT)
     assert any(f"{SPLIT}: 3 participant files" in p for p in info.problems)
+
+
+def test_a_refresh_rescans_only_the_interactions_touched(root):
+    """Adding one interaction rescans its group alone; the others come back from the index as they were."""
+    first = scan(root)
+    _copy_interaction(root, SPLIT, "V00_S0809_I00000997")
+    added = scan(root)
+    assert added.report.groups_scanned == 1 and added.report.read == 6
+    _same_as_full_scan(added, root)
+    with sqlite3.connect(index_location(root)) as db:
+        db.execute("UPDATE groups SET files = 'not json' WHERE gid LIKE ?", (f"%{SPLIT}%",))
+    npz = next(root.rglob(f"{SPLIT}_P0947.npz"))
+    os.utime(npz, ns=(0, npz.stat().st_mtime_ns + 10**9))
+    damaged = scan(root)  # the touched group's file list does not decode: every group scanned again
+    assert damaged.report.groups_scanned == first.report.groups_scanned + 1
+    _same_as_full_scan(damaged, root)
