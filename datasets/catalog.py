@@ -23,6 +23,7 @@ another version or folder is rebuilt, and a fact or entry that does not decode i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .cache import sample_cache_dir
+from .errors import DatasetError
 from .facts import (
     READ,
     FileFacts,
@@ -90,19 +92,49 @@ class Catalog:
 
 
 class StoredEntry:
-    """An interaction as the index keeps it: its info at once, what loading needs decoded on load."""
+    """An interaction as the index keeps it: its info at once; what loading needs (the payload) is
+    given, or read from the index when loaded (at 16,000 interactions the payloads are ~50 MB that
+    a listing or a server never needs whole)."""
 
-    __slots__ = ("_payload", "_prefix", "file_ids", "info")
+    __slots__ = ("_index", "_payload", "_prefix", "_root", "file_ids", "info")
 
-    def __init__(self, info: InteractionInfo, file_ids: list[str], payload: str, prefix: str):
-        self.info, self.file_ids, self._payload, self._prefix = info, file_ids, payload, prefix
+    def __init__(
+        self,
+        info: InteractionInfo,
+        file_ids: list[str],
+        prefix: str,
+        payload: str | None = None,
+        index: tuple[Path, Path] | None = None,  # (the folder, its index file), to read the payload from
+    ):
+        self.info, self.file_ids, self._prefix, self._payload = info, file_ids, prefix, payload
+        self._root: Path | None = index[0] if index else None
+        self._index: Path | None = index[1] if index else None
 
     def entry(self):
         """The reader's own entry (seamless.SeamlessEntry or react.ReactEntry)."""
         from . import react, seamless
 
+        payload = self._payload if self._payload is not None else self._read_payload()
+        if payload is None:  # the index changed since this entry was listed: scan again
+            assert self._root is not None
+            fresh = indexed_scan(self._root).find(self.info.id)
+            if fresh is None:
+                raise DatasetError(f"{self.info.id}: no longer found under {self._root}")
+            return fresh.entry()
         reader = seamless if self.info.dataset == seamless.DATASET else react
-        return reader.entry_from_json(self.info, json.loads(self._payload), self._prefix)
+        return reader.entry_from_json(self.info, json.loads(payload), self._prefix)
+
+    def _read_payload(self) -> str | None:
+        if self._index is None:
+            return None
+        try:
+            with contextlib.closing(sqlite3.connect(f"{self._index.as_uri()}?mode=ro", uri=True, timeout=5.0)) as db:
+                row = db.execute(
+                    "SELECT payload FROM entries WHERE id = ? AND rank = ?", (self.info.id, _rank(self.info)[0])
+                ).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else row[0]
 
     def load(self):
         return self.entry().load()
@@ -271,7 +303,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS groups (gid TEXT PRIMARY KEY, keys TEXT, problems TEXT, files TEXT)",
     "CREATE TABLE IF NOT EXISTS entries (gid TEXT, rank INT, id TEXT, info TEXT, file_ids TEXT, payload TEXT)",
     "CREATE INDEX IF NOT EXISTS entries_gid ON entries (gid)",
-    "CREATE INDEX IF NOT EXISTS entries_id ON entries (id)",
+    "CREATE INDEX IF NOT EXISTS entries_id ON entries (id, rank)",
 )
 
 
@@ -478,7 +510,7 @@ def lookup(root: Path, clip_id: str | None) -> StoredEntry | None:
         prefix = os.path.join(os.path.abspath(root), "")
         if not _group_unchanged(prefix, set(json.loads(keys)), json.loads(files)):
             return None
-        return StoredEntry(InteractionInfo(**json.loads(info)), json.loads(ids), payload, prefix)
+        return StoredEntry(InteractionInfo(**json.loads(info)), json.loads(ids), prefix, payload)
     except (sqlite3.Error, TypeError, ValueError, KeyError):
         return None
 
@@ -515,13 +547,12 @@ def _read_catalog(db: sqlite3.Connection, listing: Listing) -> Catalog | None:
             "FROM (SELECT problems FROM groups ORDER BY gid)"
         ).fetchone()
         (infos,) = db.execute(
-            "SELECT '[' || ifnull(group_concat('[' || rowid || ',' || info || ',' || file_ids || ']', ','), '') || ']' "
-            "FROM (SELECT rowid, info, file_ids FROM entries ORDER BY rank, id)"
+            "SELECT '[' || ifnull(group_concat('[' || info || ',' || file_ids || ']', ','), '') || ']' "
+            "FROM (SELECT info, file_ids FROM entries ORDER BY rank, id)"
         ).fetchone()
-        payloads = dict(db.execute("SELECT rowid, payload FROM entries"))
+        where = (listing.root, index_location(listing.root))
         entries = [
-            StoredEntry(InteractionInfo(**info), ids, payloads[rowid], listing.prefix)
-            for rowid, info, ids in json.loads(infos)
+            StoredEntry(InteractionInfo(**info), ids, listing.prefix, index=where) for info, ids in json.loads(infos)
         ]
         problems = [line for lines in json.loads(problems) for line in lines]
     except (sqlite3.Error, TypeError, ValueError, KeyError) as exc:
@@ -789,7 +820,7 @@ def _rank(info: InteractionInfo) -> tuple[int, str]:
 def _assemble(listing: Listing, rows: list[GroupRow]) -> Catalog:
     """The catalog from groups just scanned (no index to read it back from)."""
     entries = [
-        StoredEntry(InteractionInfo(**json.loads(info)), json.loads(ids), payload, listing.prefix)
+        StoredEntry(InteractionInfo(**json.loads(info)), json.loads(ids), listing.prefix, payload)
         for _, _, info, ids, payload in sorted(e for row in rows for e in row.entries)
     ]
     problems = [p for row in sorted(rows, key=lambda r: r.gid) for p in json.loads(row.problems)]

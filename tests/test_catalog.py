@@ -207,3 +207,15 @@ def test_a_refresh_rescans_only_the_interactions_touched(root):
     damaged = scan(root)  # the touched group's file list does not decode: every group scanned again
     assert damaged.report.groups_scanned == first.report.groups_scanned + 1
     _same_as_full_scan(damaged, root)
+
+
+def test_an_entry_listed_before_the_index_changed_still_loads(root):
+    """A server lists the catalog once and loads clips for hours: an entry whose stored row was
+    replaced by a later refresh is found again."""
+    listed = scan(root)
+    entry = next(e for e in listed.entries if e.info.id == SPLIT)
+    npz = next(root.rglob(f"{SPLIT}_P0947.npz"))
+    os.utime(npz, ns=(0, npz.stat().st_mtime_ns + 10**9))
+    with sqlite3.connect(index_location(root)) as db:
+        db.execute("DELETE FROM entries WHERE id = ?", (SPLIT,))
+    assert entry.load().n_frames == load_interaction(root, SPLIT).n_frames
