@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
+
+# Every data folder a test makes gets a catalog index (datasets/catalog.py): they go to a folder of
+# this run's own, removed at its end, not into the user's cache. Servers the tests start inherit it.
+os.environ.setdefault("DYADIC_CATALOG", tempfile.mkdtemp(prefix="dyadic-test-catalog-"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    folder = os.environ.get("DYADIC_CATALOG", "")
+    if os.path.basename(folder).startswith("dyadic-test-catalog-"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ def cache(tmp_path, monkeypatch):
     """An empty cache of this test's own, so each index is built here from nothing."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("DYADIC_CACHE", str(folder))
+    monkeypatch.delenv("DYADIC_CATALOG", raising=False)  # the default place: under the cache
     return folder
 
 
