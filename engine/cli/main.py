@@ -320,7 +320,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from dyadic.renderer.avatar import find_body_model
 
         find_body_model(args.body_model)
-    catalog = scan(root)  # once, for the models to load and the clip list
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dyadic.renderer import gl
+
+    # Which GL platform renders is asked of a subprocess (~2 s, gl.probe): overlapped with the scan.
+    with ThreadPoolExecutor(1, thread_name_prefix="dyadic-gl-probe") as probing:
+        backend = probing.submit(gl.select_backend, args.gl)
+        catalog = scan(root)  # once, for the models to load and the clip list
+        backend.result()  # its error, if any, as before; the engine's own call then returns at once
     options = ServeOptions(
         data=root,
         catalog=catalog,
