@@ -32,7 +32,7 @@ import sqlite3
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -726,46 +726,36 @@ def run_jobs(jobs: list[GroupJob], workers: int, progress: bool | None) -> list[
     return rows
 
 
+def _where_in(db: sqlite3.Connection | None, query: str, values: list[str]) -> Iterator[tuple[Any, ...]]:
+    """The rows of `query` (whose `IN ({marks})` takes `values`), 500 values a statement: SQLite
+    bounds the parameters of one statement."""
+    if db is None:
+        return
+    for i in range(0, len(values), 500):
+        chunk = values[i : i + 500]
+        yield from db.execute(query.format(marks=",".join("?" * len(chunk))), chunk)
+
+
 def _stored_facts(db: sqlite3.Connection | None, rels: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    if db is None or not rels:
-        return out
-    for i in range(0, len(rels), 500):
-        chunk = rels[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for rel, text in db.execute(f"SELECT path, facts FROM files WHERE path IN ({marks})", chunk):
-            facts = _decode(text)
-            if facts is not None:
-                out[rel] = facts
-    return out
+    """Stored facts, decoded (one that does not decode is left out: its file is read again)."""
+    rows = _where_in(db, "SELECT path, facts FROM files WHERE path IN ({marks})", rels)
+    return {rel: facts for rel, text in rows if (facts := _decode(text)) is not None}
 
 
 def _stored_texts(db: sqlite3.Connection | None, rels: list[str]) -> dict[str, str]:
     """Stored facts as JSON text (decoded by the worker that scans the group)."""
-    out: dict[str, str] = {}
-    if db is None or not rels:
-        return out
-    for i in range(0, len(rels), 500):
-        chunk = rels[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        out.update(db.execute(f"SELECT path, facts FROM files WHERE path IN ({marks}) AND facts IS NOT NULL", chunk))
-    return out
+    return dict(_where_in(db, "SELECT path, facts FROM files WHERE path IN ({marks}) AND facts IS NOT NULL", rels))
 
 
 def _stored_group_files(db: sqlite3.Connection | None, gids: list[str]) -> list[str] | None:
     """The files the stored groups `gids` were made of (relative paths); None when one of their
     rows does not decode (the caller then scans every group)."""
     out: list[str] = []
-    if db is None:
-        return out
-    for i in range(0, len(gids), 500):
-        chunk = gids[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for (text,) in db.execute(f"SELECT files FROM groups WHERE gid IN ({marks})", chunk):
-            try:
-                out += [str(f[0]) for f in json.loads(text)]
-            except (TypeError, ValueError, IndexError, KeyError):
-                return None
+    for (text,) in _where_in(db, "SELECT files FROM groups WHERE gid IN ({marks})", gids):
+        try:
+            out += [str(f[0]) for f in json.loads(text)]
+        except (TypeError, ValueError, IndexError, KeyError):
+            return None
     return out
 
 
