@@ -107,8 +107,14 @@ def default_sample_root() -> Path:
         return target
     from .sample import generate_default_sample
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{SAMPLE_VERSION}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{SAMPLE_VERSION}-", dir=target.parent))
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot write the embedded sample under {target.parent} ({exc.strerror or exc}): "
+            "set DYADIC_CACHE to a writable folder, or give a data folder"
+        ) from None
     try:
         generate_default_sample(staging)
         try:

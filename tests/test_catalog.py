@@ -220,3 +220,13 @@ def test_an_entry_listed_before_the_index_changed_still_loads(root):
     with sqlite3.connect(index_location(root)) as db:
         db.execute("DELETE FROM entries WHERE id = ?", (SPLIT,))
     assert entry.load().n_frames == load_interaction(root, SPLIT).n_frames
+
+
+def test_an_unwritable_cache_is_one_clear_error_where_the_sample_is_needed(tmp_path, monkeypatch):
+    from dyadic.datasets import DatasetError, default_sample_root
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("DYADIC_CACHE", str(blocker / "cache"))
+    with pytest.raises(DatasetError, match=r"cannot write the embedded sample under .*a-file/cache.*DYADIC_CACHE"):
+        default_sample_root()
