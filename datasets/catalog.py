@@ -789,8 +789,11 @@ def _write(
         with db:
             db.executemany("DELETE FROM files WHERE path = ?", ((rel,) for rel in removed))
             db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", file_rows)
-            db.executemany("DELETE FROM entries WHERE gid = ?", ((gid,) for gid in stale))
-            db.executemany("DELETE FROM groups WHERE gid = ?", ((gid,) for gid in stale))
+            # the groups written replace any row of theirs, stale or not: another process (a server
+            # and a `data ls` at once) may have written the same group since this one read the index
+            gone = sorted(set(stale) | {r.gid for r in rows})
+            db.executemany("DELETE FROM entries WHERE gid = ?", ((gid,) for gid in gone))
+            db.executemany("DELETE FROM groups WHERE gid = ?", ((gid,) for gid in gone))
             db.executemany(
                 "INSERT OR REPLACE INTO groups VALUES (?, ?, ?, ?)",
                 ((r.gid, r.keys, r.problems, group_files[r.gid]) for r in rows),

@@ -230,3 +230,22 @@ def test_an_unwritable_cache_is_one_clear_error_where_the_sample_is_needed(tmp_p
     monkeypatch.setenv("DYADIC_CACHE", str(blocker / "cache"))
     with pytest.raises(DatasetError, match=r"cannot write the embedded sample under .*a-file/cache.*DYADIC_CACHE"):
         default_sample_root()
+
+
+def test_a_group_two_processes_both_wrote_is_listed_once(root, monkeypatch):
+    """A server and a `data ls` refreshing at once both scan a new interaction: the second write
+    replaces the first's rows, whatever the second had read of the index before."""
+    scan(root)
+    new = "V00_S0809_I00000996"
+    _copy_interaction(root, SPLIT, new)
+    scan(root)  # the first process writes the new group
+    with sqlite3.connect(index_location(root)) as db:  # the second saw neither the files nor the group
+        db.execute("DELETE FROM files WHERE path LIKE ?", (f"%{new}%",))
+        db.execute("DELETE FROM meta WHERE key = 'listing'")
+    stored_groups = catalog._stored_groups
+    monkeypatch.setattr(
+        catalog, "_stored_groups", lambda db: {g: k for g, k in stored_groups(db).items() if new not in g}
+    )
+    found = scan(root)
+    assert [i.id for i in found.interactions].count(new) == 1
+    _same_as_full_scan(found, root)
