@@ -66,7 +66,7 @@ def scan(root: str | Path, *, workers: int | None = None, progress: bool | None 
             catalog.entries += entries
             catalog.problems += problems
     for line in catalog.problems:
-        if line not in _logged:  # a command that scans twice (serve) says each thing once
+        if line not in _logged:  # a process that scans again (an entry gone from the index) says it once
             _logged.add(line)
             log.warning(line)
     return catalog

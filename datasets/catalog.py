@@ -55,12 +55,11 @@ from .facts import (
     summary_from_json,
     summary_to_json,
 )
-from .files import DATASET_SUFFIXES, FileRef
+from .files import DATASET_SUFFIXES, PRESENCE_ONLY, FileRef, Listing, list_files
 from .interaction import InteractionInfo
 
 log = logging.getLogger("dyadic.datasets")
 INDEX_VERSION = "catalog-v3"
-PRESENCE_ONLY = (".wav",)  # files no reader reads while indexing: their presence is all that counts
 PARALLEL_FROM = 2000  # files to read: fewer are read in this process (about a second's work)
 PRUNE_AFTER_S = 30 * 24 * 3600  # an index nobody opened for 30 days (its folder may be gone) is removed
 DATASET_ORDER = ("seamless", "react")
@@ -151,65 +150,6 @@ class IndexReport:
     groups_scanned: int = 0  # groups scanned again (0: the listing was the stored one)
     seconds: float = 0.0
     rebuilt_because: str | None = None  # why an existing index was thrown away
-
-
-# --- listing ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Listing:
-    root: Path
-    prefix: str  # every listed path is prefix + its relative path
-    files: list[tuple[str, int, int]]  # (relative path, size, mtime_ns), sorted
-    problems: list[str]
-
-    def digest(self) -> str:
-        text = "\n".join(f"{rel}\0{size}\0{mtime}" for rel, size, mtime in self.files)
-        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def list_files(root: Path) -> Listing:
-    """Every file under `root` whose name ends in a dataset suffix, with its size and mtime, and a
-    problem line for each folder that cannot be listed and each such name that is not a regular
-    file (a FIFO named like a dataset file would block its first read forever).
-
-    os.scandir on strings: pathlib objects made the listing of 128,000 files take 2.5 s, this
-    takes 0.7; a symlinked folder is not followed (as os.walk), a symlinked file is. A WAV is only
-    looked for (the readers check it when they load), so it is listed with size and mtime 0."""
-    if not root.is_dir():
-        if root.is_file():
-            own = root.stat()
-            return Listing(root, "", [(os.path.abspath(root), own.st_size, own.st_mtime_ns)], [])
-        return Listing(root, "", [], [f"{root.name}: not a regular file: skipped"])
-    prefix = os.path.join(os.path.abspath(root), "")  # absolute: a Path made of it prints the same
-    cut = len(prefix)
-    found: list[tuple[str, int, int]] = []
-    problems: list[str] = []
-    folders = [prefix[:-1] if len(prefix) > 1 else prefix]
-    while folders:
-        folder = folders.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    name = entry.name
-                    if not name.endswith(DATASET_SUFFIXES) or not entry.is_file():  # is_file: a regular file
-                        if entry.is_dir(follow_symlinks=False):
-                            folders.append(entry.path)
-                        elif name.endswith(DATASET_SUFFIXES):  # a FIFO, a device, a dangling link
-                            problems.append(f"{name}: not a regular file: skipped")
-                    elif name.endswith(PRESENCE_ONLY):  # no facts read: no stat needed
-                        found.append((entry.path[cut:], 0, 0))
-                    else:
-                        try:
-                            info = entry.stat()
-                        except OSError:  # gone since the folder was read
-                            continue
-                        found.append((entry.path[cut:], info.st_size, info.st_mtime_ns))
-        except OSError as exc:
-            where = os.path.relpath(folder, root)
-            problems.append(f"{where}: unreadable folder ({exc.strerror or exc}): skipped")
-    found.sort()
-    return Listing(root, prefix, found, sorted(problems))
 
 
 # --- facts from the index ---------------------------------------------------------------------
@@ -376,26 +316,29 @@ def _read_one(item: tuple[str, bool]) -> tuple[str, dict[str, Any]]:
     return path, read_all(Path(path), beside_npz)
 
 
-def read_files(items: list[tuple[str, bool]], workers: int, progress: bool | None) -> dict[str, dict[str, Any]]:
-    """The facts of each (path, beside an NPZ of its stem), by `workers` processes."""
+def _parallel(fn: Callable[[Any], T], items: list[Any], workers: int, progress: bool | None, unit: str) -> list[T]:
+    """fn of each item, in order, by `workers` processes (one: in this one), with a progress bar
+    on stderr (`progress` None: only for 500 items or more on a terminal)."""
     from tqdm import tqdm
 
     show = progress if progress is not None else len(items) >= 500 and sys.stderr.isatty()
-    bar = tqdm(total=len(items), desc="indexing", unit="file", disable=not (show and items), leave=False)
-    out: dict[str, dict[str, Any]] = {}
+    bar = tqdm(total=len(items), desc="indexing", unit=unit, disable=not (show and items), leave=False)
+    out: list[T] = []
     try:
-        if workers <= 1 or len(items) < PARALLEL_FROM:
-            for path, facts in map(_read_one, items):
-                out[path] = facts
-                bar.update()
+        if workers <= 1:
+            results: Iterator[T] = map(fn, items)
+            pool = None
         else:
             # forkserver: a server process may already run threads, which fork would copy mid-lock
-            with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-                for path, facts in pool.map(_read_one, items, chunksize=32):
-                    out[path] = facts
-                    bar.update()
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("forkserver"))
+            results = pool.map(fn, items, chunksize=16)
+        for result in results:
+            out.append(result)
+            bar.update()
     finally:
         bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return out
 
 
@@ -596,11 +539,10 @@ def _rescan(
 
     # changed tars are read first: their member lists give their groups
     readers = _readers()
+    tars = [(prefix + rel, False) for rel in changed if rel.endswith(".tar")]
     fresh_tars = {
         path[len(prefix) :]: facts
-        for path, facts in read_files(
-            [(prefix + rel, False) for rel in changed if rel.endswith(".tar")], workers, progress
-        ).items()
+        for path, facts in _parallel(_read_one, tars, workers if len(tars) > 1 else 1, progress, "tar")
     }
     old_tars = _stored_facts(db, [rel for rel in removed + changed if rel.endswith(".tar")])
     dirty = {key for rel in removed + changed for key in file_keys(prefix, rel, old_tars.get(rel), readers)}
@@ -633,7 +575,7 @@ def _rescan(
     ]
     to_read = sum(1 for job in jobs for f in job.files if f[2] and f[0] not in fresh_tars)
     report.read = len(fresh_tars) + to_read
-    rows = run_jobs(jobs, workers if to_read >= PARALLEL_FROM else 1, progress)
+    rows = _parallel(scan_group, jobs, workers if to_read >= PARALLEL_FROM else 1, progress, "group")
     facts_rows = {rel: text for row in rows for rel, text in row.facts.items()}
     facts_rows.update(fresh_text)
     keys_now = {key for keys, _ in groups for key in keys} | dirty
@@ -701,29 +643,6 @@ def scan_group(job: GroupJob) -> GroupRow:
         ]
     facts = {path[len(job.prefix) :]: json.dumps(stored[path]) for path in cached.changed if stored.get(path)}
     return GroupRow(job.keys[0], json.dumps(job.keys), json.dumps(problems), entries, facts)
-
-
-def run_jobs(jobs: list[GroupJob], workers: int, progress: bool | None) -> list[GroupRow]:
-    """scan_group of each job, by `workers` processes, with a progress bar."""
-    from tqdm import tqdm
-
-    show = progress if progress is not None else len(jobs) >= 500 and sys.stderr.isatty()
-    bar = tqdm(total=len(jobs), desc="indexing", unit="group", disable=not (show and jobs), leave=False)
-    rows: list[GroupRow] = []
-    try:
-        if workers <= 1:
-            for job in jobs:
-                rows.append(scan_group(job))
-                bar.update()
-        else:
-            # forkserver: a server process may already run threads, which fork would copy mid-lock
-            with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
-                for row in pool.map(scan_group, jobs, chunksize=16):
-                    rows.append(row)
-                    bar.update()
-    finally:
-        bar.close()
-    return rows
 
 
 def _where_in(db: sqlite3.Connection | None, query: str, values: list[str]) -> Iterator[tuple[Any, ...]]:

@@ -6,8 +6,8 @@ class reads the file each time it is asked; the catalog index (catalog.py) answe
 stored and reads only files it has not seen, or whose size or mtime changed. Every fact has a plain
 JSON form (`to_json`/`from_json` below), which is what the index stores.
 
-`read_all(path, names)` answers every question a reader may ask of one file at once, so that the
-index can read many files in parallel worker processes before the readers run.
+`read_all(path, beside_npz)` answers every question a reader may ask of one file at once (a tar:
+of every member), so that the index can read a changed tar before it knows its groups.
 """
 
 from __future__ import annotations

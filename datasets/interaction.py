@@ -176,3 +176,8 @@ class InteractionInfo:
     @property
     def duration(self) -> float:
         return self.n_frames / self.fps if self.fps else 0.0
+
+    @property
+    def families(self) -> list[str]:
+        """The families of the feature groups present (`face`, `movement`, `smplh`, ...), sorted."""
+        return sorted({g.split(":")[0] for g in self.groups})

@@ -36,7 +36,7 @@ def test_search_filters_and_pages():
     infos = [_info(f"V00_S0001_I{k:08d}", seconds=10 + k % 50, problems=["x"] * (k % 3 == 0)) for k in range(1000)]
     infos += [_info("V01_S0002_I00000001", fps=29.97), _info("train/session0/a", dataset="react")]
     clips = ClipList(infos, {"seamless"})
-    assert clips.facets() == {
+    assert clips.facets == {
         "datasets": ["react", "seamless"],
         "vendors": ["V00", "V01"],
         "fps": [29.97, 30.0],
@@ -54,6 +54,8 @@ def test_search_filters_and_pages():
     assert clips.search(ClipQuery(problems=False))[0] == 1002 - 334
     assert clips.search(ClipQuery(min_seconds=55, max_seconds=59))[0] == 5 * 20
     assert clips.search(ClipQuery(text="nothing like it"))[0] == 0
+    nulls = ClipQuery.from_body({"type": "clips", "query": None, "offset": None, "limit": None, "fps": None})
+    assert clips.search(nulls) == clips.search(ClipQuery())  # null is "any", as the protocol says
 
 
 @pytest.fixture(scope="module")

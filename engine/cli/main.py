@@ -112,11 +112,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _groups_summary(groups: list[str]) -> str:
-    prefixes = sorted({g.split(":")[0] for g in groups})
-    return ",".join(prefixes) if prefixes else "-"
-
-
 def cmd_data_ls(args: argparse.Namespace) -> int:
     from dyadic.datasets import scan
 
@@ -148,7 +143,7 @@ def cmd_data_ls(args: argparse.Namespace) -> int:
             str(i.n_frames),
             f"{i.fps:.3f}",
             f"{i.duration:.1f}s",
-            _groups_summary(i.groups),
+            ",".join(i.families) or "-",
             str(len(i.problems)) if i.problems else "-",
         )
         for i in infos

@@ -22,11 +22,6 @@ def vendor_of(info: InteractionInfo) -> str | None:
     return head if info.dataset == "seamless" and head[:1] == "V" and head[1:].isdigit() else None
 
 
-def feature_families(info: InteractionInfo) -> list[str]:
-    """The families of feature groups present (`smplh`, `movement`, `face`, ...)."""
-    return sorted({g.split(":")[0] for g in info.groups})
-
-
 @dataclass(frozen=True)
 class ClipQuery:
     """A validated `clips` request (protocol.py checks the types and ranges)."""
@@ -53,8 +48,8 @@ class ClipQuery:
             max_seconds=body.get("max_seconds"),
             family=body.get("family"),
             problems=body.get("problems"),
-            offset=int(body.get("offset", 0)),
-            limit=int(body.get("limit", PAGE)),
+            offset=body.get("offset") or 0,  # null, as every other field: the default
+            limit=body.get("limit") or PAGE,
         )
 
 
@@ -63,6 +58,7 @@ class ClipList:
 
     def __init__(self, infos: list[InteractionInfo], with_model: set[str]):
         self.rows = [self._row(i, with_model) for i in infos]
+        self.facets = self._facets()  # for every welcome: the list never changes while serving
         # (lower-case id, dataset, vendor, fps, duration, families, has problems): what a search compares
         self._keys = [
             (r["id"].lower(), r["dataset"], r["vendor"], r["fps"], r["duration"], set(r["features"]), r["problems"] > 0)
@@ -77,7 +73,7 @@ class ClipList:
             "vendor": vendor_of(info),
             "duration": round(info.duration, 2),
             "fps": round(info.fps, 3),
-            "features": feature_families(info),
+            "features": info.families,
             "problems": len(info.problems),
             "playable": info.n_frames > 0,
             "listener": "model" if info.dataset in with_model else "recorded",
@@ -86,7 +82,7 @@ class ClipList:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def facets(self) -> dict[str, list[Any]]:
+    def _facets(self) -> dict[str, list[Any]]:
         """The values each filter can take, for the page's menus."""
         return {
             "datasets": sorted({r["dataset"] for r in self.rows}),

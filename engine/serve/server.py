@@ -45,7 +45,7 @@ from ..webrtc import aiortc_patches, codec, ice
 from . import protocol, tls
 from .access import AccessPolicy
 from .assets import PageAssets, three_problem
-from .clips import ClipList, ClipQuery
+from .clips import PAGE, ClipList, ClipQuery
 from .heap import fix_mmap_threshold, trim_heap_forever
 from .protocol import ProtocolError
 from .tls import Certificate
@@ -373,9 +373,9 @@ class Connection:
         await self.send(
             "welcome",
             session=self.id,
-            clips=self.engine.clips.search(ClipQuery())[1],
+            clips=self.engine.clips.rows[:PAGE],
             clips_total=len(self.engine.clips),
-            clip_facets=self.engine.clips.facets(),
+            clip_facets=self.engine.clips.facets,
             size=list(opts.size),
             model=self.engine.model_info(),
             movement=(
