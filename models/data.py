@@ -75,15 +75,23 @@ def load_clips(
     return dataset, clips, problems
 
 
-def split_clips(clips: list[ClipArrays], val_fraction: float) -> tuple[list[ClipArrays], list[ClipArrays]]:
-    """Deterministic split by id: the last `val_fraction` of the sorted clips (at least one when
-    there are two or more) are held out."""
-    clips = sorted(clips, key=lambda c: c.id)
-    n_val = int(round(len(clips) * val_fraction))
-    if val_fraction > 0 and len(clips) >= 2:
+def split_ids(ids: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """Deterministic split by id: the last `val_fraction` of the sorted ids (at least one when
+    there are two or more) are held out. Training from a folder and `prepare` both use it."""
+    ids = sorted(ids)
+    n_val = int(round(len(ids) * val_fraction))
+    if val_fraction > 0 and len(ids) >= 2:
         n_val = max(1, n_val)
-    n_val = min(n_val, len(clips) - 1)
-    return clips[: len(clips) - n_val], clips[len(clips) - n_val :]
+    n_val = min(n_val, len(ids) - 1)
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+def split_clips(clips: list[ClipArrays], val_fraction: float) -> tuple[list[ClipArrays], list[ClipArrays]]:
+    """`clips` split as split_ids splits their ids."""
+    _, val_ids = split_ids([c.id for c in clips], val_fraction)
+    held = set(val_ids)
+    clips = sorted(clips, key=lambda c: c.id)
+    return [c for c in clips if c.id not in held], [c for c in clips if c.id in held]
 
 
 def channel_stats(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,10 @@ from .config import ReactionConfig
 from .data import ClipArrays, channel_stats, load_clips, split_clips
 from .layout import ChannelLayout
 from .reaction import ReactionModel
+from .shards import is_shard_folder, read_manifest
+from .windows import Batch, ShardWindows, WindowSampler, shard_validation_batches
+
+VAL_BATCHES = 4  # fixed validation batches, comparable across epochs
 
 FREE_BITS = 0.1
 
@@ -53,6 +58,9 @@ class TrainOptions:
     drop_movement: float = 0.3  # probability of hiding a speaker movement group for a window
     ccc_weight: float = 0.0  # weight of (1 - concordance) per channel and window, see window_ccc
     progress: bool = True
+    buffer_chunks: int = 64  # training from shards: chunks in the shuffle buffer (windows.ShardWindows)
+    workers: int = 1  # data-parallel processes (Ray Train, distributed.py) when more than one
+    ray: str | None = None  # a Ray cluster's HOST:PORT for the workers; None: a local Ray
 
 
 def pick_device(name: str) -> torch.device:
@@ -104,53 +112,6 @@ def encode_clips(clips: list[ClipArrays], layout: ChannelLayout) -> list[ClipArr
     ]
 
 
-class WindowSampler:
-    """Random training windows (speaker inputs, the listener past and targets) as tensors."""
-
-    def __init__(
-        self,
-        clips: list[ClipArrays],
-        window: int,
-        listener_mean: np.ndarray,
-        group_matrix: np.ndarray,
-        rng: np.random.Generator,
-    ):
-        self.clips, self.window, self.rng = clips, window, rng
-        self.listener_mean = listener_mean
-        self.gm = group_matrix
-        lengths = np.array([c.n_frames for c in clips], float)
-        self.weights = lengths / lengths.sum()
-
-    def window_at(self, clip: ClipArrays, start: int, length: int):
-        sl = slice(start, start + length)
-        prev = np.concatenate(
-            [
-                clip.listener[start - 1 : start] if start > 0 else self.listener_mean[None],
-                clip.listener[start : start + length - 1],
-            ]
-        )
-        return (
-            clip.audio[sl],
-            clip.speaker[sl],
-            clip.speaker_valid[sl].astype(np.float32),
-            prev,
-            clip.listener[sl],
-            clip.listener_valid[sl].astype(np.float32) @ self.gm,
-        )
-
-    def batch(self, size: int, drop_movement: float = 0.0):
-        length = min(self.window, min(c.n_frames for c in self.clips))
-        items = []
-        for i in self.rng.choice(len(self.clips), size=size, p=self.weights):
-            clip = self.clips[i]
-            start = int(self.rng.integers(0, clip.n_frames - length + 1))
-            audio, spk, spk_valid, prev, target, mask = self.window_at(clip, start, length)
-            if drop_movement > 0:
-                spk_valid = spk_valid * (self.rng.random(spk_valid.shape[1]) >= drop_movement)
-            items.append((audio, spk, spk_valid, prev, target, mask))
-        return [torch.from_numpy(np.stack(x).astype(np.float32)) for x in zip(*items)]
-
-
 def window_ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean concordance correlation of (B, T, C) predictions and targets over time, per window and
     channel, over the (window, channel) pairs whose target varies in the window.
@@ -194,6 +155,18 @@ def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = Tr
     return recon, velocity, kl, discord
 
 
+class Objective(torch.nn.Module):
+    """The training loss as a module, so that data-parallel training wraps it in DDP (whose
+    gradient synchronisation runs through a module's forward) while the model stays plain."""
+
+    def __init__(self, model: ReactionModel, past_noise: float, with_ccc: bool):
+        super().__init__()
+        self.model, self.past_noise, self.with_ccc = model, past_noise, with_ccc
+
+    def forward(self, *batch: torch.Tensor):
+        return loss_terms(self.model, list(batch), self.past_noise, with_ccc=self.with_ccc)
+
+
 def _validation_loss(model: ReactionModel, batch, ccc_weight: float) -> float:
     """What selects the best checkpoint: the training objective without the KL and the sampling."""
     recon, velocity, _, discord = loss_terms(model, batch, 0.0, sample=False, with_ccc=ccc_weight > 0)
@@ -220,43 +193,38 @@ def _checkpoint(
     tmp.replace(path)
 
 
-def train(opts: TrainOptions, log=print) -> Path:
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(opts.device)
-    torch.manual_seed(opts.seed)
+@dataclass
+class TrainingData:
+    """What one training process draws from: endless training batches and fixed validation ones."""
+
+    dataset: str
+    config: ReactionConfig
+    batches: Iterator[Batch]
+    val_batches: list[Batch]
+    steps: int  # batches per epoch
+
+
+def _steps(train_frames: int, opts: TrainOptions) -> int:
+    """Batches per epoch: every frame in about two windows, whatever the number of workers."""
+    return max(20, int(train_frames / opts.window * 2 / opts.batch))
+
+
+def folder_data(opts: TrainOptions, state: dict | None, log) -> TrainingData:
+    """Every interaction of a data folder decoded into memory (small data)."""
     rng = np.random.default_rng(opts.seed)
     dataset, clips, problems = load_clips(opts.data, opts.format, progress=opts.progress)
     for line in problems:
         log(f"data: {line}")
     train_clips, val_clips = split_clips(clips, opts.val_fraction)
-    log(
-        f"{dataset}: {len(train_clips)} training clips ({sum(c.n_frames for c in train_clips)} frames), "
-        f"{len(val_clips)} validation clips; device {device}"
-    )
-
-    resume_path = out / "last.pt"
-    state = None
-    if opts.resume:
-        if not resume_path.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {resume_path}")
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+    train_frames = sum(c.n_frames for c in train_clips)
+    log(f"{dataset}: {len(train_clips)} training clips ({train_frames} frames), {len(val_clips)} validation clips")
+    if state is not None:
         config = ReactionConfig.from_dict(state["config"])
-        layout = config.channel_layout
-        encoded_train = encode_clips(train_clips, layout)
+        encoded_train = encode_clips(train_clips, config.channel_layout)
     else:
         layout = ChannelLayout.for_spec(SPECS[dataset])
         config, encoded_train = prepare(train_clips, float(np.median([c.fps for c in clips])), opts, layout)
-    model = ReactionModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=1e-4)
-    history, best, first_epoch = [], math.inf, 1
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, best, first_epoch = state["history"], state["best_val"], state["epoch"] + 1
-        log(f"resumed from {resume_path} at epoch {state['epoch']}")
-    model.to(device)
-
+    layout = config.channel_layout
     gm = layout.group_matrix()
     listener_mean = np.asarray(config.stats["listener_mean"], np.float32)
     sampler = WindowSampler(encoded_train, opts.window, listener_mean, gm, rng)
@@ -267,8 +235,93 @@ def train(opts: TrainOptions, log=print) -> Path:
         gm,
         np.random.default_rng(opts.seed + 1),
     )
-    val_batches = [val_sampler.batch(opts.batch) for _ in range(4)]  # fixed: comparable across epochs
-    steps = max(20, int(sum(c.n_frames for c in train_clips) / opts.window * 2 / opts.batch))
+    val_batches = [val_sampler.batch(opts.batch) for _ in range(VAL_BATCHES)]
+    return TrainingData(
+        dataset, config, sampler.batches(opts.batch, opts.drop_movement), val_batches, _steps(train_frames, opts)
+    )
+
+
+def shard_data(opts: TrainOptions, state: dict | None, log, rank: int = 0, world: int = 1) -> TrainingData:
+    """Windows streamed from `prepare`'s shards; with `world` workers, worker `rank` reads every
+    world-th training shard (all of them, from its own random order, when there are fewer shards)
+    and draws batch / world windows a step."""
+    manifest = read_manifest(opts.data)
+    if not manifest.get("complete"):
+        raise ValueError(f"{opts.data}: the shards are not complete; run `dyadic prepare` again to finish them")
+    if opts.format and opts.format != manifest["dataset"]:
+        raise ValueError(f"--format {opts.format}: {opts.data} holds {manifest['dataset']} shards")
+    folder = Path(opts.data)
+    train = [folder / s["name"] for s in manifest["shards"] if s["split"] == "train"]
+    val = [folder / s["name"] for s in manifest["shards"] if s["split"] == "validation"] or train
+    config = ReactionConfig(
+        layout=manifest["channel_layout"],
+        fps=float(manifest["fps"]),
+        hidden=opts.hidden,
+        latent=opts.latent,
+        stats=manifest["stats"],
+    )
+    if state is not None:
+        saved = ReactionConfig.from_dict(state["config"])
+        if saved.layout != config.layout or saved.stats != config.stats:
+            raise ValueError(f"--resume: {opts.out}/last.pt was trained on other shards than {opts.data}")
+        config = saved
+    totals = manifest["totals"]
+    log(
+        f"{manifest['dataset']}: {totals['train']['shards']} training shard(s) ({totals['train']['frames']} frames), "
+        f"{totals['validation']['shards']} validation shard(s), streamed through {opts.buffer_chunks} chunks"
+    )
+    mine = train[rank::world] if len(train) >= world else train
+    gm = config.channel_layout.group_matrix()
+    listener_mean = np.asarray(config.stats["listener_mean"], np.float32)
+    rng = np.random.default_rng(opts.seed + 7919 * rank)
+    stream = ShardWindows(mine, opts.window, listener_mean, gm, rng, opts.buffer_chunks)
+    val_batches = shard_validation_batches(
+        val, opts.window, opts.batch, VAL_BATCHES, listener_mean, gm, np.random.default_rng(opts.seed + 1)
+    )
+    per_worker = max(1, opts.batch // world)
+    return TrainingData(
+        manifest["dataset"],
+        config,
+        stream.batches(per_worker, opts.drop_movement),
+        val_batches,
+        _steps(int(totals["train"]["frames"]), opts),
+    )
+
+
+def load_resume_state(opts: TrainOptions) -> dict | None:
+    if not opts.resume:
+        return None
+    path = Path(opts.out) / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {path}")
+    state: dict = torch.load(path, map_location="cpu", weights_only=False)
+    return state
+
+
+def fit(
+    opts: TrainOptions,
+    data: TrainingData,
+    state: dict | None,
+    log,
+    device: torch.device,
+    wrap=None,
+    is_main: bool = True,
+    report=None,
+) -> Path:
+    """The epochs: `wrap(objective)` makes it data-parallel (DDP), `is_main` validates and writes
+    the checkpoints, `report(metrics)` runs at the end of every epoch (Ray Train's report)."""
+    out = Path(opts.out)
+    model = ReactionModel(data.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=1e-4)
+    history, best, first_epoch = [], math.inf, 1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, first_epoch = state["history"], state["best_val"], state["epoch"] + 1
+        log(f"resumed from {out / 'last.pt'} at epoch {state['epoch']}")
+    model.to(device)
+    objective = Objective(model, opts.past_noise, opts.ccc_weight > 0)
+    step_objective = wrap(objective) if wrap is not None else objective
 
     from tqdm import tqdm
 
@@ -277,11 +330,15 @@ def train(opts: TrainOptions, log=print) -> Path:
         kl_w = opts.kl_weight * min(1.0, epoch / max(1, opts.epochs // 4))  # KL warm-up
         t0, totals = time.perf_counter(), np.zeros(4)
         bar = tqdm(
-            range(steps), desc=f"epoch {epoch}/{opts.epochs}", unit="batch", leave=False, disable=not opts.progress
+            range(data.steps),
+            desc=f"epoch {epoch}/{opts.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not (opts.progress and is_main),
         )
         for _ in bar:
-            batch = [t.to(device) for t in sampler.batch(opts.batch, opts.drop_movement)]
-            recon, velocity, kl, discord = loss_terms(model, batch, opts.past_noise, with_ccc=opts.ccc_weight > 0)
+            batch = [t.to(device) for t in next(data.batches)]
+            recon, velocity, kl, discord = step_objective(*batch)
             loss = recon + velocity + kl_w * kl + opts.ccc_weight * discord
             optimizer.zero_grad()
             loss.backward()
@@ -289,35 +346,55 @@ def train(opts: TrainOptions, log=print) -> Path:
             optimizer.step()
             totals += [recon.item(), velocity.item(), kl.item(), discord.item()]
             bar.set_postfix(loss=f"{recon.item():.3f}")
-        model.eval()
-        with torch.no_grad():
-            val = np.mean([_validation_loss(model, [t.to(device) for t in b], opts.ccc_weight) for b in val_batches])
-        totals /= steps
-        history.append(
-            {
-                "epoch": epoch,
-                "train_recon": totals[0],
-                "train_velocity": totals[1],
-                "train_kl": totals[2],
-                "train_ccc_loss": totals[3],
-                "val_loss": float(val),
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        improved = val < best
-        best = min(best, float(val))
-        ccc = f", 1-ccc {totals[3]:.3f}" if opts.ccc_weight > 0 else ""
-        log(
-            f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f}{ccc})  "
-            f"val {val:.4f}{'  *' if improved else ''}  {time.perf_counter() - t0:.1f}s"
-        )
-        model.to("cpu")
-        _checkpoint(resume_path, model, optimizer, epoch, history, best, opts, dataset)
-        if improved:
-            _checkpoint(out / "best.pt", model, optimizer, epoch, history, best, opts, dataset)
-        model.to(device)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        totals /= data.steps
+        val = math.nan
+        if is_main:
+            model.eval()
+            with torch.no_grad():
+                val = float(
+                    np.mean(
+                        [_validation_loss(model, [t.to(device) for t in b], opts.ccc_weight) for b in data.val_batches]
+                    )
+                )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_recon": totals[0],
+                    "train_velocity": totals[1],
+                    "train_kl": totals[2],
+                    "train_ccc_loss": totals[3],
+                    "val_loss": val,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            improved = val < best
+            best = min(best, val)
+            ccc = f", 1-ccc {totals[3]:.3f}" if opts.ccc_weight > 0 else ""
+            log(
+                f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f}{ccc})  "
+                f"val {val:.4f}{'  *' if improved else ''}  {time.perf_counter() - t0:.1f}s"
+            )
+            model.to("cpu")
+            _checkpoint(out / "last.pt", model, optimizer, epoch, history, best, opts, data.dataset)
+            if improved:
+                _checkpoint(out / "best.pt", model, optimizer, epoch, history, best, opts, data.dataset)
+            model.to(device)
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+        if report is not None:
+            report({"epoch": epoch, "train_recon": float(totals[0]), "val_loss": val})
     return out / "best.pt"
+
+
+def train(opts: TrainOptions, log=print) -> Path:
+    """Train in this process from a data folder (in memory) or from shards (streamed); with
+    `workers` > 1, distributed.train_with_ray is the entry point."""
+    Path(opts.out).mkdir(parents=True, exist_ok=True)
+    device = pick_device(opts.device)
+    torch.manual_seed(opts.seed)
+    state = load_resume_state(opts)
+    data = (shard_data if is_shard_folder(opts.data) else folder_data)(opts, state, log)
+    log(f"device {device}")
+    return fit(opts, data, state, log, device)
 
 
 def load_checkpoint(path: str | Path) -> ReactionModel:

@@ -186,6 +186,44 @@ def cmd_data_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from dyadic.models.prepare import PrepareOptions, prepare
+
+    opts = PrepareOptions(
+        data=str(_data_root(args.data)),
+        out=args.out,
+        format=args.format,
+        val_fraction=args.val_fraction,
+        chunk_frames=args.chunk_frames,
+        shard_frames=args.shard_frames,
+        ray=args.ray,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    manifest = prepare(opts, log=lambda line: print(line, file=sys.stderr))
+    if not manifest["complete"]:
+        print(f"dyadic: incomplete: run the same command again to resume ({args.out})", file=sys.stderr)
+        return 1
+    totals = manifest["totals"]
+    print(
+        f"{args.out}: {manifest['dataset']}, train {totals['train']['shards']} shard(s) "
+        f"{totals['train']['frames']} frames, validation {totals['validation']['shards']} shard(s) "
+        f"{totals['validation']['frames']} frames",
+    )
+    return 0
+
+
+def _add_ray_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--ray",
+        metavar="HOST:PORT",
+        help=f"run the {what} on this Ray cluster (what `ray start --head` printed); default: a local Ray",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, metavar="N", help="CPUs of the local Ray (default: all of this machine's)"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dyadic.models.train import TrainOptions, train
 
@@ -202,8 +240,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         ccc_weight=args.ccc_weight,
         progress=not args.quiet,
+        buffer_chunks=args.buffer_chunks,
+        workers=args.workers or 1,
+        ray=args.ray,
     )
-    best = train(opts, log=lambda line: print(line, file=sys.stderr))
+    if opts.ray is not None and opts.workers < 2:
+        raise UserError("--ray: give --workers N (2 or more) for data-parallel training on the cluster")
+    if opts.workers > 1:
+        from dyadic.models.distributed import train_with_ray
+
+        best = train_with_ray(opts, log=lambda line: print(line, file=sys.stderr))
+    else:
+        best = train(opts, log=lambda line: print(line, file=sys.stderr))
     print(best)
     return 0
 
@@ -523,7 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     sm.set_defaults(func=cmd_data_sample)
 
     t = sub.add_parser("train", help="train the online reaction model on dataset files")
-    t.add_argument("--data", metavar="DIR", help="dataset folder; default: the embedded sample")
+    t.add_argument(
+        "--data",
+        metavar="DIR",
+        help="a dataset folder (decoded into memory: small data) or a shard folder written by `dyadic prepare` "
+        "(streamed); default: the embedded sample",
+    )
     t.add_argument("--format", choices=("seamless", "react"), help="which format to use (default: the first found)")
     t.add_argument("--out", default="runs/default", metavar="DIR", help="checkpoints go here (default: %(default)s)")
     t.add_argument("--epochs", type=positive_int, default=40, metavar="N", help="passes over the data (default: 40)")
@@ -550,8 +603,48 @@ def build_parser() -> argparse.ArgumentParser:
         "flat, under-dispersed reactions (default: %(default)s, squared error alone; "
         "the shipped REACT model used 0.5)",
     )
+    t.add_argument(
+        "--buffer-chunks",
+        type=positive_int,
+        default=64,
+        metavar="N",
+        help="training from shards: chunks held in the shuffle buffer (default: %(default)s; memory does not "
+        "grow with the data)",
+    )
+    t.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="data-parallel workers through Ray Train (shards only; CPUs here, one GPU each where Ray has GPUs)",
+    )
+    t.add_argument("--ray", metavar="HOST:PORT", help="run the workers on this Ray cluster; default: a local Ray")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
+
+    pp = sub.add_parser("prepare", help="write a data folder's training inputs and targets as shards (Ray tasks)")
+    pp.add_argument("data", metavar="DIR", nargs="?", help="dataset folder; default: the embedded sample")
+    pp.add_argument("--out", required=True, metavar="SHARDS", help="the shard folder (made; a second run resumes)")
+    pp.add_argument("--format", choices=("seamless", "react"), help="which format to use (default: the first found)")
+    pp.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="held-out share of the interactions, by sorted id (default: 0.2)",
+    )
+    pp.add_argument(
+        "--chunk-frames", type=positive_int, default=600, metavar="N", help="frames per sample (default: %(default)s)"
+    )
+    pp.add_argument(
+        "--shard-frames",
+        type=positive_int,
+        default=60_000,
+        metavar="N",
+        help="frames per shard, at least (default: %(default)s, about 33 minutes at 30 fps)",
+    )
+    _add_ray_options(pp, "shards")
+    pp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    pp.set_defaults(func=cmd_prepare)
 
     e = sub.add_parser("export", help="write a checkpoint's step function as an ONNX graph")
     e.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `dyadic train`")
