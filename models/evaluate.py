@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dyadic.datasets import DatasetError, load_interaction, scan
 from dyadic.datasets.specs import METRIC_GROUPS
 
 from . import metrics
-from .data import ClipArrays, load_clips
+from .data import ClipArrays, clip_arrays
 from .layout import ChannelLayout
 from .runtime import DEFAULT_RESAMPLE_SECONDS, generate, load_runtime
 
@@ -90,6 +91,45 @@ def _reference_rows(
     }
 
 
+def has_metric_channels(clip: ClipArrays, layout: ChannelLayout) -> bool:
+    """Whether the clip's listener has every metric group somewhere (else it cannot be scored)."""
+    group_index = {n: i for i, n in enumerate(layout.names)}
+    needed = [group_index[g] for groups, _, _ in METRIC_GROUPS[layout.spec_name] for g in groups]
+    return bool(clip.listener_valid[:, needed].any(0).all())
+
+
+_RUNTIMES: dict[tuple[str, str], object] = {}  # per Ray worker process: a model loaded once, not per clip
+
+
+def _runtime(model: str, device: str):
+    key = (str(model), device)
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = load_runtime(model, device)
+    return _RUNTIMES[key]
+
+
+def clip_rows(
+    data: str, clip_id: str, model: str, device: str, seeds: list[int], resample_seconds: float | None
+) -> dict:
+    """One interaction's K model samples and its real listener and speaker, metric columns only
+    (a Ray task); {"skipped": True} when its listener lacks the metric channels."""
+    runtime = _runtime(model, device)
+    layout = runtime.layout
+    cols, _, _ = metric_columns(layout)
+    clip = clip_arrays(load_interaction(data, clip_id), layout)
+    if not has_metric_channels(clip, layout):
+        return {"id": clip.id, "skipped": True}
+    pred = generate(runtime, clip.audio, clip.speaker, clip.speaker_valid, seeds, resample_seconds, clip.fps)
+    return {
+        "id": clip.id,
+        "skipped": False,
+        "fps": clip.fps,
+        "model": pred[..., cols],
+        "listener": clip.listener[:, cols],
+        "speaker": clip.speaker[:, cols],
+    }
+
+
 def evaluate(
     data: str | Path,
     model: str | Path,
@@ -100,57 +140,92 @@ def evaluate(
     device: str = "auto",
     progress: bool = True,
     log=print,
+    ray: str | None = None,
+    workers: int | None = None,
 ) -> dict:
+    """Generation runs as one Ray task per interaction (datasets/fanout.py): a local Ray with
+    `workers` CPUs, or the cluster at `ray`; the metrics are computed here."""
+    from dyadic.datasets.fanout import fan_out, ray_cluster
+
     runtime = load_runtime(model, device)
     layout = runtime.layout
     spec = layout.spec_name
-    _, clips, problems = load_clips(data, spec)
+    catalog = scan(data)
+    ids = [e.info.id for e in catalog.entries if e.info.dataset == spec]
+    if not ids:
+        raise DatasetError(f"{data}: no {spec} interactions to evaluate on")
+    problems = list(catalog.problems)
     cols, parts, names = metric_columns(layout)
-    group_index = {n: i for i, n in enumerate(layout.names)}
-    needed = [group_index[g] for groups, _, _ in METRIC_GROUPS[spec] for g in groups]
-    used: list[ClipArrays] = []
-    skipped: list[ClipArrays] = []
-    for c in clips:
-        (used if c.listener_valid[:, needed].any(0).all() else skipped).append(c)
-    if not used:
+    first = None
+    for clip_id in ids:  # the causality check needs one clip that has the metric channels
+        try:
+            candidate = clip_arrays(load_interaction(data, clip_id), layout)
+        except DatasetError:
+            continue
+        if has_metric_channels(candidate, layout):
+            first = candidate
+            break
+    if first is None:
         channels = ", ".join(sorted({n.split("[")[0] for n in names}))
         raise ValueError(f"{data}: no {spec} interaction has the metric channels ({channels})")
-    log(
-        f"evaluating {Path(model).name} ({runtime.provider}) on {len(used)} {spec} interaction(s), "
-        f"{samples} samples each"
-        + (f"; left out (no metric channels): {', '.join(c.id for c in skipped)}" if skipped else "")
-    )
-
-    causality = check_causality(runtime, used[0], frame=min(used[0].n_frames - 2, int(5 * used[0].fps)), seed=seed)
+    causality = check_causality(runtime, first, frame=min(first.n_frames - 2, int(5 * first.fps)), seed=seed)
     if not causality["causal"]:
         log(
             f"WARNING: the model is not causal: outputs up to frame {causality['frame']} changed by "
             f"{causality['max_diff_up_to_frame']:.3g} when later speaker inputs changed"
         )
+    items = [
+        (
+            clip_id,
+            (
+                str(data),
+                clip_id,
+                str(model),
+                device,
+                [seed * 100_003 + i * 1_000 + s for s in range(samples)],
+                resample_seconds,
+            ),
+        )
+        for i, clip_id in enumerate(ids)
+    ]
+    t0 = time.perf_counter()
+    with ray_cluster(ray, workers) as cluster:
+        job = fan_out(cluster, clip_rows, items, desc="generating", unit="clip", progress=progress)
+    gen_seconds = time.perf_counter() - t0
+    for clip_id, error in sorted(job.failed.items()):
+        problems.append(f"{clip_id}: {error}")
+    results = [job.done[i] for i in ids if i in job.done]
+    used = [r for r in results if not r["skipped"]]
+    skipped = [r["id"] for r in results if r["skipped"]]
+    log(
+        f"evaluated {Path(model).name} ({runtime.provider}) on {len(used)} {spec} interaction(s), "
+        f"{samples} samples each"
+        + (f"; left out (no metric channels): {', '.join(skipped)}" if skipped else "")
+        + (f"; failed: {', '.join(sorted(job.failed))}" if job.failed else "")
+    )
+    if not used:
+        raise ValueError(f"{data}: no {spec} interaction could be evaluated")
 
     rng = np.random.default_rng(seed)
-    all_lst = np.concatenate([c.listener[:, cols] for c in used])
+    all_lst = np.concatenate([r["listener"] for r in used])
     lo, hi = all_lst.min(0), all_lst.max(0)
     mean_frame = layout.decode(runtime.listener_start[None])[0][cols]
     rows: dict[str, list[np.ndarray]] = {r: [] for r in ROWS}
     gts, speakers = [], []
-    t0 = time.perf_counter()
+    for r in used:
+        rows["model"].append(r["model"])
+        for name, arr in _reference_rows(
+            r["listener"], r["speaker"], r["fps"], samples, parts, mean_frame, lo, hi, rng
+        ).items():
+            rows[name].append(arr)
+        gts.append([r["listener"]])
+        speakers.append(r["speaker"])
+    fps = float(np.median([r["fps"] for r in used]))
+    results_by_row = {}
     from tqdm import tqdm
 
-    for i, clip in enumerate(tqdm(used, desc="generating", unit="clip", leave=False, disable=not progress)):
-        seeds = [seed * 100_003 + i * 1_000 + s for s in range(samples)]
-        pred = generate(runtime, clip.audio, clip.speaker, clip.speaker_valid, seeds, resample_seconds, clip.fps)
-        rows["model"].append(pred[..., cols])
-        lst, spk = clip.listener[:, cols], clip.speaker[:, cols]
-        for name, arr in _reference_rows(lst, spk, clip.fps, samples, parts, mean_frame, lo, hi, rng).items():
-            rows[name].append(arr)
-        gts.append([lst])
-        speakers.append(spk)
-    gen_seconds = time.perf_counter() - t0
-    fps = float(np.median([c.fps for c in used]))
-    results = {}
     for name in tqdm(ROWS, desc="scoring", unit="row", leave=False, disable=not progress):
-        results[name] = metrics.all_metrics(rows[name], gts, speakers, parts, fps)
+        results_by_row[name] = metrics.all_metrics(rows[name], gts, speakers, parts, fps)
     report = {
         "model": str(model),
         "provider": runtime.provider,
@@ -159,13 +234,14 @@ def evaluate(
         "samples": samples,
         "seed": seed,
         "resample_seconds": resample_seconds,
-        "interactions": [c.id for c in used],
-        "left_out": [c.id for c in skipped],
-        "frames": int(sum(c.n_frames for c in used)),
+        "interactions": [r["id"] for r in used],
+        "left_out": skipped,
+        "failed": job.failed,
+        "frames": int(sum(len(r["listener"]) for r in used)),
         "metric_channels": names,
         "causality": causality,
         "generation_seconds": round(gen_seconds, 2),
-        "rows": results,
+        "rows": results_by_row,
         "problems": problems,
     }
     write_report(report, out)

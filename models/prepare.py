@@ -132,11 +132,11 @@ def prepare_shard(root: str, out: str, shard: dict, layout: dict, chunk_frames: 
     for clip_id in shard["interactions"]:
         try:
             it = load_interaction(root, clip_id)
-        except DatasetError as exc:
-            failed[clip_id] = str(exc).splitlines()[0]
+            clip = clip_arrays(it, lay)
+        except Exception as exc:  # one broken interaction: listed, and the shard goes on
+            failed[clip_id] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             continue
         problems += len(it.problems)
-        clip = clip_arrays(it, lay)
         clip.speaker, clip.listener = lay.encode(clip.speaker), lay.encode(clip.listener)
         chunks += chunks_of(clip, chunk_frames)
         frames += clip.n_frames

@@ -52,3 +52,13 @@ def decode_mp4():
         return frames, rate, audio
 
     return decode
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs) for the tests that run Ray jobs in this process: `prepare`, `eval`,
+    `replay --all` use it as it is instead of starting their own (datasets/fanout.py)."""
+    from dyadic.datasets.fanout import ray_cluster
+
+    with ray_cluster(cpus=2) as ray:
+        yield ray

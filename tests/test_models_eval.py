@@ -11,6 +11,8 @@ import pytest
 from dyadic.engine.cli import main
 from dyadic.models.shipped import WEIGHTS_DIR, default_model_path
 
+pytestmark = pytest.mark.usefixtures("local_ray")  # eval runs its clips as Ray tasks
+
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(sample_root, tmp_path_factory):

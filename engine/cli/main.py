@@ -54,54 +54,43 @@ def _data_root(arg: str | None) -> Path:
     return root
 
 
+def _replay_settings(args: argparse.Namespace):
+    from dyadic.engine.offline.batch import ReplaySettings
+
+    return ReplaySettings(
+        seconds=args.seconds,
+        size=args.size,
+        gl=args.gl,
+        msaa=args.msaa,
+        audio=args.audio,
+        model=args.model,
+        seed=args.seed,
+        ghost=args.ghost,
+        captions=not args.no_captions,
+        body_model=args.body_model,
+    )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.all:
+        return cmd_replay_all(args)
     from tqdm import tqdm
 
-    from dyadic.datasets import load_interaction
-    from dyadic.engine.offline.replay import replay
-    from dyadic.renderer.avatar import Avatar
-    from dyadic.renderer.offscreen import DyadRenderer
+    from dyadic.engine.offline.batch import render_clip
 
-    if Path(args.out).suffix.lower() != ".mp4":
-        raise UserError(f"--out {args.out}: replay writes MP4 video; give a name ending in .mp4")
+    out = args.out or "out/replay.mp4"
+    if Path(out).suffix.lower() != ".mp4":
+        raise UserError(f"--out {out}: replay writes MP4 video; give a name ending in .mp4")
     root = _data_root(args.data)
-    interaction = load_interaction(root, args.clip)
-    for line in interaction.problems + interaction.speaker.problems + interaction.listener.problems:
-        print(f"warning: {line}", file=sys.stderr)
-    runtime = None
-    if args.model != "none":
-        from dyadic.models.runtime import load_runtime
-        from dyadic.models.shipped import default_model_path
-
-        model_path = args.model or default_model_path(interaction.dataset)
-        runtime = load_runtime(model_path)
-        print(
-            f"listener: reaction model {model_path} ({runtime.provider}), "
-            f"seed {args.seed}; {'real listener as ghost' if args.ghost else 'no ghost'}",
-            file=sys.stderr,
-        )
-    avatar = Avatar(args.body_model)
-    n = (
-        interaction.n_frames
-        if args.seconds is None
-        else min(interaction.n_frames, max(1, round(args.seconds * interaction.fps)))
-    )
-    ghost = runtime is not None and args.ghost
-    with (
-        DyadRenderer(avatar, size=args.size, backend=args.gl, msaa=args.msaa, ghost=ghost) as renderer,
-        tqdm(total=n, unit="frame", desc=f"replay {interaction.id}", disable=args.quiet) as bar,
-    ):
-        result = replay(
-            interaction,
-            args.out,
-            avatar=avatar,
-            renderer=renderer,
-            seconds=args.seconds,
-            audio=args.audio,
-            model=runtime,
-            seed=args.seed,
+    with tqdm(unit="frame", desc="replay", disable=args.quiet) as bar:
+        result = render_clip(
+            root,
+            args.clip,
+            out,
+            _replay_settings(args),
             progress=bar.update,
-            captions=not args.no_captions,
+            log=lambda line: print(line, file=sys.stderr),
+            total=lambda n: setattr(bar, "total", n),
         )
     print(
         f"{result.frames} frames at {result.fps:.3f} fps ({result.seconds:.1f} s) in "
@@ -110,6 +99,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     print(result.path)
     return 0
+
+
+def cmd_replay_all(args: argparse.Namespace) -> int:
+    from dyadic.engine.offline.batch import replay_all
+
+    if args.clip is not None:
+        raise UserError("--all renders every interaction: give no clip id with it")
+    folder = Path(args.out or "out/replay")
+    if folder.suffix.lower() == ".mp4":
+        raise UserError(f"--out {args.out}: with --all, --out is a folder (one MP4 per interaction)")
+    root = _data_root(args.data)
+    batch = replay_all(
+        root, folder, _replay_settings(args), ray=args.ray, workers=args.workers, progress=not args.quiet
+    )
+    report = batch.report
+    if batch.skipped:
+        print(f"{len(batch.skipped)} clip(s) already rendered in {folder}: skipped", file=sys.stderr)
+    for line in report.summary("clip"):
+        print(line, file=sys.stderr)
+    if report.seconds > 0 and report.done:
+        print(
+            f"{batch.clip_seconds:.1f} clip-seconds in {report.seconds:.1f} s: "
+            f"{batch.clip_seconds / report.seconds:.2f} clip-seconds per second",
+            file=sys.stderr,
+        )
+    print(folder)
+    return 1 if report.failed else 0
 
 
 def cmd_data_ls(args: argparse.Namespace) -> int:
@@ -506,7 +522,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="render an interaction (speaker and listener side by side) to MP4")
     r.add_argument("clip", nargs="?", help="interaction id (V00_S0809_I00000582) or file id; default: the first")
     r.add_argument("--data", metavar="DIR", help="dataset folder (Seamless or REACT); default: the embedded sample")
-    r.add_argument("--out", default="out/replay.mp4", metavar="FILE.mp4", help="output file (default: %(default)s)")
+    r.add_argument(
+        "--out",
+        metavar="FILE.mp4|FOLDER",
+        help="output file (default: out/replay.mp4); with --all a folder (default: out/replay)",
+    )
+    r.add_argument(
+        "--all",
+        action="store_true",
+        help="render every interaction of --data as Ray tasks into FOLDER/<id>.mp4; MP4s already there are skipped",
+    )
+    _add_ray_options(r, "clips (with --all)")
     r.add_argument("--seconds", type=positive_float, metavar="S", help="render only the first S seconds")
     r.add_argument("--size", type=parse_size, default=(640, 480), metavar="WxH", help="video size (default: 640x480)")
     r.add_argument(
