@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -126,10 +127,30 @@ def ray_cluster(address: str | None = None, cpus: int | None = None, log_to_driv
     except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError here
         where = f"--ray {address}" if address else "a local Ray"
         raise ClusterError(f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    _condense_cluster_errors()
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _condense_cluster_errors() -> None:
+    """Print the cluster's error events (a node lost, a worker killed) as one line each.
+
+    Ray's driver prints each as a block of twenty raylet log lines to stdout, where the command's
+    own output goes. A lost node is an expected event of a cluster job: its first line says what
+    happened, and fan_out's summary says what was retried. (Ray 2.60's driver looks its printer up
+    by this module-level name; the version is pinned in pyproject.toml.)"""
+    import ray._private.worker as ray_worker
+
+    def one_line(data: dict, ignore_prefix: bool = False) -> None:
+        for text in data.get("lines", []):
+            lines = str(text).strip().splitlines()
+            if lines:
+                print(f"ray: {lines[0][:240]}", file=sys.stderr, flush=True)
+
+    if hasattr(ray_worker, "print_to_stdstream"):
+        ray_worker.print_to_stdstream = one_line
 
 
 def cluster_cpus(ray: Any) -> int:
@@ -152,7 +173,7 @@ def _attempts_actor(ray: Any) -> Any:
             return self.log
 
     here = ray.get_runtime_context().get_node_id()
-    strategy = NodeAffinitySchedulingStrategy(here, soft=True)
+    strategy = NodeAffinitySchedulingStrategy(here, soft=False)
     return Attempts.options(scheduling_strategy=strategy).remote()  # type: ignore[attr-defined]
 
 

@@ -241,12 +241,18 @@ def entry_from_json(info: InteractionInfo, data: dict, prefix: str) -> SeamlessE
 
 def _read_arrays(ref: FileRef, keys: dict[str, tuple[int, ...]]) -> tuple[dict[str, np.ndarray], list[str]]:
     arrays, problems = {}, []
-    with ref.open() as stream, np.load(stream, allow_pickle=False) as npz:
-        for key in keys:
-            try:
-                arrays[key] = npz[key]
-            except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError) as exc:
-                problems.append(f"{ref.name}: {key} cannot be decoded ({exc}): left out")
+    with ref.open() as stream:
+        try:
+            npz = np.load(stream, allow_pickle=False)
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+            # indexed as an NPZ, no longer one: changed on disk without a new size or mtime
+            raise DatasetError(f"{ref.name}: not a readable NPZ archive any more ({exc})") from None
+        with npz:
+            for key in keys:
+                try:
+                    arrays[key] = npz[key]
+                except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, OSError) as exc:
+                    problems.append(f"{ref.name}: {key} cannot be decoded ({exc}): left out")
     return arrays, problems
 
 

@@ -225,8 +225,10 @@ def _finish(manifest: dict, results: dict[str, dict]) -> None:
 
 def prepare(opts: PrepareOptions, log=print) -> dict:
     """Run (or resume) the job; returns the manifest (complete unless a shard failed)."""
-    from dyadic.datasets.fanout import fan_out, ray_cluster
+    from dyadic.datasets.fanout import check_reachable, fan_out, ray_cluster
 
+    if opts.ray is not None:
+        check_reachable(opts.ray)  # before the scan: an unreachable cluster is an error at once
     out = Path(opts.out)
     if out.exists() and any(out.iterdir()) and not is_shard_folder(out):
         raise DatasetError(f"--out {out}: not empty and not a shard folder; give a new or empty folder")
