@@ -63,7 +63,7 @@ class RayNodes:
         else:
             args = ["start", "--address", self.address]
         args += ["--node-ip-address", self.ips[i], *common]
-        log = open(self._dir / f"node{i}.log", "w")  # noqa: SIM115 - kept open for the process's life
+        log = open(self._dir / f"node{i}.log", "w")
         return subprocess.Popen(
             [self._ray(), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
