@@ -49,7 +49,7 @@ def test_a_node_lost_mid_job_has_its_task_retried_and_the_summary_says_so(cluste
             assert job.poll() is None and time.monotonic() < deadline, "no task reached the second node"
             time.sleep(0.2)
         cluster.kill_node(1)
-        stdout, stderr = job.communicate(timeout=240)
+        _, stderr = job.communicate(timeout=240)
     finally:
         if job.poll() is None:
             job.kill()
