@@ -54,10 +54,11 @@ def decode_mp4():
     return decode
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray (2 CPUs) for the tests that run Ray jobs in this process: `prepare`, `eval`,
-    `replay --all` use it as it is instead of starting their own (datasets/fanout.py)."""
+    """A local Ray (2 CPUs) for a module whose tests run Ray jobs in this process: `prepare`,
+    `eval`, `replay --all` use it as it is instead of starting their own (datasets/fanout.py).
+    Stopped after the module: its idle daemons would take CPU from the real-time tests."""
     from dyadic.datasets.fanout import ray_cluster
 
     with ray_cluster(cpus=2) as ray:

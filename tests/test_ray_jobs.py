@@ -110,13 +110,12 @@ def test_two_workers_through_ray_train_match_one_worker(shards, tmp_path):
     losses = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        argv = ["train", "--data", str(shards), "--out", str(out), "--epochs", "2", "--batch", "8", "-q"]
+        argv = ["train", "--data", str(shards), "--out", str(out), "--epochs", "1", "--batch", "8", "-q"]
         assert main([*argv, "--workers", str(workers)]) == 0
         losses[workers] = [h["val_loss"] for h in json.loads((out / "history.json").read_text())]
         assert (out / "best.pt").is_file()
-    assert len(losses[2]) == 2
-    for one, two in zip(losses[1], losses[2]):
-        assert abs(two - one) / one < 0.05, losses
+    assert len(losses[1]) == len(losses[2]) == 1
+    assert abs(losses[2][0] - losses[1][0]) / losses[1][0] < 0.05, losses
 
 
 def test_replay_all_renders_resumes_and_summarises_failures(sample_root, tmp_path, capsys):
