@@ -3,8 +3,9 @@
 On a tree of N interactions hard-linked to the embedded sample's complete one (scale.py's tree;
 20 s each), each command as a user runs it (its own process, a local Ray it starts itself):
 
-- `dyadic prepare` with --workers 1 and 2: interaction-hours per minute of the job (the Ray start
-  and the scan are reported apart);
+- `dyadic prepare` with --workers 1 and 2 (shards of 4 interactions, so that there are enough to
+  share): interaction-hours per minute of the job (the command's wall time, with the Ray start,
+  the scan and the reference fit, is reported apart);
 - training peak RSS (the process's maximum resident set) for one epoch on 1x and 4x the data:
   from shards (streamed) and, for contrast, from the data folder (decoded into memory);
 - `dyadic replay --all` with --workers 1 and 2: clip-seconds rendered per second (--seconds 4 a
@@ -36,6 +37,7 @@ from dyadic.datasets.catalog import index_location
 
 DATASET_HOURS, DATASET_INTERACTIONS = 4000.0, 65_000
 CLIP_SECONDS = 4.0
+SHARD_FRAMES = 2400  # 4 interactions a shard: enough shards for the workers to share (the default is 100)
 
 
 def run(argv: list[str]) -> tuple[float, str]:
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # prepare, 1 and 2 workers (the second run of each writes into a fresh folder)
         for workers in (1, 2):
-            wall, err = run(["prepare", str(one), "--out", str(base / f"s{workers}"), "--workers", str(workers), "-q"])
+            argv = ["prepare", str(one), "--out", str(base / f"s{workers}"), "--shard-frames", str(SHARD_FRAMES)]
+            wall, err = run([*argv, "--workers", str(workers), "-q"])
             job = job_seconds(err, "shard")
             rows[f"prepare {workers}w wall s"] = round(wall, 2)
             rows[f"prepare {workers}w job s"] = round(job, 2)
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(command {wall:.1f} s): {rows[f'prepare {workers}w h/min']:.3f} interaction-hours/min",
                 flush=True,
             )
-        run(["prepare", str(four), "--out", str(base / "s4x"), "--workers", "2", "-q"])
+        run(["prepare", str(four), "--out", str(base / "s4x"), "--shard-frames", str(SHARD_FRAMES), "-q"])
 
         # training peak RSS, 1x and 4x, from shards and from the folder
         for label, data in (("shards", (base / "s2", base / "s4x")), ("folder", (one, four))):

@@ -585,11 +585,14 @@ def generate_sample(
     seconds: float = 20.0,
     seed: int = 0,
     quirks: bool = True,
+    start: int = 0,
 ) -> Path:
     """Write `interactions` synthetic dyads of `seconds` each in the layout of `format`.
 
     Seamless: the first four are SEAMLESS_CLIPS (with `quirks`, including the N = 0 placeholder
     bundle); more are plain V00 clips. REACT: sessions of REACT_SESSIONS, then more in `val`.
+    `start`: the index of the first one, so that folders generated with different seeds and
+    starts hold different interaction ids and can be read as one dataset.
     Deterministic: the same arguments give the same arrays, audio, JSON and video bytes.
     """
     if seconds < MIN_SECONDS:
@@ -604,17 +607,17 @@ def generate_sample(
     rng = np.random.default_rng(seed)
     if format == "seamless":
         sink = _Sink(out)
-        for i in range(interactions):
+        for i in range(start, start + interactions):
             clip = SEAMLESS_CLIPS[i] if i < len(SEAMLESS_CLIPS) else _extra_clip(i)
             if not quirks:
                 first, second = (loc.replace(".tar", "") for loc in clip.locations)
                 clip = SeamlessClip(clip.key, clip.participants, clip.rate, (first, second), clip.movement)
             write_seamless_clip(sink, clip, rng, seconds, seed)
-        if quirks and interactions >= len(SEAMLESS_CLIPS):
+        if quirks and start == 0 and interactions >= len(SEAMLESS_CLIPS):
             write_placeholder(sink, PLACEHOLDER_ID, PLACEHOLDER_FOLDER)
         sink.close()
     elif format == "react":
-        for i in range(interactions):
+        for i in range(start, start + interactions):
             split, session, name, rate = (
                 REACT_SESSIONS[i]
                 if i < len(REACT_SESSIONS)
