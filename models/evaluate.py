@@ -145,8 +145,10 @@ def evaluate(
 ) -> dict:
     """Generation runs as one Ray task per interaction (datasets/fanout.py): a local Ray with
     `workers` CPUs, or the cluster at `ray`; the metrics are computed here."""
-    from dyadic.datasets.fanout import fan_out, ray_cluster
+    from dyadic.datasets.fanout import check_reachable, fan_out, ray_cluster
 
+    if ray is not None:
+        check_reachable(ray)  # at once, not after the model and the data are loaded
     runtime = load_runtime(model, device)
     layout = runtime.layout
     spec = layout.spec_name

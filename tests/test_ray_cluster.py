@@ -41,7 +41,7 @@ def test_prepare_runs_its_tasks_on_both_nodes(cluster, sample_root, tmp_path):
 
 def test_a_node_lost_mid_job_has_its_task_retried_and_the_summary_says_so(cluster, sample_root, tmp_path):
     argv = [sys.executable, "-m", "dyadic.engine.cli", "replay", "--all", "--data", str(sample_root / "seamless")]
-    argv += ["--out", str(tmp_path), "--seconds", "4", "--size", "96x72", "--ray", cluster.address, "-q"]
+    argv += ["--out", str(tmp_path), "--seconds", "2", "--size", "96x72", "--ray", cluster.address, "-q"]
     job = subprocess.Popen(argv, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120

@@ -94,28 +94,35 @@ def test_prepare_resumes_and_lists_a_broken_interaction(sample_root, tmp_path, c
     assert "holds shards of other data or options" in capsys.readouterr().err
 
 
-def test_train_streams_from_shards_and_resumes(shards, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def one_worker_run(shards, tmp_path_factory):
+    """One epoch from the shards in this process: what the resume and the Ray Train tests start from."""
+    out = tmp_path_factory.mktemp("one-worker")
+    assert main(["train", "--data", str(shards), "--out", str(out), "--epochs", "1", "--batch", "8", "-q"]) == 0
+    return out
+
+
+def test_train_streams_from_shards_and_resumes(shards, one_worker_run, tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["train", "--data", str(shards), "--out", str(out), "--batch", "8", "--buffer-chunks", "4", "-q"]
-    assert main([*base, "--epochs", "1"]) == 0
-    assert main([*base, "--epochs", "2", "--resume"]) == 0
+    shutil.copytree(one_worker_run, out)
+    argv = ["train", "--data", str(shards), "--out", str(out), "--batch", "8", "--buffer-chunks", "4", "-q"]
+    assert main([*argv, "--epochs", "2", "--resume"]) == 0
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(np.isfinite(h["val_loss"]) for h in history)
-    assert "training shard(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "training shard(s)" in err and "streamed through 4 chunks" in err and "resumed from" in err
 
 
-def test_two_workers_through_ray_train_match_one_worker(shards, tmp_path):
-    """The same validation losses within noise: DDP averages the gradients of two half batches."""
-    losses = {}
-    for workers in (1, 2):
-        out = tmp_path / f"w{workers}"
-        argv = ["train", "--data", str(shards), "--out", str(out), "--epochs", "1", "--batch", "8", "-q"]
-        assert main([*argv, "--workers", str(workers)]) == 0
-        losses[workers] = [h["val_loss"] for h in json.loads((out / "history.json").read_text())]
-        assert (out / "best.pt").is_file()
-    assert len(losses[1]) == len(losses[2]) == 1
-    assert abs(losses[2][0] - losses[1][0]) / losses[1][0] < 0.05, losses
+def test_two_workers_through_ray_train_match_one_worker(shards, one_worker_run, tmp_path):
+    """The same validation loss within noise: DDP averages the gradients of two half batches."""
+    out = tmp_path / "two"
+    argv = ["train", "--data", str(shards), "--out", str(out), "--epochs", "1", "--batch", "8", "--workers", "2", "-q"]
+    assert main(argv) == 0
+    one = json.loads((one_worker_run / "history.json").read_text())[0]["val_loss"]
+    two = [h["val_loss"] for h in json.loads((out / "history.json").read_text())]
+    assert len(two) == 1 and (out / "best.pt").is_file() and (out / "train.log").is_file()
+    assert abs(two[0] - one) / one < 0.05, (one, two)
 
 
 def test_replay_all_renders_resumes_and_summarises_failures(sample_root, tmp_path, capsys):

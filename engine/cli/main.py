@@ -306,6 +306,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
         log=lambda line: print(line, file=sys.stderr),
+        ray=args.ray,
+        workers=args.workers,
     )
     print(markdown_table(report))
     scored = report["dataset"]
@@ -691,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs (auto: CUDA if any)"
     )
+    _add_ray_options(ev, "generation (one task per interaction)")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
 
