@@ -144,9 +144,9 @@ def read_shard(path: str | Path) -> Iterator[Chunk]:
 # -- running sums: the normalisation statistics of many shards, merged exactly ------------------
 def channel_sums(values: np.ndarray, valid: np.ndarray | None = None) -> dict[str, list[float]]:
     """Per-channel count, sum and sum of squares (float64) over the rows where `valid` (per channel)."""
-    x = values.astype(np.float64)
-    w = np.ones_like(x) if valid is None else valid.astype(np.float64)
-    return {"n": (w.sum(0)).tolist(), "sum": (x * w).sum(0).tolist(), "sq": (x * x * w).sum(0).tolist()}
+    w = np.ones(values.shape, np.float64) if valid is None else valid.astype(np.float64)
+    x = np.where(w > 0, values.astype(np.float64), 0.0)  # an invalid frame's NaN must not reach the sums
+    return {"n": w.sum(0).tolist(), "sum": (x * w).sum(0).tolist(), "sq": (x * x * w).sum(0).tolist()}
 
 
 def merge_sums(parts: list[dict[str, list[float]]]) -> dict[str, list[float]]:
