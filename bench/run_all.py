@@ -27,6 +27,7 @@ BENCHMARKS = [
     ("latency.py", "--render", "client"),  # browser mode: to the animation frame that drew the pose
     ("network.py",),
     ("scale.py",),  # the catalog index at 1,000-16,000 interactions
+    ("jobs.py",),  # prepare / replay --all over Ray, training peak RSS from shards
     ("soak.py", "--minutes", "10"),  # the hour-long and two-session soaks: BENCHMARKS.md
 ]
 
