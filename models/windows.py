@@ -110,17 +110,19 @@ class ShardWindows:
         self.skipped = 0  # chunks shorter than a window
 
     def _chunks(self) -> Iterator[Chunk]:
-        passes_without_a_chunk = 0
-        while passes_without_a_chunk < 1:
-            passes_without_a_chunk += 1
+        """Chunks as long as a window, shard after shard, forever (a new shard order each pass)."""
+        while True:
+            found = False
             for i in self.rng.permutation(len(self.shards)):
                 for chunk in read_shard(self.shards[i]):
                     if chunk.frames < self.window:
                         self.skipped += 1
                         continue
-                    passes_without_a_chunk = 0
+                    found = True
                     yield chunk
-        raise ValueError(f"no chunk of {', '.join(map(str, self.shards[:3]))} is as long as a window ({self.window})")
+            if not found:
+                names = ", ".join(map(str, self.shards[:3]))
+                raise ValueError(f"no chunk of {names} is as long as a window ({self.window})")
 
     def batches(self, size: int, drop_movement: float = 0.0) -> Iterator[Batch]:
         source = self._chunks()

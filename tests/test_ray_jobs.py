@@ -152,6 +152,7 @@ def test_an_unreachable_ray_address_is_one_line_within_seconds(tmp_path):
     for argv in (
         ["prepare", "--out", str(tmp_path / "s"), "--ray", f"127.0.0.1:{port}"],
         ["replay", "--all", "--out", str(tmp_path / "v"), "--ray", f"127.0.0.1:{port}"],
+        ["eval", "--out", str(tmp_path / "e"), "--ray", f"127.0.0.1:{port}"],
     ):
         out = subprocess.run(
             [sys.executable, "-m", "dyadic.engine.cli", *argv], capture_output=True, text=True, timeout=60
@@ -161,6 +162,26 @@ def test_an_unreachable_ray_address_is_one_line_within_seconds(tmp_path):
             f"dyadic: error: --ray 127.0.0.1:{port}: no Ray cluster reachable there (Connection refused)"
         ]
     assert time.monotonic() - t0 < 20
+
+
+def test_shard_sums_skip_invalid_frames_even_when_they_hold_nan():
+    from dyadic.models.shards import channel_sums, stats_from_sums
+
+    values = np.array([[1.0, np.nan], [3.0, 5.0], [np.nan, 7.0]], np.float32)
+    valid = np.array([[True, False], [True, True], [False, True]])
+    mean, std = stats_from_sums(channel_sums(values, valid))
+    np.testing.assert_allclose(mean, [2.0, 6.0])
+    np.testing.assert_allclose(std, [1.0, 1.0])
+
+
+def test_generated_seeds_with_their_own_start_hold_their_own_ids(tmp_path):
+    from dyadic.datasets import scan
+    from dyadic.datasets.sample import generate_sample
+
+    generate_sample(tmp_path / "a", "seamless", interactions=2, seconds=6, seed=5, start=10)
+    generate_sample(tmp_path / "b", "seamless", interactions=2, seconds=6, seed=6, start=12)
+    ids = [e.info.id for e in scan(tmp_path).entries]
+    assert ids == ["V00_S0900_I00000010", "V00_S0900_I00000011", "V00_S0900_I00000012", "V00_S0900_I00000013"]
 
 
 def test_cuda_visible_devices_map_to_the_egl_device_of_the_same_gpu():
