@@ -11,6 +11,14 @@ from .layout import ChannelLayout
 
 METADATA_KEY = "dyadic"  # the exported ONNX file's metadata entry (export.py) holding the config
 
+# Training feeds the model the listener's own past frames (teacher forcing); at run time they are
+# its own outputs. With little noise on that past (0.3 listener stds, before 2026-12-04) the model
+# learnt to copy it and reacted to the speaker late and weakly once it ran on its own outputs: on
+# held-out generated data it lost FRCorr (REACT) and FRDist (Seamless) to the mirror row. At 3 stds
+# the past is a hint only, and the same recipe beat the mirror by 18-320 % (BENCHMARKS.md, issue 20).
+# Here, torch-free, because the CLI shows it as `train --past-noise`'s default.
+DEFAULT_PAST_NOISE = 3.0
+
 
 @dataclass
 class ReactionConfig:

@@ -91,7 +91,7 @@ class ReactionModel(nn.Module):
         """Free-running (B, T, .) -> (B, T, C): step() frame by frame, feeding back its output."""
         b, t = audio.shape[:2]
         prev = self.listener_mean.expand(b, -1) if first_previous is None else first_previous
-        hidden = self.initial_hidden(b)
+        hidden = self.initial_hidden(b).to(audio)
         out = []
         for k in range(t):
             prev, hidden = self.step(

@@ -4,8 +4,9 @@ Windows of WINDOW frames are drawn from the training clips; the model predicts e
 from the speaker's audio and movement up to that frame and the listener's previous frame, given a
 latent drawn from q(z | listener window) (a conditional VAE; the KL term pulls q to N(0, I), which is
 what the runtime samples from). Two things keep training close to live use:
-- the listener's past is fed with noise (teacher forcing on a noised past), so the model does not
-  lean on a past more exact than its own outputs will be;
+- the listener's past is fed with heavy noise (teacher forcing on a noised past, config.py
+  DEFAULT_PAST_NOISE listener stds), so the model does not lean on a past more exact than its own
+  outputs will be and reacts to the speaker instead;
 - whole speaker movement groups are dropped at random, so it reacts to audio alone (a microphone
   session has no speaker movement) exactly as the validity mask tells it.
 Checkpoints: OUT/last.pt after every epoch (what --resume continues), OUT/best.pt at the lowest
@@ -26,7 +27,7 @@ import torch
 
 from dyadic.datasets.specs import SPECS
 
-from .config import ReactionConfig
+from .config import DEFAULT_PAST_NOISE, ReactionConfig
 from .data import ClipArrays, channel_stats, load_clips, split_clips
 from .layout import ChannelLayout
 from .reaction import ReactionModel
@@ -54,7 +55,7 @@ class TrainOptions:
     hidden: int = 256
     latent: int = 16
     kl_weight: float = 0.02
-    past_noise: float = 0.3  # std of the noise on the listener's past, in normalised units
+    past_noise: float = DEFAULT_PAST_NOISE  # std of the noise on the listener's past, normalised units
     drop_movement: float = 0.3  # probability of hiding a speaker movement group for a window
     ccc_weight: float = 0.0  # weight of (1 - concordance) per channel and window, see window_ccc
     progress: bool = True
@@ -131,16 +132,27 @@ def window_ccc(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 
 
 def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = True, with_ccc: bool = False):
-    """(squared error, velocity error, KL, 1 - window concordance or 0 when not `with_ccc`)."""
+    """(squared error, velocity error, KL, 1 - window concordance or 0 when not `with_ccc`) of the
+    teacher-forced window, with z drawn from the posterior q(z | listener window) (its mean when
+    not `sample`)."""
     audio, spk, spk_valid, prev, target, mask = batch
     mu, logvar = model.encode_latent(target)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
     if past_noise > 0:
         prev = prev + torch.randn_like(prev) * past_noise * model.listener_std
     pred = model.forward_sequence(audio, spk, spk_valid, prev, z)
+    recon, velocity, discord = _error_terms(model, pred, target, mask, with_ccc)
+    kl_per_dim = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).mean(0)
+    # free bits: each latent dimension may carry FREE_BITS nats at no cost, which keeps the
+    # decoder from ignoring z (posterior collapse) and so keeps the samples diverse
+    kl = torch.clamp(kl_per_dim, min=FREE_BITS).sum()
+    return recon, velocity, kl, discord
+
+
+def _error_terms(model: ReactionModel, pred, target, mask, with_ccc: bool):
+    """(squared error, velocity error, 1 - window concordance or 0) of pred against target."""
     err = (pred - target) / model.listener_std
-    denom = mask.sum().clamp(min=1.0)
-    recon = (err**2 * mask).sum() / denom
+    recon = (err**2 * mask).sum() / mask.sum().clamp(min=1.0)
     vel_mask = mask[:, 1:] * mask[:, :-1]
     velocity = ((err[:, 1:] - err[:, :-1]) ** 2 * vel_mask).sum() / vel_mask.sum().clamp(min=1.0)
     discord = (
@@ -148,11 +160,7 @@ def loss_terms(model: ReactionModel, batch, past_noise: float, sample: bool = Tr
         if with_ccc
         else recon.new_zeros(())
     )
-    kl_per_dim = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).mean(0)
-    # free bits: each latent dimension may carry FREE_BITS nats at no cost, which keeps the
-    # decoder from ignoring z (posterior collapse) and so keeps the samples diverse
-    kl = torch.clamp(kl_per_dim, min=FREE_BITS).sum()
-    return recon, velocity, kl, discord
+    return recon, velocity, discord
 
 
 class Objective(torch.nn.Module):
@@ -167,10 +175,20 @@ class Objective(torch.nn.Module):
         return loss_terms(self.model, list(batch), self.past_noise, with_ccc=self.with_ccc)
 
 
-def _validation_loss(model: ReactionModel, batch, ccc_weight: float) -> float:
-    """What selects the best checkpoint: the training objective without the KL and the sampling."""
-    recon, velocity, _, discord = loss_terms(model, batch, 0.0, sample=False, with_ccc=ccc_weight > 0)
-    return float(recon + velocity + ccc_weight * discord)
+def _validation_losses(model: ReactionModel, batch, ccc_weight: float) -> tuple[float, float]:
+    """The training objective without the KL on a validation batch, twice:
+    - live, which selects best.pt: the model as it runs live, frame by frame on its own outputs
+      from the window's first real frame, with z at the prior's mean. Teacher-forced on the real
+      past (before 2026-12-04) it rated checkpoints on a past they never see live, and picked ones
+      that lost to the mirror row on held-out data;
+    - teacher-forced on the real past with z at the posterior's mean: steadier from run to run,
+      and its gap to the live one shows how much the model leans on an exact past."""
+    audio, spk, spk_valid, prev, target, mask = batch
+    latent = torch.zeros(audio.shape[0], model.config.latent, device=audio.device)
+    pred = model.run(audio, spk, spk_valid, latent, first_previous=prev[:, 0])
+    recon, velocity, discord = _error_terms(model, pred, target, mask, ccc_weight > 0)
+    tf_recon, tf_velocity, _, tf_discord = loss_terms(model, batch, 0.0, sample=False, with_ccc=ccc_weight > 0)
+    return float(recon + velocity + ccc_weight * discord), float(tf_recon + tf_velocity + ccc_weight * tf_discord)
 
 
 def _checkpoint(
@@ -347,15 +365,13 @@ def fit(
             totals += [recon.item(), velocity.item(), kl.item(), discord.item()]
             bar.set_postfix(loss=f"{recon.item():.3f}")
         totals /= data.steps
-        val = math.nan
+        val = val_tf = math.nan
         if is_main:
             model.eval()
             with torch.no_grad():
-                val = float(
-                    np.mean(
-                        [_validation_loss(model, [t.to(device) for t in b], opts.ccc_weight) for b in data.val_batches]
-                    )
-                )
+                batches = ([t.to(device) for t in b] for b in data.val_batches)
+                losses = [_validation_losses(model, b, opts.ccc_weight) for b in batches]
+            val, val_tf = (float(v) for v in np.mean(losses, axis=0))
             history.append(
                 {
                     "epoch": epoch,
@@ -364,6 +380,7 @@ def fit(
                     "train_kl": totals[2],
                     "train_ccc_loss": totals[3],
                     "val_loss": val,
+                    "val_teacher_forced": val_tf,
                     "seconds": time.perf_counter() - t0,
                 }
             )
@@ -372,7 +389,8 @@ def fit(
             ccc = f", 1-ccc {totals[3]:.3f}" if opts.ccc_weight > 0 else ""
             log(
                 f"epoch {epoch:3d}  train {totals[0]:.4f} (+vel {totals[1]:.4f}, kl {totals[2]:.2f}{ccc})  "
-                f"val {val:.4f}{'  *' if improved else ''}  {time.perf_counter() - t0:.1f}s"
+                f"val {val:.4f} (teacher-forced {val_tf:.4f}){'  *' if improved else ''}  "
+                f"{time.perf_counter() - t0:.1f}s"
             )
             model.to("cpu")
             _checkpoint(out / "last.pt", model, optimizer, epoch, history, best, opts, data.dataset)
@@ -381,7 +399,7 @@ def fit(
             model.to(device)
             (out / "history.json").write_text(json.dumps(history, indent=1))
         if report is not None:
-            report({"epoch": epoch, "train_recon": float(totals[0]), "val_loss": val})
+            report({"epoch": epoch, "train_recon": float(totals[0]), "val_loss": val, "val_teacher_forced": val_tf})
     return out / "best.pt"
 
 

@@ -234,9 +234,9 @@ def test_train_resume_and_checkpoint(sample_root, tmp_path):
     assert model.config.hidden == 16
 
 
-def test_train_with_the_concordance_term(sample_root, tmp_path, capsys):
-    """`dyadic train --ccc-weight W` reaches training: the term is logged per epoch on its own and
-    recorded with the run's options; a negative weight is refused."""
+def test_train_with_the_concordance_term_and_the_past_noise(sample_root, tmp_path, capsys):
+    """`dyadic train --ccc-weight W --past-noise S` reach training: the term is logged per epoch on
+    its own, both are recorded with the run's options; negative values are refused."""
     from dyadic.engine.cli.main import build_parser, cmd_train
 
     args = build_parser().parse_args(
@@ -254,16 +254,20 @@ def test_train_with_the_concordance_term(sample_root, tmp_path, capsys):
             "4",
             "--ccc-weight",
             "0.5",
+            "--past-noise",
+            "1.5",
             "-q",
         ]
     )
     assert cmd_train(args) == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert 0 < history[0]["train_ccc_loss"] < 2  # 1 - CCC, CCC in [-1, 1]
-    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["options"]["ccc_weight"] == 0.5
+    options = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["options"]
+    assert options["ccc_weight"] == 0.5 and options["past_noise"] == 1.5
     assert "1-ccc" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--ccc-weight", "-1"])
+    for flag in ("--ccc-weight", "--past-noise"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", flag, "-1"])
 
 
 def test_bad_model_files_give_clear_errors(tmp_path):

@@ -113,8 +113,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("dataset", ["seamless", "react"])
 def test_shipped_weights_meet_the_quality_bar(dataset, sample_root, tmp_path):
     """The default models, on the embedded sample (held out: they were trained on other seeds),
-    beat the mirror and random rows on FRCorr and FRDist, with diverse samples."""
-    from dyadic.models.evaluate import evaluate
+    beat the mirror and random rows on FRCorr and FRDist by the budget's 5 % each, with diverse
+    samples (`make weights` checks two more held-out seeds per format)."""
+    from dyadic.models.evaluate import QUALITY_MARGIN, evaluate, margins
     from dyadic.models.runtime import load_runtime
 
     path = default_model_path(dataset)
@@ -124,9 +125,9 @@ def test_shipped_weights_meet_the_quality_bar(dataset, sample_root, tmp_path):
     report = evaluate(sample_root / dataset, path, samples=10, out=tmp_path, progress=False, log=lambda *_: None)
     rows = report["rows"]
     assert report["causality"]["causal"]
-    for ref in ("mirror", "random"):
-        assert rows["model"]["FRCorr"] > rows[ref]["FRCorr"], (ref, rows)
-        assert rows["model"]["FRDist"] < rows[ref]["FRDist"], (ref, rows)
+    better = margins(report)
+    assert set(better) == {"mirror", "random"}
+    assert all(v >= QUALITY_MARGIN for row in better.values() for v in row.values()), (better, rows)
     assert rows["model"]["FRDiv"] > 0
 
 

@@ -115,14 +115,18 @@ def test_train_streams_from_shards_and_resumes(shards, one_worker_run, tmp_path,
 
 
 def test_two_workers_through_ray_train_match_one_worker(shards, one_worker_run, tmp_path):
-    """The same validation loss within noise: DDP averages the gradients of two half batches."""
+    """The same validation loss within noise: DDP averages the gradients of two half batches.
+    Compared teacher-forced: after one epoch the live (free-running) loss, which picks best.pt,
+    differs by 15 % between two single-process runs with other seeds (2.36, 3.07, 2.58 seen)."""
     out = tmp_path / "two"
     argv = ["train", "--data", str(shards), "--out", str(out), "--epochs", "1", "--batch", "8", "--workers", "2", "-q"]
     assert main(argv) == 0
-    one = json.loads((one_worker_run / "history.json").read_text())[0]["val_loss"]
-    two = [h["val_loss"] for h in json.loads((out / "history.json").read_text())]
+    one = json.loads((one_worker_run / "history.json").read_text())[0]
+    two = json.loads((out / "history.json").read_text())
     assert len(two) == 1 and (out / "best.pt").is_file() and (out / "train.log").is_file()
-    assert abs(two[0] - one) / one < 0.05, (one, two)
+    assert np.isfinite(two[0]["val_loss"])
+    tf_one, tf_two = one["val_teacher_forced"], two[0]["val_teacher_forced"]
+    assert abs(tf_two - tf_one) / tf_one < 0.05, (one, two)
 
 
 def test_replay_all_renders_resumes_and_summarises_failures(sample_root, tmp_path, capsys):

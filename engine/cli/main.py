@@ -20,6 +20,8 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dyadic.models.config import DEFAULT_PAST_NOISE
+
 from .options import (
     UserError,
     non_negative_float,
@@ -255,6 +257,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         val_fraction=args.val_fraction,
         ccc_weight=args.ccc_weight,
+        past_noise=args.past_noise,
         progress=not args.quiet,
         buffer_chunks=args.buffer_chunks,
         workers=args.workers or 1,
@@ -630,6 +633,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of a per-window concordance (CCC) term next to squared error, against "
         "flat, under-dispersed reactions (default: %(default)s, squared error alone; "
         "the shipped REACT model used 0.5)",
+    )
+    t.add_argument(
+        "--past-noise",
+        type=non_negative_float,
+        default=DEFAULT_PAST_NOISE,
+        metavar="S",
+        help="std of the noise on the listener's own past frames fed back during training, in units of "
+        "the listener's std (default: %(default)s): high, so that the model reacts to the speaker "
+        "rather than copying its past, as it must when it runs on its own outputs",
     )
     t.add_argument(
         "--buffer-chunks",
