@@ -35,8 +35,6 @@ from .runtime import DEFAULT_RESAMPLE_SECONDS, generate, load_runtime
 MIRROR_DELAY = 0.5  # seconds: a typical mimicry lag
 ROWS = ("model", "ground truth", "mirror", "random", "mean listener")
 METRIC_NAMES = ("FRCorr", "FRDist", "FRDiv", "FRVar", "FRDvs", "FRSyn")
-QUALITY_ROWS = ("mirror", "random")  # what the shipped weights must beat on held-out data ...
-QUALITY_MARGIN = 0.05  # ... by at least 5 % on FRCorr and on FRDist (margins())
 HIGHER_IS_BETTER = {"FRCorr": True, "FRDist": False, "FRDiv": True, "FRVar": True, "FRDvs": True, "FRSyn": False}
 
 
@@ -272,20 +270,6 @@ def beaten_by(report: dict) -> dict[str, list[str]]:
         ]
         if better:
             out[row] = better
-    return out
-
-
-def margins(report: dict) -> dict[str, dict[str, float]]:
-    """Reference row -> metric -> how much better the model is than that row on FRCorr and FRDist,
-    as a fraction of the row's value (the shipped weights' budget: QUALITY_MARGIN each)."""
-    model = report["rows"]["model"]
-    out = {}
-    for row in QUALITY_ROWS:
-        base = report["rows"][row]
-        out[row] = {
-            "FRCorr": (model["FRCorr"] - base["FRCorr"]) / max(abs(base["FRCorr"]), 1e-9),
-            "FRDist": (base["FRDist"] - model["FRDist"]) / max(abs(base["FRDist"]), 1e-9),
-        }
     return out
 
 
