@@ -20,7 +20,7 @@ BENCHMARKS = [
     ("render.py",),
     ("replay_speed.py",),
     ("model.py",),
-    ("quality.py",),  # the shipped weights against the mirror and random rows on held-out data
+    ("shipped_quality.py",),  # the shipped weights against the mirror and random rows on held-out data
     ("serve.py",),
     ("serve.py", "--render", "client"),  # browser mode: many sessions, poses and audio only
     ("latency.py",),

@@ -1,6 +1,6 @@
 """The shipped weights' quality budget (issue 20): on generated interactions from seeds never used in
 training, for both formats, the model beats the mirror and random rows on FRCorr and FRDist by at
-least QUALITY_MARGIN each. `make weights` checks it after training, `bench/quality.py` on the
+least QUALITY_MARGIN each. `make weights` checks it after training, `bench/shipped_quality.py` on the
 files as they are, and a test on the embedded sample.
 
 The held-out sets: the embedded sample (seeds 0 and 1) and HELD_OUT_SEEDS, generated on demand

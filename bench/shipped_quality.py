@@ -1,4 +1,4 @@
-"""The shipped weights against the reference rows on held-out data: `python bench/quality.py
+"""The shipped weights against the reference rows on held-out data: `python bench/shipped_quality.py
 [--formats seamless react] [--seamless FILE] [--react FILE] [--work build/quality] [--json FILE]`.
 
 Budget (issue 20): on generated interactions from seeds never used in training (the embedded
