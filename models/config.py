@@ -4,10 +4,12 @@ that serving (ONNX Runtime) never imports torch."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .features import N_MELS
-from .layout import ChannelLayout
+
+if TYPE_CHECKING:  # imported where used: the CLI reads DEFAULT_PAST_NOISE without scipy's start-up
+    from .layout import ChannelLayout
 
 METADATA_KEY = "dyadic"  # the exported ONNX file's metadata entry (export.py) holding the config
 
@@ -39,4 +41,6 @@ class ReactionConfig:
 
     @property
     def channel_layout(self) -> ChannelLayout:
+        from .layout import ChannelLayout
+
         return ChannelLayout.from_dict(self.layout)

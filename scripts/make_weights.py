@@ -1,12 +1,9 @@
 """`make weights`: reproduce the shipped default models, models/weights/{seamless,react}.onnx.
 
-For each format:
-1. generate training data with the sample generator;
-   - `--recipe shards` (the default, what made the shipped files): TRAIN_SEEDS, `--interactions` x
-     `--seconds` each with interaction ids of their own per seed (about an hour per format), through
-     the pipeline real data takes: `prepare` into shards (Ray tasks), `train` from the shards;
-   - `--recipe folder`: one seed (FOLDER_SEEDS), 16 x 60 s, trained from the data folder in memory
-     (the small-data path, a quarter of the time);
+For each format, through the pipeline real data takes:
+1. generate training data with the sample generator: TRAIN_SEEDS, `--interactions` x `--seconds`
+   each, with interaction ids of their own per seed (one dataset, about an hour), `prepare` it into
+   shards (Ray tasks), `train` from the shards;
 2. export the best checkpoint;
 3. evaluate it on held-out data from seeds never used in training (the embedded sample and
    models/quality.py HELD_OUT_SEEDS) and say whether it meets the budget there: better than the
@@ -23,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDER_SEEDS = {"seamless": 100, "react": 200}
 TRAIN_SEEDS = {"seamless": (100, 101, 102, 103), "react": (200, 201, 202, 203)}
 EPOCHS = {"seamless": 20, "react": 40}  # what the shipped files were trained for
 # The concordance term (TrainOptions.ccc_weight): on the generated REACT data squared error alone
@@ -44,31 +40,23 @@ def build(fmt: str, args, log) -> dict:
     work = Path(args.work) / fmt
     t0 = time.perf_counter()
     epochs = args.epochs or EPOCHS[fmt]
-    if args.recipe == "folder":
-        seeds: tuple[int, ...] = (FOLDER_SEEDS[fmt],)
-        log(f"generating {args.interactions} x {args.seconds:g} s of training data")
-        data = generated(work / "data", fmt, args.interactions, args.seconds, seeds[0])
-        prepared_at = generated_at = time.perf_counter()
-        train_data, source = str(data), f"seed {seeds[0]}, {args.interactions} x {args.seconds:g} s"
-    else:
-        seeds = TRAIN_SEEDS[fmt][: args.seeds]
-        log(f"generating {len(seeds)} seed(s) x {args.interactions} x {args.seconds:g} s of training data")
-        for k, seed in enumerate(seeds):
-            generated(work / "data" / f"seed-{seed}", fmt, args.interactions, args.seconds, seed, k * args.interactions)
-        generated_at = time.perf_counter()
-        options = PrepareOptions(
-            data=str(work / "data"), out=str(work / "shards"), format=fmt, val_fraction=0.1, progress=False
-        )
-        manifest = prepare(options, log=log)
-        if not manifest["complete"]:
-            raise SystemExit(f"[{fmt}] prepare did not finish: {manifest.get('job')}")
-        prepared_at = time.perf_counter()
-        hours = manifest["totals"]["train"]["frames"] / manifest["fps"] / 3600
-        train_data = str(work / "shards")
-        source = f"seeds {', '.join(map(str, seeds))}, {args.interactions} x {args.seconds:g} s each ({hours:.2f} h)"
+    seeds = TRAIN_SEEDS[fmt][: args.seeds]
+    log(f"generating {len(seeds)} seed(s) x {args.interactions} x {args.seconds:g} s of training data")
+    for k, seed in enumerate(seeds):
+        generated(work / "data" / f"seed-{seed}", fmt, args.interactions, args.seconds, seed, k * args.interactions)
+    generated_at = time.perf_counter()
+    options = PrepareOptions(
+        data=str(work / "data"), out=str(work / "shards"), format=fmt, val_fraction=0.1, progress=False
+    )
+    manifest = prepare(options, log=log)
+    if not manifest["complete"]:
+        raise SystemExit(f"[{fmt}] prepare did not finish: {manifest.get('job')}")
+    prepared_at = time.perf_counter()
+    hours = manifest["totals"]["train"]["frames"] / manifest["fps"] / 3600
+    source = f"seeds {', '.join(map(str, seeds))}, {args.interactions} x {args.seconds:g} s each ({hours:.2f} h)"
     best = train(
         TrainOptions(
-            data=train_data,
+            data=str(work / "shards"),
             out=str(work / "run"),
             format=fmt,
             epochs=epochs,
@@ -87,7 +75,6 @@ def build(fmt: str, args, log) -> dict:
     )
     log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     summary: dict = {
-        "recipe": args.recipe,
         "training data": source,
         "seconds": {
             "generate": round(generated_at - t0, 1),
@@ -109,8 +96,7 @@ def build(fmt: str, args, log) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--formats", nargs="+", default=list(TRAIN_SEEDS), choices=list(TRAIN_SEEDS))
-    ap.add_argument("--recipe", choices=("folder", "shards"), default="shards", help="see above (default: shards)")
-    ap.add_argument("--seeds", type=int, default=4, help="--recipe shards: training seeds per format (default: 4)")
+    ap.add_argument("--seeds", type=int, default=4, help="training seeds per format (default: 4)")
     ap.add_argument("--interactions", type=int, default=16, help="interactions per seed (default: 16)")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--epochs", type=int, help="default: per format, " + str(EPOCHS))
@@ -129,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     for fmt, s in summaries.items():
         met = sum(h["met"] for h in s["held out"].values())
         print(
-            f"[{fmt}] {s['recipe']} recipe, {s['training data']}; budget met on {met} of {len(s['held out'])} "
+            f"[{fmt}] {s['training data']}; budget met on {met} of {len(s['held out'])} "
             f"held-out sets; seconds: {s['seconds']}",
             flush=True,
         )
     print(f"written: {path}")
-    return 0
+    return 0 if all(h["met"] for s in summaries.values() for h in s["held out"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -211,6 +211,26 @@ def test_window_ccc_by_hand():
     assert float(both) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_validation_rates_the_model_as_it_runs_live(small_model, seamless_clips):
+    """best.pt is picked by the live validation loss: the model on its own outputs from the
+    window's first real frame, so the real past after that frame cannot change it; the
+    teacher-forced loss logged next to it reads that past."""
+    from dyadic.models.train import _validation_losses
+
+    audio, speaker, valid, _ = _inputs(small_model, seamless_clips[0], frames=40)
+    layout = small_model.config.channel_layout
+    target = torch.from_numpy(np.repeat(layout.encode(seamless_clips[0].listener[1:41])[None], 2, 0))
+    past = torch.cat([target[:, :1], target[:, :-1]], dim=1)
+    mask = torch.ones_like(target)
+    other_past = past.clone()
+    other_past[:, 1:] += 0.5 * small_model.listener_std
+    with torch.no_grad():
+        live, forced = _validation_losses(small_model, [audio, speaker, valid, past, target, mask], 0.5)
+        live2, forced2 = _validation_losses(small_model, [audio, speaker, valid, other_past, target, mask], 0.5)
+    assert np.isfinite([live, forced]).all()
+    assert live2 == live and forced2 != forced
+
+
 def test_train_resume_and_checkpoint(sample_root, tmp_path):
     out = tmp_path / "run"
     opts = TrainOptions(
@@ -229,7 +249,7 @@ def test_train_resume_and_checkpoint(sample_root, tmp_path):
     train(opts, log=lambda *_: None)
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
-    assert all(np.isfinite(h["val_loss"]) for h in history)
+    assert all(np.isfinite([h["val_loss"], h["val_teacher_forced"]]).all() for h in history)
     model = load_checkpoint(out / "last.pt")
     assert model.config.hidden == 16
 
